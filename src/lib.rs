@@ -1,1 +1,303 @@
+//! kratos-gate: a reverse proxy in front of Ory Kratos that keeps identities on a blocklist
+//! from obtaining, keeping, refreshing or extending a session.
+//!
+//! [`start`] binds every listener and returns a running [`Gateway`]; tests start one on
+//! port 0 and talk to it over TCP like any client.
+#![forbid(unsafe_code)]
 
+pub mod blocklist;
+pub mod config;
+pub mod diagnostic;
+pub mod headers;
+pub mod metrics;
+pub mod ops;
+pub mod paths;
+pub mod proxy;
+pub mod reload;
+pub mod respond;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::diagnostic::Diagnostic;
+use crate::metrics::{Listener, Metrics};
+use crate::ops::Readiness;
+use crate::proxy::{PassThrough, Policy, Proxy};
+use crate::reload::{BlocklistStore, ReloadTriggers};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or blocklist is invalid: exit code 2.
+    #[error("{}", diagnostic::render(.0).trim_end())]
+    Invalid(Vec<Diagnostic>),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub public_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub ops_addr: SocketAddr,
+    blocklist: Arc<BlocklistStore>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    triggers: ReloadTriggers,
+    stop_listeners: watch::Sender<bool>,
+    stop_background: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    ops: JoinHandle<()>,
+    stop_ops: watch::Sender<bool>,
+    shutdown_delay: std::time::Duration,
+}
+
+/// Loads config-dependent state that can fail on bad input (before anything is bound).
+pub fn load_blocklist(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(BlocklistStore, Vec<Diagnostic>), Vec<Diagnostic>> {
+    BlocklistStore::load(&config.blocklist.path, metrics)
+}
+
+/// Validates config and blocklist, binds every listener and starts serving.
+pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let (store, warnings) =
+        load_blocklist(&config, Arc::clone(&metrics)).map_err(StartError::Invalid)?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let blocklist = Arc::new(store);
+
+    let public = bind("public", config.listen.public).await?;
+    let admin = match config.listen.admin {
+        Some(a) => Some(bind("admin", a).await?),
+        None => None,
+    };
+    let ops = bind("ops", config.listen.ops).await?;
+    let public_addr = local_addr(&public, "public", config.listen.public)?;
+    let admin_addr = match &admin {
+        Some(l) => Some(local_addr(
+            l,
+            "admin",
+            config.listen.admin.unwrap_or(public_addr),
+        )?),
+        None => None,
+    };
+    let ops_addr = local_addr(&ops, "ops", config.listen.ops)?;
+
+    let readiness = Arc::new(Readiness::default());
+    let (stop_listeners, stop_rx) = watch::channel(false);
+    let (stop_background, background_rx) = watch::channel(false);
+    let (stop_ops, ops_rx) = watch::channel(false);
+    let grace = config.server.shutdown_grace.get();
+    let builder = server::builder(&config.server);
+    let client = proxy::upstream_client(&config);
+    let policy = Arc::new(PassThrough);
+
+    let mut listeners = Vec::new();
+    listeners.push(spawn_proxy(
+        "public",
+        public,
+        Proxy::new(
+            Listener::Public,
+            config.upstream.public.clone(),
+            client.clone(),
+            &config,
+            Arc::clone(&policy),
+            Arc::clone(&metrics),
+        ),
+        builder.clone(),
+        stop_rx.clone(),
+        grace,
+    ));
+    if let Some(admin) = admin {
+        listeners.push(spawn_proxy(
+            "admin",
+            admin,
+            Proxy::new(
+                Listener::Admin,
+                config.upstream.admin.clone(),
+                client,
+                &config,
+                policy,
+                Arc::clone(&metrics),
+            ),
+            builder.clone(),
+            stop_rx.clone(),
+            grace,
+        ));
+    }
+
+    let ops_task = {
+        let readiness = Arc::clone(&readiness);
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(server::serve(
+            "ops",
+            ops,
+            builder,
+            move |req, _peer| ops::handle(req, Arc::clone(&readiness), Arc::clone(&metrics)),
+            ops_rx,
+            grace,
+        ))
+    };
+
+    let triggers = ReloadTriggers::default();
+    let background = vec![tokio::spawn(reload::run_reloader(
+        Arc::clone(&blocklist),
+        config.blocklist.poll_interval.get(),
+        config.blocklist.debounce.get(),
+        triggers.clone(),
+        None,
+        background_rx,
+    ))];
+
+    readiness.set_listening();
+    tracing::info!(
+        public = %public_addr,
+        admin = ?admin_addr,
+        ops = %ops_addr,
+        upstream_public = %config.upstream.public,
+        upstream_admin = %config.upstream.admin,
+        blocklist = %config.blocklist.path.display(),
+        entries = blocklist.snapshot().len(),
+        "kratos-gate serving"
+    );
+    Ok(Gateway {
+        public_addr,
+        admin_addr,
+        ops_addr,
+        blocklist,
+        metrics,
+        readiness,
+        triggers,
+        stop_listeners,
+        stop_background,
+        listeners,
+        background,
+        ops: ops_task,
+        stop_ops,
+        shutdown_delay: config.server.shutdown_delay.get(),
+    })
+}
+
+fn spawn_proxy<P: Policy>(
+    name: &'static str,
+    listener: TcpListener,
+    proxy: Proxy<P>,
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(server::serve(
+        name,
+        listener,
+        builder,
+        move |req, addr| {
+            let proxy = proxy.clone();
+            async move {
+                let peer = proxy.peer(addr, false);
+                proxy.handle(req, peer).await
+            }
+        },
+        stop,
+        grace,
+    ))
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+fn local_addr(
+    l: &TcpListener,
+    listener: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        listener,
+        addr,
+        source,
+    })
+}
+
+impl Gateway {
+    /// Re-reads the blocklist now (what SIGHUP does).
+    pub fn reload_blocklist(&self) {
+        self.triggers.now.notify_one();
+    }
+
+    pub fn blocklist(&self) -> &Arc<BlocklistStore> {
+        &self.blocklist
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+
+    /// Graceful shutdown: `/readyz` turns 503, after `server.shutdown_delay` the listeners
+    /// close, in-flight requests get `server.shutdown_grace` to finish, then background
+    /// tasks stop. Returns when everything has stopped.
+    pub async fn shutdown(self) {
+        self.readiness.set_draining();
+        tracing::info!(delay = ?self.shutdown_delay, "shutting down: readiness is now 503");
+        if !self.shutdown_delay.is_zero() {
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
+        let _ = self.stop_listeners.send(true);
+        for l in self.listeners {
+            let _ = l.await;
+        }
+        let _ = self.stop_background.send(true);
+        for b in self.background {
+            let _ = b.await;
+        }
+        let _ = self.stop_ops.send(true);
+        let _ = self.ops.await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Installs the tracing subscriber: `json` for log pipelines, `text` for people.
+/// `RUST_LOG` overrides the default level (`info`).
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+    // A subscriber already installed (tests) is fine.
+    let _ = result;
+}

@@ -1,1 +1,155 @@
-fn main() {}
+//! The `kratos-gate` binary: argument parsing, logging, exit codes and signals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kratos_gate::blocklist::unix_now;
+use kratos_gate::config::Config;
+use kratos_gate::diagnostic;
+use kratos_gate::reload::read_blocklist;
+
+/// A reverse proxy in front of Ory Kratos that keeps blocklisted identities from holding a
+/// session.
+#[derive(Parser, Debug)]
+#[command(name = "kratos-gate", version, about)]
+struct Args {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        env = "KRATOS_GATE_CONFIG",
+        default_value = "gateway.yaml"
+    )]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the config and the blocklist it names, print a summary, and exit
+    /// (0 valid, 2 invalid).
+    Check,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+const EXIT_INVALID: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Some(Command::Check) => check(&args.config),
+        None => serve(&args),
+    }
+}
+
+/// Loads config and blocklist; on error prints every diagnostic and returns the exit code.
+fn load(
+    config_path: &std::path::Path,
+) -> Result<(Config, kratos_gate::blocklist::Parsed), ExitCode> {
+    let config = Config::load(config_path).map_err(|errs| {
+        eprint!("{}", diagnostic::render(&errs));
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    if let Err(e) = config.admin_token() {
+        eprintln!("{}: {e}", config_path.display());
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    let parsed = read_blocklist(&config.blocklist.path).map_err(|errs| {
+        eprint!("{}", diagnostic::render(&errs));
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    Ok((config, parsed))
+}
+
+fn check(config_path: &std::path::Path) -> ExitCode {
+    let (config, parsed) = match load(config_path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    for w in &parsed.warnings {
+        eprintln!("{w} (warning)");
+    }
+    let now = unix_now();
+    let list = &parsed.blocklist;
+    println!(
+        "ok: {} valid; blocklist {}: {} entries, {} expiring, {} expired, {} warnings",
+        config_path.display(),
+        config.blocklist.path.display(),
+        list.len(),
+        list.expiring_count(now),
+        list.expired_count(now),
+        parsed.warnings.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn serve(args: &Args) -> ExitCode {
+    kratos_gate::init_logging(matches!(args.log_format, LogFormat::Json));
+    // Validate before building the runtime or binding anything.
+    let (config, _) = match load(&args.config) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let gateway = match kratos_gate::start(config).await {
+            Ok(g) => g,
+            Err(kratos_gate::StartError::Invalid(errs)) => {
+                eprint!("{}", diagnostic::render(&errs));
+                return ExitCode::from(EXIT_INVALID);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match wait_for_signals(&gateway).await {
+            Ok(()) => {
+                gateway.shutdown().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot install signal handlers: {e}");
+                gateway.shutdown().await;
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Returns on SIGTERM or SIGINT; SIGHUP reloads the blocklist.
+async fn wait_for_signals(gateway: &kratos_gate::Gateway) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()); }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()); }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the blocklist");
+                gateway.reload_blocklist();
+            }
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! `gateway.yaml`: typed configuration with defaults for everything the contract leaves open.
+//!
+//! Values are validated while they are deserialized so that every error carries the line and
+//! column of the offending value. Relative paths resolve against the config file's folder.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::Uri;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::diagnostic::Diagnostic;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Listen,
+    pub upstream: Upstream,
+    pub blocklist: BlocklistConfig,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub forwarding: Forwarding,
+    #[serde(default)]
+    pub inspection: Inspection,
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    #[serde(default)]
+    pub revocation: Revocation,
+    /// The file this config was read from (not a YAML key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(deserialize_with = "from_str")]
+    pub public: SocketAddr,
+    #[serde(default, deserialize_with = "opt_from_str")]
+    pub admin: Option<SocketAddr>,
+    #[serde(deserialize_with = "from_str")]
+    pub ops: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    #[serde(deserialize_with = "from_str")]
+    pub public: UpstreamUrl,
+    #[serde(deserialize_with = "from_str")]
+    pub admin: UpstreamUrl,
+    /// Time allowed to open a TCP connection to Kratos.
+    #[serde(default = "d_connect_timeout", deserialize_with = "from_str")]
+    pub connect_timeout: HumanDuration,
+    /// Time allowed until Kratos's response headers arrive.
+    #[serde(default = "d_response_timeout", deserialize_with = "from_str")]
+    pub response_timeout: HumanDuration,
+    /// Idle keep-alive connections are closed after this; keep it below Kratos's own idle
+    /// timeout (120 s) so the gateway never reuses a connection Kratos is closing.
+    #[serde(default = "d_pool_idle_timeout", deserialize_with = "from_str")]
+    pub pool_idle_timeout: HumanDuration,
+    #[serde(default = "d_pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+    /// Timeout of each call the gateway itself makes to Kratos (whoami, admin lookups,
+    /// revocations).
+    #[serde(default = "d_lookup_timeout", deserialize_with = "from_str")]
+    pub lookup_timeout: HumanDuration,
+    /// File holding the admin API key (Ory Network: `ory_pat_…`), sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// Name of an environment variable holding the admin API key.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistConfig {
+    pub path: PathBuf,
+    /// Backstop re-read interval, for file systems whose change events are lost.
+    #[serde(default = "d_poll_interval", deserialize_with = "from_str")]
+    pub poll_interval: HumanDuration,
+    /// Quiet time after a change event before the file is read (editors write in bursts).
+    #[serde(default = "d_debounce", deserialize_with = "from_str")]
+    pub debounce: HumanDuration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// A client must finish sending request headers within this time (slow-loris bound).
+    #[serde(deserialize_with = "from_str")]
+    pub header_read_timeout: HumanDuration,
+    /// HTTP/1 read buffer, which bounds the request head.
+    pub max_header_bytes: usize,
+    pub http2_max_concurrent_streams: u32,
+    /// After SIGTERM, `/readyz` answers 503 for this long before listeners close, so load
+    /// balancers stop sending new requests first.
+    #[serde(deserialize_with = "from_str")]
+    pub shutdown_delay: HumanDuration,
+    /// In-flight requests get this long to finish after listeners close.
+    #[serde(deserialize_with = "from_str")]
+    pub shutdown_grace: HumanDuration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forwarding {
+    /// Peers whose `X-Forwarded-For` and client-IP headers are believed (your ingress).
+    #[serde(deserialize_with = "vec_from_str")]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inspection {
+    pub session_cookie: String,
+    /// Largest response body the gateway buffers to look for credentials; a larger one that
+    /// may carry a credential is refused (502).
+    pub body_limit_bytes: usize,
+    /// Request bodies up to this size are copied, so that the login identifier is known if
+    /// the owner of a new session has to be looked up by it.
+    pub login_body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Enforcement {
+    /// `error.message` of the 403 `identity_disabled` answer.
+    pub message: String,
+    /// Where browser form flows are sent (303) instead of the HTML 403 page.
+    #[serde(deserialize_with = "opt_from_str")]
+    pub browser_redirect: Option<Uri>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Revocation {
+    /// Revocations waiting to be sent; beyond this new ones are dropped and counted.
+    pub queue_capacity: usize,
+    /// Admin calls in flight at once.
+    pub concurrency: usize,
+    #[serde(deserialize_with = "from_str")]
+    pub initial_backoff: HumanDuration,
+    #[serde(deserialize_with = "from_str")]
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            max_header_bytes: 64 * 1024,
+            http2_max_concurrent_streams: 256,
+            shutdown_delay: HumanDuration(Duration::ZERO),
+            shutdown_grace: HumanDuration(Duration::from_secs(20)),
+        }
+    }
+}
+
+impl Default for Inspection {
+    fn default() -> Self {
+        Inspection {
+            session_cookie: "ory_kratos_session".to_owned(),
+            body_limit_bytes: 1024 * 1024,
+            login_body_limit_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Enforcement {
+            message: "This account has been disabled. Please contact support for assistance."
+                .to_owned(),
+            browser_redirect: None,
+        }
+    }
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Revocation {
+            queue_capacity: 65_536,
+            concurrency: 16,
+            initial_backoff: HumanDuration(Duration::from_millis(200)),
+            max_backoff: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+fn d_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+fn d_response_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15))
+}
+fn d_pool_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(90))
+}
+fn d_pool_max_idle() -> usize {
+    128
+}
+fn d_lookup_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn d_poll_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn d_debounce() -> HumanDuration {
+    HumanDuration(Duration::from_millis(150))
+}
+
+/// A duration written the human way: `250ms`, `10s`, `1m 30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 250ms, 10s, 1m"))
+    }
+}
+
+/// A Kratos base URL: `http://host:port`, no path, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub uri: Uri,
+}
+
+impl UpstreamUrl {
+    pub fn scheme(&self) -> &str {
+        self.uri.scheme_str().unwrap_or("http")
+    }
+
+    pub fn authority(&self) -> &http::uri::Authority {
+        // from_str guarantees an authority.
+        self.uri
+            .authority()
+            .unwrap_or_else(|| unreachable_authority())
+    }
+
+    /// `base` + `path_and_query`, as a string (for the lookup client).
+    pub fn join(&self, path_and_query: &str) -> String {
+        format!("{}://{}{}", self.scheme(), self.authority(), path_and_query)
+    }
+}
+
+#[cold]
+fn unreachable_authority() -> &'static http::uri::Authority {
+    static FALLBACK: std::sync::OnceLock<http::uri::Authority> = std::sync::OnceLock::new();
+    FALLBACK.get_or_init(|| http::uri::Authority::from_static("invalid.invalid"))
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme(), self.authority())
+    }
+}
+
+impl FromStr for UpstreamUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().trim_end_matches('/');
+        let uri: Uri = s
+            .parse()
+            .map_err(|e| format!("`{s}` is not a URL ({e}); write e.g. http://127.0.0.1:4433"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "`{s}`: https upstreams are not supported yet; use http:// to a Kratos on the same host or network"
+                ))
+            }
+            _ => return Err(format!("`{s}` must start with http://")),
+        }
+        if uri.authority().is_none() {
+            return Err(format!("`{s}` has no host"));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!(
+                "`{s}` has a path; give only scheme, host and port (Kratos serves at /)"
+            ));
+        }
+        if uri.query().is_some() {
+            return Err(format!(
+                "`{s}` has a query; give only scheme, host and port"
+            ));
+        }
+        Ok(UpstreamUrl { uri })
+    }
+}
+
+fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.trim().parse::<T>().map_err(serde::de::Error::custom)
+}
+
+fn opt_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn vec_from_str<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let items = Option::<Vec<String>>::deserialize(d)?.unwrap_or_default();
+    items
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            // A bare address means that one host.
+            let parsed = s.parse::<T>().or_else(|e| {
+                let with_prefix = if s.contains(':') {
+                    format!("{s}/128")
+                } else {
+                    format!("{s}/32")
+                };
+                with_prefix.parse::<T>().map_err(|_| e)
+            });
+            parsed.map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Diagnostic::whole_file(
+                &name,
+                format!("cannot read config: {e}"),
+            )]
+        })?;
+        Config::from_yaml(&text, path)
+    }
+
+    /// Parses config text as if it had been read from `path` (relative paths resolve against
+    /// its folder).
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, Vec<Diagnostic>> {
+        let name = path.display().to_string();
+        let mut config: Config =
+            serde_saphyr::from_str(text).map_err(|e| vec![Diagnostic::from_yaml(&name, &e)])?;
+        config.source = path.to_path_buf();
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        config.blocklist.path = resolve(base, &config.blocklist.path);
+        if let Some(p) = &config.upstream.admin_token_file {
+            config.upstream.admin_token_file = Some(resolve(base, p));
+        }
+        config.validate(&name)?;
+        Ok(config)
+    }
+
+    fn validate(&self, name: &str) -> Result<(), Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, msg: &str| {
+            if !ok {
+                errors.push(Diagnostic::whole_file(name, msg));
+            }
+        };
+        check(
+            !self.inspection.session_cookie.trim().is_empty()
+                && http::HeaderValue::from_str(&self.inspection.session_cookie).is_ok()
+                && !self.inspection.session_cookie.contains(['=', ';', ' ']),
+            "inspection.session_cookie must be a cookie name",
+        );
+        check(
+            self.inspection.body_limit_bytes >= 1024,
+            "inspection.body_limit_bytes must be at least 1024",
+        );
+        check(
+            self.revocation.concurrency >= 1 && self.revocation.concurrency <= 64,
+            "revocation.concurrency must be between 1 and 64",
+        );
+        check(
+            self.revocation.queue_capacity >= 1,
+            "revocation.queue_capacity must be at least 1",
+        );
+        check(
+            self.server.max_header_bytes >= 8192,
+            "server.max_header_bytes must be at least 8192",
+        );
+        check(
+            !self.blocklist.poll_interval.get().is_zero(),
+            "blocklist.poll_interval must be more than 0s",
+        );
+        check(
+            self.listen.admin.is_none() || self.listen.admin != Some(self.listen.public),
+            "listen.admin and listen.public must differ",
+        );
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The admin API key, if one is configured (file first, then environment).
+    pub fn admin_token(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.upstream.admin_token_file {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read admin token: {e}", path.display()))?;
+            let t = t.trim().to_owned();
+            if t.is_empty() {
+                return Err(format!("{}: admin token file is empty", path.display()));
+            }
+            return Ok(Some(t));
+        }
+        if let Some(var) = &self.upstream.admin_token_env {
+            return match std::env::var(var) {
+                Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
+                _ => Err(format!(
+                    "upstream.admin_token_env names `{var}`, which is not set"
+                )),
+            };
+        }
+        Ok(None)
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "listen:\n  public: 0.0.0.0:4455\n  admin: 127.0.0.1:4456\n  ops: 0.0.0.0:9091\nupstream:\n  public: http://127.0.0.1:4433\n  admin: http://127.0.0.1:4434\nblocklist:\n  path: blocklist.yaml\n";
+
+    fn parse(text: &str) -> Result<Config, Vec<Diagnostic>> {
+        Config::from_yaml(text, Path::new("/etc/kratos-gate/gateway.yaml"))
+    }
+
+    #[test]
+    fn contract_keys_with_defaults() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.listen.public, "0.0.0.0:4455".parse().expect("addr"));
+        assert_eq!(c.upstream.public.to_string(), "http://127.0.0.1:4433");
+        assert_eq!(
+            c.blocklist.path,
+            PathBuf::from("/etc/kratos-gate/blocklist.yaml")
+        );
+        assert_eq!(c.inspection.session_cookie, "ory_kratos_session");
+        assert_eq!(c.blocklist.poll_interval.get(), Duration::from_secs(10));
+        assert!(c.forwarding.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn admin_listener_is_optional_and_absolute_paths_stay() {
+        let text = MINIMAL
+            .replace("  admin: 127.0.0.1:4456\n", "")
+            .replace("path: blocklist.yaml", "path: /data/list.yaml");
+        let c = parse(&text).expect("valid");
+        assert!(c.listen.admin.is_none());
+        assert_eq!(c.blocklist.path, PathBuf::from("/data/list.yaml"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let text = format!("{MINIMAL}inspection:\n  body_limit: 10\n");
+        let errs = parse(&text).expect_err("unknown key");
+        assert_eq!(errs[0].line, 11, "{errs:?}");
+        assert!(errs[0].message.contains("body_limit"), "{errs:?}");
+        assert!(errs[0]
+            .to_string()
+            .starts_with("/etc/kratos-gate/gateway.yaml:11:"));
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let errs = parse(&MINIMAL.replace("0.0.0.0:4455", "0.0.0.0:notaport")).expect_err("x");
+        assert_eq!(errs[0].line, 2, "{errs:?}");
+        let errs = parse(&MINIMAL.replace("http://127.0.0.1:4434", "ftp://127.0.0.1:4434"))
+            .expect_err("x");
+        assert_eq!(errs[0].line, 7, "{errs:?}");
+        assert!(errs[0].message.contains("http://"), "{errs:?}");
+        let errs = parse(&format!("{MINIMAL}server:\n  shutdown_grace: soon\n")).expect_err("x");
+        assert_eq!(errs[0].line, 11, "{errs:?}");
+        assert!(errs[0].message.contains("duration"), "{errs:?}");
+    }
+
+    #[test]
+    fn missing_required_key_is_an_error() {
+        let errs = parse(&MINIMAL.replace("  ops: 0.0.0.0:9091\n", "")).expect_err("x");
+        assert!(errs[0].message.contains("ops"), "{errs:?}");
+    }
+
+    #[test]
+    fn trusted_proxies_accept_cidrs_and_bare_addresses() {
+        let text = format!(
+            "{MINIMAL}forwarding:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7, \"::1\"]\n"
+        );
+        let c = parse(&text).expect("valid");
+        assert_eq!(c.forwarding.trusted_proxies.len(), 3);
+        assert!(c.forwarding.trusted_proxies[1]
+            .contains(&"192.168.1.7".parse::<std::net::IpAddr>().expect("ip")));
+        let bad = format!("{MINIMAL}forwarding:\n  trusted_proxies: [10.0.0.0/99]\n");
+        assert_eq!(parse(&bad).expect_err("x")[0].line, 11);
+    }
+
+    #[test]
+    fn upstream_url_with_path_is_rejected() {
+        let errs = parse(&MINIMAL.replace("http://127.0.0.1:4433", "http://127.0.0.1:4433/kratos"))
+            .expect_err("x");
+        assert!(errs[0].message.contains("path"), "{errs:?}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Request paths as a lax router would see them, for naming request kinds in audit events
+//! and for the admin listener's extend check. Blocking on the public listener never depends
+//! on the path (see `inspection.rs`).
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+/// The path a permissive router would route: percent-decoded (repeatedly, so `%2577` is
+/// `w`), `\` taken as `/`, empty and `.` segments dropped, `..` resolved, lower-cased, without
+/// a trailing slash. Always starts with `/`.
+pub fn canonical_path(raw: &str) -> String {
+    let mut decoded: Cow<str> = Cow::Borrowed(raw);
+    for _ in 0..3 {
+        let next = percent_decode_str(&decoded)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == decoded {
+            break;
+        }
+        decoded = Cow::Owned(next);
+    }
+    let lower = decoded.replace('\\', "/").to_ascii_lowercase();
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in lower.split('/') {
+        match seg.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\0') {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(lower.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// The session id of an extend request (`/admin/sessions/{id}/extend`, or
+/// `/sessions/{id}/extend`, which Kratos's admin port also routes), however the path is
+/// spelled. `Some("")`-like garbage ids are returned as written for the caller to reject.
+pub fn extend_session_id(raw_path: &str) -> Option<String> {
+    let path = canonical_path(raw_path);
+    let rest = path.strip_prefix("/admin").unwrap_or(&path);
+    let rest = rest.strip_prefix("/sessions/")?;
+    let (id, tail) = rest.split_once('/')?;
+    (tail == "extend").then(|| id.to_owned())
+}
+
+/// A short name for what a public request is, for audit events and metrics.
+pub fn request_kind(raw_path: &str) -> &'static str {
+    let p = canonical_path(raw_path);
+    let starts = |prefix: &str| p == prefix || p.starts_with(&format!("{prefix}/"));
+    if starts("/sessions/whoami") {
+        "whoami"
+    } else if starts("/sessions/token-exchange") {
+        "token_exchange"
+    } else if starts("/self-service/login") || starts("/self-service/methods/oidc") {
+        "login"
+    } else if starts("/self-service/registration") {
+        "registration"
+    } else if starts("/self-service/recovery") {
+        "recovery"
+    } else if starts("/self-service/settings") {
+        "settings"
+    } else if starts("/self-service/verification") {
+        "verification"
+    } else if starts("/sessions") {
+        "sessions"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_path_undoes_spelling_tricks() {
+        for raw in [
+            "/sessions/whoami",
+            "//sessions/whoami",
+            "/sessions/%77hoami",
+            "/sessions/%2577hoami",
+            "/sessions/whoami/",
+            "/./sessions/./whoami",
+            "/x/../sessions/whoami",
+            "/Sessions/WHOAMI",
+            "/sessions\\whoami",
+            "/sessions/whoami%2f",
+        ] {
+            assert_eq!(canonical_path(raw), "/sessions/whoami", "{raw}");
+        }
+        assert_eq!(canonical_path(""), "/");
+        assert_eq!(canonical_path("/../../"), "/");
+    }
+
+    #[test]
+    fn extend_paths_in_every_spelling() {
+        let id = "7efedf89-4dda-4636-8320-7506e58db1a3";
+        for raw in [
+            format!("/admin/sessions/{id}/extend"),
+            format!("/sessions/{id}/extend"),
+            format!("//admin//sessions/{id}/extend/"),
+            format!("/admin/sessions/{id}/%65xtend"),
+            format!("/admin/x/../sessions/{id}/Extend"),
+        ] {
+            assert_eq!(extend_session_id(&raw).as_deref(), Some(id), "{raw}");
+        }
+        assert_eq!(extend_session_id(&format!("/admin/sessions/{id}")), None);
+        assert_eq!(extend_session_id("/admin/sessions/extend"), None);
+        assert_eq!(
+            extend_session_id(&format!("/admin/sessions/{id}/extend/more")),
+            None
+        );
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(request_kind("/self-service/login"), "login");
+        assert_eq!(request_kind("/sessions/%77hoami"), "whoami");
+        assert_eq!(
+            request_kind("/self-service/methods/oidc/callback/google"),
+            "login"
+        );
+        assert_eq!(request_kind("/sessions/token-exchange"), "token_exchange");
+        assert_eq!(request_kind("/health/alive"), "other");
+    }
+}

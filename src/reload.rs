@@ -1,0 +1,285 @@
+//! Keeps the blocklist snapshot current: initial load, then reloads on a directory watch,
+//! SIGHUP and a checksum poll. A file that fails to load leaves the last good list in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{watch, Notify};
+
+use crate::blocklist::{unix_now, Blocklist, Changes};
+use crate::diagnostic::{self, Diagnostic};
+use crate::metrics::{Metrics, ReloadResult};
+
+/// The blocklist in force, swapped whole on every successful reload. Readers never lock.
+pub struct BlocklistStore {
+    current: ArcSwap<Blocklist>,
+    path: PathBuf,
+    metrics: Arc<Metrics>,
+    /// Serialises reloads (watch, poll and SIGHUP may fire together); readers never take it.
+    reload_lock: Mutex<()>,
+}
+
+/// What one reload attempt did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Unchanged,
+    Applied {
+        changes: Changes,
+        entries: usize,
+        warnings: Vec<Diagnostic>,
+    },
+    Failed(Vec<Diagnostic>),
+}
+
+/// Reads and parses a blocklist file.
+pub fn read_blocklist(path: &Path) -> Result<crate::blocklist::Parsed, Vec<Diagnostic>> {
+    let name = path.display().to_string();
+    let bytes = read_file(path).map_err(|m| vec![Diagnostic::whole_file(&name, m)])?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        vec![Diagnostic::whole_file(
+            &name,
+            format!("not UTF-8 text: {e}"),
+        )]
+    })?;
+    Blocklist::parse(text, &name)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read blocklist: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read blocklist: not a regular file".to_owned());
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read blocklist: {e}"))
+}
+
+impl BlocklistStore {
+    /// Loads the file for the first time; any error is fatal to the caller.
+    pub fn load(
+        path: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, Vec<Diagnostic>), Vec<Diagnostic>> {
+        let parsed = read_blocklist(path)?;
+        let store = BlocklistStore {
+            current: ArcSwap::from_pointee(Blocklist::default()),
+            path: path.to_path_buf(),
+            metrics,
+            reload_lock: Mutex::new(()),
+        };
+        store.install(parsed.blocklist);
+        store.metrics.reload(ReloadResult::Success);
+        Ok((store, parsed.warnings))
+    }
+
+    /// The list in force. Cheap: an atomic load, no lock, no allocation.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Blocklist>> {
+        self.current.load()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn install(&self, list: Blocklist) {
+        self.metrics
+            .blocklist_entries
+            .set(i64::try_from(list.len()).unwrap_or(i64::MAX));
+        self.current.store(Arc::new(list));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.metrics.blocklist_last_success.set(now);
+    }
+
+    /// Re-reads the file and swaps it in if it changed and is valid. Blocking: run it off the
+    /// async workers.
+    pub fn reload(&self) -> ReloadOutcome {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let name = self.path.display().to_string();
+        let bytes = match read_file(&self.path) {
+            Ok(b) => b,
+            Err(m) => return self.failed(vec![Diagnostic::whole_file(&name, m)]),
+        };
+        if crate::blocklist::checksum(&bytes) == self.current.load().checksum() {
+            self.metrics.reload(ReloadResult::Unchanged);
+            return ReloadOutcome::Unchanged;
+        }
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                return self.failed(vec![Diagnostic::whole_file(
+                    &name,
+                    format!("not UTF-8 text: {e}"),
+                )])
+            }
+        };
+        match Blocklist::parse(text, &name) {
+            Ok(parsed) => {
+                let changes = self
+                    .current
+                    .load()
+                    .changes_to(&parsed.blocklist, unix_now());
+                let entries = parsed.blocklist.len();
+                self.install(parsed.blocklist);
+                self.metrics.reload(ReloadResult::Success);
+                ReloadOutcome::Applied {
+                    changes,
+                    entries,
+                    warnings: parsed.warnings,
+                }
+            }
+            Err(errors) => self.failed(errors),
+        }
+    }
+
+    fn failed(&self, errors: Vec<Diagnostic>) -> ReloadOutcome {
+        self.metrics.reload(ReloadResult::Failure);
+        ReloadOutcome::Failed(errors)
+    }
+}
+
+/// How the reloader is told to look at the file again.
+#[derive(Clone)]
+pub struct ReloadTriggers {
+    /// Something in the blocklist's folder changed.
+    pub fs_event: Arc<Notify>,
+    /// SIGHUP or an explicit request: reload now, no debounce.
+    pub now: Arc<Notify>,
+}
+
+impl Default for ReloadTriggers {
+    fn default() -> Self {
+        ReloadTriggers {
+            fs_event: Arc::new(Notify::new()),
+            now: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// Called with what each successful reload changed (revoke-on-add hooks in here).
+pub type ChangeListener = Arc<dyn Fn(&Changes) + Send + Sync>;
+
+/// Watches the blocklist's folder and reloads until `shutdown` turns true.
+pub async fn run_reloader(
+    store: Arc<BlocklistStore>,
+    poll_interval: Duration,
+    debounce: Duration,
+    triggers: ReloadTriggers,
+    on_change: Option<ChangeListener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut watcher = start_watch(store.path(), &triggers.fs_event);
+    let mut poll = tokio::time::interval(poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await; // the first tick is immediate; the file was just loaded
+    loop {
+        let source = tokio::select! {
+            _ = triggers.fs_event.notified() => {
+                tokio::time::sleep(debounce).await;
+                "watch"
+            }
+            _ = triggers.now.notified() => "signal",
+            _ = poll.tick() => {
+                if watcher.is_none() {
+                    watcher = start_watch(store.path(), &triggers.fs_event);
+                }
+                "poll"
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break } else { continue }
+            }
+        };
+        let s = Arc::clone(&store);
+        let outcome = match tokio::task::spawn_blocking(move || s.reload()).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "blocklist reload task failed");
+                continue;
+            }
+        };
+        report(&store, source, outcome, on_change.as_ref());
+    }
+    drop(watcher);
+}
+
+fn report(
+    store: &BlocklistStore,
+    source: &'static str,
+    outcome: ReloadOutcome,
+    on_change: Option<&ChangeListener>,
+) {
+    let file = store.path().display().to_string();
+    match outcome {
+        ReloadOutcome::Unchanged => {
+            tracing::debug!(%file, trigger = source, "blocklist unchanged");
+        }
+        ReloadOutcome::Applied {
+            changes,
+            entries,
+            warnings,
+        } => {
+            for w in &warnings {
+                tracing::warn!(%file, "{w}");
+            }
+            tracing::info!(
+                %file,
+                trigger = source,
+                entries,
+                added = changes.added.len(),
+                removed = changes.removed.len(),
+                extended = changes.extended.len(),
+                added_ids = %preview(&changes.added),
+                removed_ids = %preview(&changes.removed),
+                "blocklist reloaded"
+            );
+            if let Some(listener) = on_change {
+                if !changes.is_empty() {
+                    listener(&changes);
+                }
+            }
+        }
+        ReloadOutcome::Failed(errors) => {
+            tracing::error!(
+                %file,
+                trigger = source,
+                errors = %diagnostic::render(&errors).trim_end(),
+                "blocklist reload failed; the last good list stays in force"
+            );
+        }
+    }
+}
+
+/// Up to ten ids, for a readable log line.
+fn preview(ids: &[uuid::Uuid]) -> String {
+    let mut s: Vec<String> = ids.iter().take(10).map(|u| u.to_string()).collect();
+    if ids.len() > 10 {
+        s.push(format!("… and {} more", ids.len() - 10));
+    }
+    s.join(", ")
+}
+
+/// Watches the folder, not the file: editors replace files by rename and Kubernetes swaps a
+/// `..data` symlink, and a watch on the file itself dies with its first inode.
+fn start_watch(path: &Path, notify: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let n = Arc::clone(notify);
+    let result =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(e) if e.kind.is_access() => {}
+            _ => n.notify_one(),
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+    match result {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the blocklist folder; relying on the poll interval");
+            None
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Every response the gateway writes itself, in one place: errors by the side that failed,
+//! and the answers for a blocked identity. Bodies follow Kratos's error shape
+//! (`{"error":{"id","code","status","reason","message"}}`, CONTRACT.md §8) so that Kratos's
+//! SDKs and UIs parse them.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The one body type of the proxy: streamed upstream bodies and the gateway's own answers.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty_body() -> Body {
+    full_body(Bytes::new())
+}
+
+/// Why the gateway could not produce the upstream's answer, by the side that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The client asked for a protocol switch (h2c upgrade, WebSocket).
+    #[error("protocol upgrade refused")]
+    UpgradeRefused,
+    /// The client sent something the gateway will not forward.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("Kratos is unreachable: {0}")]
+    UpstreamUnreachable(String),
+    #[error("Kratos did not answer within {0:?}")]
+    UpstreamTimeout(std::time::Duration),
+    #[error("Kratos's response broke off: {0}")]
+    UpstreamBroken(String),
+    /// A response that may carry a credential is larger than the inspection limit.
+    #[error("response that may carry a credential exceeds {limit} bytes")]
+    ResponseTooLarge { limit: usize },
+    /// A response that may carry a credential uses a content coding the gateway cannot read.
+    #[error("response that may carry a credential uses an unreadable encoding: {0}")]
+    UnreadableResponse(String),
+    /// The owner of a credential could not be determined because Kratos could not be asked.
+    #[error("cannot determine whose session this is: {0}")]
+    AttributionUnavailable(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::UpgradeRefused | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::UpstreamUnreachable(_)
+            | GatewayError::UpstreamBroken(_)
+            | GatewayError::ResponseTooLarge { .. }
+            | GatewayError::UnreadableResponse(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::AttributionUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Metric label for upstream failures and fail-closed answers.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::UpgradeRefused => "upgrade_refused",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::UpstreamUnreachable(_) => "unreachable",
+            GatewayError::UpstreamTimeout(_) => "timeout",
+            GatewayError::UpstreamBroken(_) => "broken_response",
+            GatewayError::ResponseTooLarge { .. } => "too_large",
+            GatewayError::UnreadableResponse(_) => "unreadable_encoding",
+            GatewayError::AttributionUnavailable(_) => "attribution_unavailable",
+        }
+    }
+
+    fn id(&self) -> &'static str {
+        match self {
+            GatewayError::UpgradeRefused => "upgrade_not_supported",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamBroken(_) => {
+                "upstream_unreachable"
+            }
+            GatewayError::UpstreamTimeout(_) => "upstream_timeout",
+            GatewayError::ResponseTooLarge { .. } | GatewayError::UnreadableResponse(_) => {
+                "upstream_response_refused"
+            }
+            GatewayError::AttributionUnavailable(_) => "session_check_unavailable",
+        }
+    }
+
+    /// The client-facing reason: says what happened without internal detail.
+    fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::UpgradeRefused => {
+                "Protocol upgrades (Upgrade, h2c) are not supported by this endpoint."
+            }
+            GatewayError::BadRequest(r) => r,
+            GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamBroken(_) => {
+                "The identity service could not be reached. Please try again later."
+            }
+            GatewayError::UpstreamTimeout(_) => {
+                "The identity service did not answer in time. Please try again later."
+            }
+            GatewayError::ResponseTooLarge { .. } | GatewayError::UnreadableResponse(_) => {
+                "The identity service sent a response that could not be checked."
+            }
+            GatewayError::AttributionUnavailable(_) => {
+                "The session could not be checked right now. Please try again later."
+            }
+        }
+    }
+
+    pub fn into_response(self, request_id: Option<&str>) -> Response<Body> {
+        let status = self.status();
+        let mut err = serde_json::json!({
+            "id": self.id(),
+            "code": status.as_u16(),
+            "status": status.canonical_reason().unwrap_or(""),
+            "reason": self.reason(),
+            "message": default_message(status),
+        });
+        if let (Some(rid), Some(obj)) = (request_id, err.as_object_mut()) {
+            obj.insert("request".to_owned(), rid.into());
+        }
+        json_response(status, &serde_json::json!({ "error": err }))
+    }
+}
+
+/// herodot's default `message` per status (CONTRACT.md §8).
+fn default_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "The request was malformed or contained invalid parameters",
+        401 => "The request could not be authorized",
+        403 => "The requested action was forbidden",
+        404 => "The requested resource could not be found",
+        502 => "The upstream service responded improperly",
+        503 => "The service is temporarily unavailable",
+        504 => "The upstream service did not respond in time",
+        _ => "An internal server error occurred, please contact the system administrator",
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = Response::new(full_body(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+    );
+    resp
+}
+
+/// Kratos's whoami answer for "no session", byte for byte (CONTRACT.md §5).
+pub const WHOAMI_401: &str = "{\"error\":{\"code\":401,\"status\":\"Unauthorized\",\"reason\":\"No valid session credentials found in the request.\",\"message\":\"The request could not be authorized\"}}\n";
+
+/// Kratos's `GET /sessions` answer for "no session" (CONTRACT.md §5).
+pub const SESSIONS_401: &str = "{\"error\":{\"code\":401,\"status\":\"Unauthorized\",\"reason\":\"No valid session cookie found.\",\"message\":\"The request could not be authorized\"}}\n";
+
+/// The signed-out answer for whoami and session listing.
+pub fn signed_out(body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full_body(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+    );
+    resp
+}
+
+/// 403 `identity_disabled` for JSON clients and for the admin extend.
+pub fn identity_disabled(message: &str, request_id: Option<&str>) -> Response<Body> {
+    let mut err = serde_json::json!({
+        "id": "identity_disabled",
+        "code": 403,
+        "status": "Forbidden",
+        "reason": "This account was disabled.",
+        "message": message,
+    });
+    if let (Some(rid), Some(obj)) = (request_id, err.as_object_mut()) {
+        obj.insert("request".to_owned(), rid.into());
+    }
+    let mut resp = json_response(StatusCode::FORBIDDEN, &serde_json::json!({ "error": err }));
+    resp.headers_mut().insert(
+        "ory-error-id",
+        HeaderValue::from_static("identity_disabled"),
+    );
+    resp
+}
+
+/// The answer for a browser form flow: a 303 to the configured page, or a small HTML 403.
+pub fn identity_disabled_browser(message: &str, redirect: Option<&http::Uri>) -> Response<Body> {
+    if let Some(target) = redirect {
+        if let Ok(location) = HeaderValue::from_str(&target.to_string()) {
+            let mut resp = Response::new(empty_body());
+            *resp.status_mut() = StatusCode::SEE_OTHER;
+            resp.headers_mut().insert(header::LOCATION, location);
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+            );
+            return resp;
+        }
+    }
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Account disabled</title></head>\n<body><h1>Account disabled</h1><p>{}</p></body></html>\n",
+        escape_html(message)
+    );
+    let mut resp = Response::new(full_body(html));
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+    );
+    resp
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(resp: Response<Body>) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn gateway_errors_have_kratos_shape() {
+        let resp = GatewayError::UpstreamTimeout(std::time::Duration::from_secs(1))
+            .into_response(Some("req-1"));
+        assert_eq!(resp.status(), 504);
+        let v = body_of(resp).await;
+        assert_eq!(v["error"]["code"], 504);
+        assert_eq!(v["error"]["status"], "Gateway Timeout");
+        assert_eq!(v["error"]["request"], "req-1");
+        assert!(v["error"]["message"].is_string());
+    }
+
+    #[tokio::test]
+    async fn identity_disabled_shape() {
+        let resp = identity_disabled("nope", None);
+        assert_eq!(resp.status(), 403);
+        let v = body_of(resp).await;
+        assert_eq!(v["error"]["id"], "identity_disabled");
+        assert_eq!(v["error"]["code"], 403);
+        assert_eq!(v["error"]["status"], "Forbidden");
+        assert_eq!(v["error"]["message"], "nope");
+    }
+
+    #[test]
+    fn browser_answer_escapes_and_redirects() {
+        let r = identity_disabled_browser("<b>", None);
+        assert_eq!(r.status(), 403);
+        let uri: http::Uri = "https://app.example.com/blocked".parse().expect("uri");
+        let r = identity_disabled_browser("x", Some(&uri));
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "https://app.example.com/blocked");
+        assert_eq!(
+            escape_html("<a href='x'>&"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;"
+        );
+    }
+
+    #[test]
+    fn whoami_401_is_kratos_exact() {
+        let v: serde_json::Value = serde_json::from_str(WHOAMI_401).expect("json");
+        assert!(v["error"].get("id").is_none());
+        assert_eq!(
+            v["error"]["reason"],
+            "No valid session credentials found in the request."
+        );
+    }
+}
