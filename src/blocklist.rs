@@ -97,8 +97,8 @@ impl Blocklist {
                 RawEntry::Bare(id) => (
                     Spanned {
                         value: id,
-                        referenced: item.referenced.clone(),
-                        defined: item.defined.clone(),
+                        referenced: item.referenced,
+                        defined: item.defined,
                     },
                     None,
                     None,
