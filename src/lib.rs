@@ -6,15 +6,20 @@
 #![forbid(unsafe_code)]
 
 pub mod blocklist;
+pub mod body;
 pub mod config;
 pub mod diagnostic;
+pub mod enforce;
 pub mod headers;
+pub mod inspection;
+pub mod kratos;
 pub mod metrics;
 pub mod ops;
 pub mod paths;
 pub mod proxy;
 pub mod reload;
 pub mod respond;
+pub mod revocation;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -26,10 +31,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
+use crate::enforce::Enforcer;
+use crate::kratos::KratosClient;
 use crate::metrics::{Listener, Metrics};
 use crate::ops::Readiness;
-use crate::proxy::{PassThrough, Policy, Proxy};
+use crate::proxy::{Policy, Proxy};
 use crate::reload::{BlocklistStore, ReloadTriggers};
+use crate::revocation::RevocationSettings;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +45,9 @@ pub enum StartError {
     /// The config or blocklist is invalid: exit code 2.
     #[error("{}", diagnostic::render(.0).trim_end())]
     Invalid(Vec<Diagnostic>),
+    /// Something outside the config files is missing (admin token, TLS setup).
+    #[error("{0}")]
+    Setup(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({listener}): {source}")]
     Bind {
@@ -81,6 +92,9 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         tracing::warn!("{w}");
     }
     let blocklist = Arc::new(store);
+    let admin_token = config.admin_token().map_err(StartError::Setup)?;
+    let kratos = KratosClient::new(&config, admin_token)
+        .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?;
 
     let public = bind("public", config.listen.public).await?;
     let admin = match config.listen.admin {
@@ -106,7 +120,28 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let grace = config.server.shutdown_grace.get();
     let builder = server::builder(&config.server);
     let client = proxy::upstream_client(&config);
-    let policy = Arc::new(PassThrough);
+    let (revoker, revocation_task) = revocation::start(
+        kratos.clone(),
+        RevocationSettings {
+            queue_capacity: config.revocation.queue_capacity,
+            concurrency: config.revocation.concurrency,
+            initial_backoff: config.revocation.initial_backoff.get(),
+            max_backoff: config.revocation.max_backoff.get(),
+        },
+        Arc::clone(&metrics),
+        background_rx.clone(),
+    );
+    let policy = Arc::new(Enforcer {
+        blocklist: Arc::clone(&blocklist),
+        kratos,
+        revoker,
+        metrics: Arc::clone(&metrics),
+        session_cookie: config.inspection.session_cookie.clone(),
+        body_limit: config.inspection.body_limit_bytes,
+        login_body_limit: config.inspection.login_body_limit_bytes,
+        message: config.enforcement.message.clone(),
+        browser_redirect: config.enforcement.browser_redirect.clone(),
+    });
 
     let mut listeners = Vec::new();
     listeners.push(spawn_proxy(
@@ -156,14 +191,17 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     };
 
     let triggers = ReloadTriggers::default();
-    let background = vec![tokio::spawn(reload::run_reloader(
-        Arc::clone(&blocklist),
-        config.blocklist.poll_interval.get(),
-        config.blocklist.debounce.get(),
-        triggers.clone(),
-        None,
-        background_rx,
-    ))];
+    let background = vec![
+        revocation_task,
+        tokio::spawn(reload::run_reloader(
+            Arc::clone(&blocklist),
+            config.blocklist.poll_interval.get(),
+            config.blocklist.debounce.get(),
+            triggers.clone(),
+            None,
+            background_rx,
+        )),
+    ];
 
     readiness.set_listening();
     tracing::info!(

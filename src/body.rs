@@ -1,0 +1,221 @@
+//! Body helpers that keep streaming the default: look at the start of a body without
+//! consuming it, and collect a body only up to a bound.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+
+use crate::inspection::first_significant_byte;
+use crate::respond::BoxError;
+
+/// Frames already read, followed by the rest of the body, still streaming.
+pub struct Prefixed<B> {
+    prefix: VecDeque<Frame<Bytes>>,
+    prefix_len: u64,
+    rest: Option<B>,
+}
+
+impl<B> Prefixed<B> {
+    fn new(prefix: Vec<Frame<Bytes>>, rest: Option<B>) -> Self {
+        let prefix_len = prefix
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        Prefixed {
+            prefix: prefix.into(),
+            prefix_len,
+            rest,
+        }
+    }
+}
+
+impl<B> HttpBody for Prefixed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(frame) = this.prefix.pop_front() {
+            if let Some(d) = frame.data_ref() {
+                this.prefix_len -= d.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match &mut this.rest {
+            Some(rest) => Pin::new(rest)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(Into::into))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let rest = match &self.rest {
+            Some(r) => r.size_hint(),
+            None => SizeHint::with_exact(0),
+        };
+        let mut hint = SizeHint::new();
+        if let Some(u) = rest.upper() {
+            hint.set_upper(u.saturating_add(self.prefix_len));
+        }
+        hint.set_lower(rest.lower().saturating_add(self.prefix_len));
+        hint
+    }
+}
+
+/// What the start of a body looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The first byte that is not white space.
+    Byte(u8),
+    /// The body ended with nothing but white space.
+    Empty,
+    /// More than the allowed white space before anything else.
+    TooMuchWhitespace,
+}
+
+/// Reads just enough of `body` to see its first significant byte.
+pub async fn sniff<B>(mut body: B, max_whitespace: usize) -> Result<(Start, Prefixed<B>), BoxError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut frames = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        let Some(frame) = body.frame().await else {
+            return Ok((Start::Empty, Prefixed::new(frames, None)));
+        };
+        let frame = frame.map_err(Into::into)?;
+        let found = frame.data_ref().and_then(|d| {
+            seen += d.len();
+            first_significant_byte(d)
+        });
+        frames.push(frame);
+        if let Some(b) = found {
+            return Ok((Start::Byte(b), Prefixed::new(frames, Some(body))));
+        }
+        if seen > max_whitespace {
+            return Ok((Start::TooMuchWhitespace, Prefixed::new(frames, Some(body))));
+        }
+    }
+}
+
+/// Why a body could not be collected.
+#[derive(Debug)]
+pub enum CollectError {
+    TooLarge,
+    Body(BoxError),
+}
+
+/// Collects a whole body of at most `limit` bytes (trailers are dropped).
+pub async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, CollectError>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(CollectError::TooLarge)
+            } else {
+                Err(CollectError::Body(e))
+            }
+        }
+    }
+}
+
+/// Reads up to `limit` bytes. If the body ends within them, returns a copy of it; either way
+/// returns a body that replays what was read and streams the rest.
+pub async fn copy_if_small<B>(
+    mut body: B,
+    limit: usize,
+) -> Result<(Option<Bytes>, Prefixed<B>), BoxError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut frames = Vec::new();
+    let mut copy = BytesMut::new();
+    loop {
+        if body.is_end_stream() {
+            return Ok((Some(copy.freeze()), Prefixed::new(frames, None)));
+        }
+        let Some(frame) = body.frame().await else {
+            return Ok((Some(copy.freeze()), Prefixed::new(frames, None)));
+        };
+        let frame = frame.map_err(Into::into)?;
+        if let Some(d) = frame.data_ref() {
+            copy.extend_from_slice(d);
+        }
+        frames.push(frame);
+        if copy.len() > limit {
+            return Ok((None, Prefixed::new(frames, Some(body))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    #[tokio::test]
+    async fn sniff_replays_everything() {
+        let body = Full::new(Bytes::from_static(b"  \n{\"a\":1}"));
+        let (start, rest) = sniff(body, 1024).await.expect("sniff");
+        assert_eq!(start, Start::Byte(b'{'));
+        let all = collect_limited(rest, 100).await.expect("collect");
+        assert_eq!(&all[..], b"  \n{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn sniff_empty_and_whitespace_bound() {
+        let (start, _) = sniff(Full::new(Bytes::from_static(b"   ")), 1024)
+            .await
+            .expect("s");
+        assert_eq!(start, Start::Empty);
+        let (start, _) = sniff(Full::new(Bytes::from(vec![b' '; 2000])), 1024)
+            .await
+            .expect("s");
+        assert_eq!(start, Start::TooMuchWhitespace);
+    }
+
+    #[tokio::test]
+    async fn collect_limit_is_enforced() {
+        let r = collect_limited(Full::new(Bytes::from(vec![b'x'; 101])), 100).await;
+        assert!(matches!(r, Err(CollectError::TooLarge)));
+    }
+
+    #[tokio::test]
+    async fn copy_if_small_keeps_big_bodies_streaming() {
+        let (copy, rest) = copy_if_small(Full::new(Bytes::from_static(b"identifier=a")), 64)
+            .await
+            .expect("copy");
+        assert_eq!(copy.as_deref(), Some(&b"identifier=a"[..]));
+        assert_eq!(rest.size_hint().exact(), Some(12));
+        let big = vec![b'x'; 1000];
+        let (copy, rest) = copy_if_small(Full::new(Bytes::from(big)), 64)
+            .await
+            .expect("copy");
+        assert!(copy.is_none());
+        assert_eq!(collect_limited(rest, 2000).await.expect("c").len(), 1000);
+    }
+}

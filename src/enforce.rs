@@ -1,0 +1,502 @@
+//! The blocking policy. Plugs into the proxy engine's two phases:
+//!
+//! - request: on the public listener ask Kratos for unencoded bodies and keep a copy of small
+//!   request bodies (the login identifier); on the admin listener refuse to extend a listed
+//!   identity's session.
+//! - response (public listener): find every credential and every session the response
+//!   carries or vouches for, attribute each to an identity, and withhold the response if any
+//!   identity is listed. The decision looks only at the response, never at how the client
+//!   spelled the path.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use uuid::Uuid;
+
+use crate::blocklist::{parse_uuid, Entry};
+use crate::body::{self, CollectError, Start};
+use crate::headers::{self, IDENTITY_ID_HEADER};
+use crate::inspection::{self, DecodeError, Findings, Shape};
+use crate::kratos::{Credential, KratosClient, WhoamiAnswer};
+use crate::metrics::{KindLabels, Listener, Metrics};
+use crate::paths;
+use crate::proxy::{Exchange, Policy};
+use crate::reload::BlocklistStore;
+use crate::respond::{self, full_body, Body, GatewayError};
+use crate::revocation::{Revoker, Target};
+
+pub struct Enforcer {
+    pub blocklist: Arc<BlocklistStore>,
+    pub kratos: KratosClient,
+    pub revoker: Revoker,
+    pub metrics: Arc<Metrics>,
+    pub session_cookie: String,
+    pub body_limit: usize,
+    pub login_body_limit: usize,
+    pub message: String,
+    pub browser_redirect: Option<Uri>,
+}
+
+/// A listed identity found in a response.
+struct Hit {
+    identity: Uuid,
+    entry: Entry,
+}
+
+impl Policy for Enforcer {
+    async fn on_request(
+        &self,
+        exchange: &mut Exchange,
+        request: Request<Body>,
+    ) -> Result<Request<Body>, Response<Body>> {
+        match exchange.listener {
+            Listener::Public => self.public_request(exchange, request).await,
+            Listener::Admin => self.admin_request(exchange, request).await,
+        }
+    }
+
+    async fn on_response(
+        &self,
+        exchange: &Exchange,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
+        match exchange.listener {
+            Listener::Admin => response.map(|b| b.map_err(Into::into).boxed()),
+            Listener::Public => match self.public_response(exchange, response).await {
+                Ok(r) => r,
+                Err(e) => self.fail_closed(exchange, e),
+            },
+        }
+    }
+}
+
+impl Enforcer {
+    async fn public_request(
+        &self,
+        exchange: &mut Exchange,
+        mut request: Request<Body>,
+    ) -> Result<Request<Body>, Response<Body>> {
+        // Bodies the gateway may have to read must arrive readable (CONTRACT.md §10).
+        request.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        if !matches!(
+            *request.method(),
+            Method::POST | Method::PUT | Method::PATCH
+        ) {
+            return Ok(request);
+        }
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_form_or_json = content_type.as_deref().is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.contains("json") || ct.starts_with("application/x-www-form-urlencoded")
+        });
+        if !is_form_or_json {
+            return Ok(request);
+        }
+        let (parts, body) = request.into_parts();
+        match body::copy_if_small(body, self.login_body_limit).await {
+            Ok((copy, replay)) => {
+                if let Some(copy) = copy {
+                    exchange.login_identifier =
+                        inspection::login_identifier(content_type.as_deref(), &copy);
+                }
+                Ok(Request::from_parts(parts, replay.boxed()))
+            }
+            Err(e) => {
+                tracing::debug!(request_id = %exchange.request_id, error = %e, "client request body broke off");
+                Err(
+                    GatewayError::BadRequest("The request body could not be read.")
+                        .into_response(Some(&exchange.request_id)),
+                )
+            }
+        }
+    }
+
+    /// `PATCH /admin/sessions/{id}/extend`: Kratos extends sessions of disabled identities
+    /// and can revive expired ones, so the owner is checked before the call goes through.
+    async fn admin_request(
+        &self,
+        exchange: &mut Exchange,
+        request: Request<Body>,
+    ) -> Result<Request<Body>, Response<Body>> {
+        let Some(raw_id) = paths::extend_session_id(request.uri().path()) else {
+            return Ok(request);
+        };
+        let Some(session_id) = parse_uuid(&raw_id) else {
+            return Ok(request); // Kratos answers 400 for a malformed id.
+        };
+        let owner = match self.kratos.session_owner(session_id).await {
+            Ok(o) => {
+                self.metrics
+                    .lookup("admin", if o.is_some() { "found" } else { "not_found" });
+                o
+            }
+            Err(e) => {
+                self.metrics.lookup("admin", "error");
+                return Err(self.fail_closed(
+                    exchange,
+                    GatewayError::AttributionUnavailable(e.to_string()),
+                ));
+            }
+        };
+        let Some(owner) = owner else {
+            return Ok(request); // Unknown session: Kratos answers 404 itself.
+        };
+        let snapshot = self.blocklist.snapshot();
+        let Some(entry) = snapshot.lookup(&owner) else {
+            return Ok(request);
+        };
+        let hit = Hit {
+            identity: owner,
+            entry: entry.clone(),
+        };
+        self.record_block(
+            exchange,
+            "extend",
+            &[hit],
+            Some(session_id),
+            StatusCode::FORBIDDEN,
+        );
+        self.revoker.revoke(Target::Session(session_id));
+        Err(respond::identity_disabled(
+            &self.message,
+            Some(&exchange.request_id),
+        ))
+    }
+
+    async fn public_response(
+        &self,
+        exchange: &Exchange,
+        response: Response<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (parts, incoming) = response.into_parts();
+        let cookies = headers::session_cookies(&parts.headers, &self.session_cookie);
+
+        // whoami names the identity in a header: decide on it without reading the body.
+        let header_identity = parts
+            .headers
+            .get(&IDENTITY_ID_HEADER)
+            .map(|v| v.to_str().ok().and_then(parse_uuid));
+        if let Some(Some(identity)) = header_identity {
+            self.metrics.lookup("header", "found");
+            let hits = self.listed(&[identity]);
+            if hits.is_empty() {
+                return Ok(Response::from_parts(
+                    parts,
+                    incoming.map_err(Into::into).boxed(),
+                ));
+            }
+            self.record_block(
+                exchange,
+                kind_of(exchange, "whoami"),
+                &hits,
+                None,
+                StatusCode::UNAUTHORIZED,
+            );
+            self.revoke_all(&hits, &[]);
+            return Ok(respond::signed_out(respond::WHOAMI_401));
+        }
+
+        // Find credentials and sessions in the body, reading it only if it may hold them.
+        let (findings, body) = self.read_findings(&parts.headers, incoming).await?;
+        let vouches = findings.vouches() || !cookies.is_empty();
+        if !vouches {
+            return Ok(Response::from_parts(parts, body));
+        }
+
+        let mut owners: Vec<Uuid> = findings.identities.clone();
+        for s in &findings.sessions {
+            if let Some(id) = s.identity_id {
+                if !owners.contains(&id) {
+                    owners.push(id);
+                }
+            }
+        }
+        if owners.is_empty() {
+            owners = self.attribute(exchange, &findings, &cookies).await?;
+        } else {
+            self.metrics.lookup("body", "found");
+        }
+
+        let hits = self.listed(&owners);
+        if hits.is_empty() {
+            return Ok(Response::from_parts(parts, body));
+        }
+        let session_ids: Vec<Uuid> = findings.sessions.iter().filter_map(|s| s.id).collect();
+        let answer = match findings.shape {
+            Shape::Session => respond::signed_out(respond::WHOAMI_401),
+            Shape::SessionList => respond::signed_out(respond::SESSIONS_401),
+            Shape::Other if parts.status.is_redirection() => {
+                let mut r = respond::identity_disabled_browser(
+                    &self.message,
+                    self.browser_redirect.as_ref(),
+                );
+                keep_other_cookies(&parts.headers, r.headers_mut(), &self.session_cookie);
+                r
+            }
+            Shape::Other => {
+                let mut r = respond::identity_disabled(&self.message, Some(&exchange.request_id));
+                keep_other_cookies(&parts.headers, r.headers_mut(), &self.session_cookie);
+                r
+            }
+        };
+        let kind = match findings.shape {
+            Shape::Session => kind_of(exchange, "whoami"),
+            Shape::SessionList => "sessions",
+            Shape::Other => kind_of(exchange, "other"),
+        };
+        self.record_block(
+            exchange,
+            kind,
+            &hits,
+            session_ids.first().copied(),
+            answer.status(),
+        );
+        self.revoke_all(&hits, &session_ids);
+        Ok(answer)
+    }
+
+    /// Reads the body if it may carry a credential; otherwise leaves it streaming.
+    async fn read_findings(
+        &self,
+        headers: &http::HeaderMap,
+        incoming: Incoming,
+    ) -> Result<(Findings, Body), GatewayError> {
+        let limit = self.body_limit;
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}").trim().to_owned())
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+
+        if let Some(encoding) = encoding {
+            // An encoded body cannot be sniffed; read (bounded), decode (bounded), inspect,
+            // and pass the original bytes on.
+            let raw = collect(incoming, limit).await?;
+            let decoded = inspection::decode(&encoding, &raw, limit).map_err(|e| match e {
+                DecodeError::TooLarge => GatewayError::ResponseTooLarge { limit },
+                DecodeError::Unsupported(c) => {
+                    GatewayError::UnreadableResponse(format!("Content-Encoding {c}"))
+                }
+                DecodeError::Corrupt(m) => {
+                    GatewayError::UnreadableResponse(format!("Content-Encoding {encoding}: {m}"))
+                }
+            })?;
+            let findings = match inspection::first_significant_byte(&decoded) {
+                Some(b) if inspection::may_be_json(b) => inspect(&decoded)?,
+                _ => Findings::default(),
+            };
+            return Ok((findings, full_body(raw)));
+        }
+
+        let (start, replay) = body::sniff(incoming, limit)
+            .await
+            .map_err(|e| GatewayError::UpstreamBroken(e.to_string()))?;
+        match start {
+            Start::Byte(b) if inspection::may_be_json(b) => {
+                let bytes = collect(replay, limit).await?;
+                let findings = inspect(&bytes)?;
+                Ok((findings, full_body(bytes)))
+            }
+            Start::TooMuchWhitespace => Err(GatewayError::ResponseTooLarge { limit }),
+            Start::Byte(_) | Start::Empty => Ok((Findings::default(), replay.boxed())),
+        }
+    }
+
+    /// Finds the owner of a credential whose response does not name it.
+    async fn attribute(
+        &self,
+        exchange: &Exchange,
+        findings: &Findings,
+        cookies: &[String],
+    ) -> Result<Vec<Uuid>, GatewayError> {
+        let mut owners = Vec::new();
+        let unavailable =
+            |e: crate::kratos::LookupError| GatewayError::AttributionUnavailable(e.to_string());
+
+        // 1. A session id in the body: the admin API knows its identity.
+        for session_id in findings.sessions.iter().filter_map(|s| s.id) {
+            match self.kratos.session_owner(session_id).await {
+                Ok(Some(owner)) => {
+                    self.metrics.lookup("admin", "found");
+                    owners.push(owner);
+                }
+                Ok(None) => self.metrics.lookup("admin", "not_found"),
+                Err(e) => {
+                    self.metrics.lookup("admin", "error");
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        if !owners.is_empty() {
+            return Ok(owners);
+        }
+
+        // 2. Ask whoami with the credential itself.
+        let credentials = findings
+            .tokens
+            .iter()
+            .cloned()
+            .map(Credential::Token)
+            .chain(cookies.iter().cloned().map(Credential::Cookie));
+        let mut aal2_pending = false;
+        for credential in credentials {
+            match self.kratos.whoami(&credential).await {
+                Ok(WhoamiAnswer::Identity(owner)) => {
+                    self.metrics.lookup("whoami", "found");
+                    if !owners.contains(&owner) {
+                        owners.push(owner);
+                    }
+                }
+                Ok(WhoamiAnswer::NoSession) => self.metrics.lookup("whoami", "no_session"),
+                Ok(WhoamiAnswer::Aal2Required) => {
+                    self.metrics.lookup("whoami", "aal2_required");
+                    aal2_pending = true;
+                }
+                Err(e) => {
+                    self.metrics.lookup("whoami", "error");
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        if !owners.is_empty() || !aal2_pending {
+            return Ok(owners);
+        }
+
+        // 3. A first-factor session whose owner whoami will not reveal: resolve the
+        //    identifier the client logged in with.
+        if let Some(identifier) = &exchange.login_identifier {
+            match self.kratos.identities_by_identifier(identifier).await {
+                Ok(ids) => {
+                    self.metrics.lookup(
+                        "identifier",
+                        if ids.is_empty() { "not_found" } else { "found" },
+                    );
+                    owners.extend(ids);
+                }
+                Err(e) => {
+                    self.metrics.lookup("identifier", "error");
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        Ok(owners)
+    }
+
+    fn listed(&self, ids: &[Uuid]) -> Vec<Hit> {
+        let snapshot = self.blocklist.snapshot();
+        ids.iter()
+            .filter_map(|id| {
+                snapshot.lookup(id).map(|entry| Hit {
+                    identity: *id,
+                    entry: entry.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn revoke_all(&self, hits: &[Hit], session_ids: &[Uuid]) {
+        if session_ids.is_empty() {
+            for hit in hits {
+                self.revoker.revoke(Target::IdentitySessions(hit.identity));
+            }
+        } else {
+            for id in session_ids {
+                self.revoker.revoke(Target::Session(*id));
+            }
+        }
+    }
+
+    fn record_block(
+        &self,
+        exchange: &Exchange,
+        kind: &'static str,
+        hits: &[Hit],
+        session_id: Option<Uuid>,
+        status: StatusCode,
+    ) {
+        self.metrics
+            .blocked
+            .get_or_create(&KindLabels { kind })
+            .inc();
+        for hit in hits {
+            tracing::warn!(
+                target: "kratos_gate::audit",
+                event = "blocked",
+                kind,
+                identity_id = %hit.identity,
+                session_id = session_id.map(|s| s.to_string()).unwrap_or_default(),
+                reason = hit.entry.reason.as_deref().unwrap_or(""),
+                client_ip = %exchange.peer.ip,
+                request_id = %exchange.request_id,
+                method = %exchange.method,
+                path = %exchange.path,
+                outcome = status.as_u16(),
+                "blocked a session of a listed identity"
+            );
+        }
+    }
+
+    fn fail_closed(&self, exchange: &Exchange, error: GatewayError) -> Response<Body> {
+        self.metrics.fail_closed(error.label());
+        tracing::error!(
+            target: "kratos_gate::audit",
+            event = "fail_closed",
+            kind = paths::request_kind(&exchange.path),
+            client_ip = %exchange.peer.ip,
+            request_id = %exchange.request_id,
+            method = %exchange.method,
+            path = %exchange.path,
+            error = %error,
+            outcome = error.status().as_u16(),
+            "withheld a response that may carry a credential"
+        );
+        error.into_response(Some(&exchange.request_id))
+    }
+}
+
+/// The audit kind: from the request path when it names one, else `fallback`.
+fn kind_of(exchange: &Exchange, fallback: &'static str) -> &'static str {
+    match paths::request_kind(&exchange.path) {
+        "other" => fallback,
+        k => k,
+    }
+}
+
+fn inspect(bytes: &[u8]) -> Result<Findings, GatewayError> {
+    inspection::inspect_json(bytes).map_err(|_| {
+        GatewayError::UnreadableResponse("malformed JSON that mentions a session token".to_owned())
+    })
+}
+
+async fn collect<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<respond::BoxError>,
+{
+    body::collect_limited(body, limit)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge => GatewayError::ResponseTooLarge { limit },
+            CollectError::Body(e) => GatewayError::UpstreamBroken(e.to_string()),
+        })
+}
+
+/// Copies the upstream's non-session `Set-Cookie`s (CSRF) onto the gateway's answer.
+fn keep_other_cookies(from: &http::HeaderMap, to: &mut http::HeaderMap, session_cookie: &str) {
+    for v in from.get_all(header::SET_COOKIE) {
+        if !headers::is_session_cookie_name(headers::set_cookie_name(v.as_bytes()), session_cookie)
+        {
+            to.append(header::SET_COOKIE, v.clone());
+        }
+    }
+}

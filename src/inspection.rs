@@ -1,0 +1,388 @@
+//! Pure analysis of Kratos responses: where a JSON body carries a session credential, which
+//! sessions it vouches for, and whose they are. No I/O; `enforce.rs` decides what to do.
+
+use std::io::Read;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::blocklist::parse_uuid;
+
+/// A session object found in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    pub id: Option<Uuid>,
+    /// `identity.id` when the identity is expanded; `None` when it is `null` (a native login
+    /// that still needs a second factor) or missing.
+    pub identity_id: Option<Uuid>,
+}
+
+/// The overall shape of a body, which decides how a blocked answer looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// A bare session object (whoami, admin session): answered like "no session".
+    Session,
+    /// A list of sessions (`GET /sessions`).
+    SessionList,
+    /// Anything else (login, registration, recovery, token exchange, settings, flows).
+    #[default]
+    Other,
+}
+
+/// What a JSON body says about sessions.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// `session_token` and `ory_session_token` values, wherever they appear.
+    pub tokens: Vec<String>,
+    pub sessions: Vec<SessionRef>,
+    /// Every `identity.id` in the body (the session's, or a registration's top-level identity).
+    pub identities: Vec<Uuid>,
+    /// A `tokenized` JWT (`whoami?tokenize_as=`) is present: a credential of its own.
+    pub tokenized: bool,
+    pub shape: Shape,
+}
+
+impl Findings {
+    /// The body hands out something a client can authenticate with.
+    pub fn carries_credential(&self) -> bool {
+        !self.tokens.is_empty() || self.tokenized
+    }
+
+    /// The body speaks for a session (credential or not).
+    pub fn vouches(&self) -> bool {
+        self.carries_credential() || !self.sessions.is_empty()
+    }
+}
+
+/// Text whose presence means a body must be parsed. A body with none of these cannot hold a
+/// credential or a session: Go's encoder writes keys verbatim, and `\u` catches escapes.
+const NEEDLES: [&[u8]; 5] = [
+    b"session_token",
+    b"\"identity\"",
+    b"expires_at",
+    b"tokenized",
+    b"\\u",
+];
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Why a body that looked like JSON could not be judged.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unparseable;
+
+/// Analyses a body that starts like JSON. A body that does not parse but mentions a session
+/// token is `Err` (fail closed); one that mentions nothing is `Ok(default)`.
+pub fn inspect_json(body: &[u8]) -> Result<Findings, Unparseable> {
+    if !NEEDLES.iter().any(|n| contains(body, n)) {
+        return Ok(Findings::default());
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => {
+            return if contains(body, b"session_token")
+                || contains(body, b"ory_st_")
+                || contains(body, b"tokenized")
+            {
+                Err(Unparseable)
+            } else {
+                Ok(Findings::default())
+            };
+        }
+    };
+    let mut f = Findings::default();
+    walk(&value, &mut f);
+    f.shape = match &value {
+        Value::Object(o) if session_ref(o).is_some() => Shape::Session,
+        Value::Array(items)
+            if !items.is_empty()
+                && items
+                    .iter()
+                    .all(|i| i.as_object().and_then(session_ref).is_some()) =>
+        {
+            Shape::SessionList
+        }
+        _ => Shape::Other,
+    };
+    Ok(f)
+}
+
+/// An object is a session when it has an `id`, an `identity` key (maybe `null`) and one of the
+/// session timestamps or the AAL.
+fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
+    if !o.contains_key("identity") || !o.contains_key("id") {
+        return None;
+    }
+    let has_session_field = [
+        "expires_at",
+        "authenticated_at",
+        "issued_at",
+        "authenticator_assurance_level",
+    ]
+    .iter()
+    .any(|k| o.contains_key(*k));
+    if !has_session_field {
+        return None;
+    }
+    Some(SessionRef {
+        id: o.get("id").and_then(Value::as_str).and_then(parse_uuid),
+        identity_id: o
+            .get("identity")
+            .and_then(|i| i.get("id"))
+            .and_then(Value::as_str)
+            .and_then(parse_uuid),
+    })
+}
+
+fn walk(v: &Value, f: &mut Findings) {
+    match v {
+        Value::Object(o) => {
+            if let Some(s) = session_ref(o) {
+                f.sessions.push(s);
+            }
+            for (k, child) in o {
+                match (k.as_str(), child) {
+                    ("session_token" | "ory_session_token", Value::String(t)) if !t.is_empty() => {
+                        f.tokens.push(t.clone())
+                    }
+                    ("tokenized", Value::String(t)) if !t.is_empty() => f.tokenized = true,
+                    ("identity", Value::Object(i)) => {
+                        if let Some(id) = i.get("id").and_then(Value::as_str).and_then(parse_uuid) {
+                            if !f.identities.contains(&id) {
+                                f.identities.push(id);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                walk(child, f);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                walk(i, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The first byte that is not white space or a UTF-8 byte-order mark, if any.
+pub fn first_significant_byte(chunk: &[u8]) -> Option<u8> {
+    let chunk = chunk.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(chunk);
+    chunk.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+/// A body starting with this byte may be a JSON object or array, and so may carry a
+/// credential.
+pub fn may_be_json(first: u8) -> bool {
+    first == b'{' || first == b'['
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Unsupported(String),
+    Corrupt(String),
+    TooLarge,
+}
+
+/// Undoes `Content-Encoding` (gzip, x-gzip, deflate, br, identity; several applied in order),
+/// refusing output over `limit` bytes.
+pub fn decode(content_encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let codings: Vec<String> = content_encoding
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut data = body.to_vec();
+    for coding in codings.iter().rev() {
+        data = match coding.as_str() {
+            "identity" => data,
+            "gzip" | "x-gzip" => read_limited(flate2::read::MultiGzDecoder::new(&data[..]), limit)?,
+            "deflate" => match read_limited(flate2::read::ZlibDecoder::new(&data[..]), limit) {
+                Ok(d) => d,
+                // Some servers send raw deflate without the zlib wrapper.
+                Err(DecodeError::Corrupt(_)) => {
+                    read_limited(flate2::read::DeflateDecoder::new(&data[..]), limit)?
+                }
+                Err(e) => return Err(e),
+            },
+            "br" => read_limited(
+                brotli_decompressor::Decompressor::new(&data[..], 4096),
+                limit,
+            )?,
+            other => return Err(DecodeError::Unsupported(other.to_owned())),
+        };
+    }
+    Ok(data)
+}
+
+fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    if out.len() > limit {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// The `identifier` a client submitted in a login request body (JSON or form).
+pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<String> {
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let found = if ct.contains("json") {
+        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+            v.get("identifier")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+    } else if ct.starts_with("application/x-www-form-urlencoded") {
+        form_urlencoded::parse(body)
+            .find(|(k, _)| k == "identifier")
+            .map(|(_, v)| v.into_owned())
+    } else {
+        None
+    };
+    found
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";
+    const SID: &str = "7efedf89-4dda-4636-8320-7506e58db1a3";
+
+    fn session(identity: Value) -> Value {
+        serde_json::json!({"id": SID, "active": true, "expires_at": "2026-08-02T10:00:00Z",
+            "authenticator_assurance_level": "aal1", "identity": identity, "devices": []})
+    }
+
+    #[test]
+    fn native_login_token_and_identity() {
+        let body = serde_json::json!({"session_token": "ory_st_abc", "session": session(serde_json::json!({"id": ID})), "continue_with": null});
+        let f = inspect_json(body.to_string().as_bytes()).expect("parse");
+        assert_eq!(f.tokens, vec!["ory_st_abc"]);
+        assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
+        assert_eq!(f.sessions.len(), 1);
+        assert_eq!(f.sessions[0].id, parse_uuid(SID));
+        assert_eq!(f.shape, Shape::Other);
+        assert!(f.carries_credential());
+    }
+
+    #[test]
+    fn aal2_pending_login_has_session_id_but_no_identity() {
+        let body = serde_json::json!({"session_token": "ory_st_abc", "session": session(Value::Null), "continue_with": null});
+        let f = inspect_json(body.to_string().as_bytes()).expect("parse");
+        assert!(f.identities.is_empty());
+        assert_eq!(f.sessions[0].identity_id, None);
+        assert_eq!(f.sessions[0].id, parse_uuid(SID));
+    }
+
+    #[test]
+    fn continue_with_token_anywhere() {
+        let body = r#"{"id":"x","state":"passed_challenge","continue_with":[{"action":"set_ory_session_token","ory_session_token":"ory_st_zz"},{"action":"show_settings_ui"}]}"#;
+        let f = inspect_json(body.as_bytes()).expect("parse");
+        assert_eq!(f.tokens, vec!["ory_st_zz"]);
+        assert!(f.sessions.is_empty());
+    }
+
+    #[test]
+    fn whoami_and_session_list_shapes() {
+        let s = session(serde_json::json!({"id": ID}));
+        let f = inspect_json(s.to_string().as_bytes()).expect("parse");
+        assert_eq!(f.shape, Shape::Session);
+        assert!(!f.carries_credential());
+        assert!(f.vouches());
+        let list = Value::Array(vec![s.clone(), s]);
+        assert_eq!(
+            inspect_json(list.to_string().as_bytes()).expect("p").shape,
+            Shape::SessionList
+        );
+        assert_eq!(inspect_json(b"[]").expect("p").shape, Shape::Other);
+    }
+
+    #[test]
+    fn escaped_keys_are_still_found() {
+        let body = br#"{"session\u005ftoken":"ory_st_esc"}"#;
+        assert_eq!(inspect_json(body).expect("p").tokens, vec!["ory_st_esc"]);
+    }
+
+    #[test]
+    fn unrelated_and_empty_tokens_are_ignored() {
+        assert!(!inspect_json(br#"{"ui":{"nodes":[]}}"#)
+            .expect("p")
+            .vouches());
+        assert!(!inspect_json(br#"{"session_token":""}"#)
+            .expect("p")
+            .vouches());
+        assert!(!inspect_json(br#"{"logout_token":"ory_lo_x"}"#)
+            .expect("p")
+            .vouches());
+    }
+
+    #[test]
+    fn broken_json_with_a_token_fails_closed() {
+        assert_eq!(
+            inspect_json(br#"{"session_token":"ory_st_abc""#),
+            Err(Unparseable)
+        );
+        assert_eq!(inspect_json(br#"{"a":"#), Ok(Findings::default()));
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(first_significant_byte(b"\xEF\xBB\xBF \n {"), Some(b'{'));
+        assert_eq!(first_significant_byte(b"   "), None);
+        assert!(may_be_json(b'['));
+        assert!(!may_be_json(b'<'));
+    }
+
+    #[test]
+    fn decoding_roundtrips_and_limits() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"session_token\":\"ory_st_x\"}")
+            .expect("w");
+        let data = gz.finish().expect("gz");
+        assert_eq!(
+            decode("gzip", &data, 1024).expect("d"),
+            b"{\"session_token\":\"ory_st_x\"}"
+        );
+        assert_eq!(decode("gzip", &data, 4), Err(DecodeError::TooLarge));
+        assert!(matches!(
+            decode("zstd", &data, 1024),
+            Err(DecodeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            decode("gzip", b"not gzip", 1024),
+            Err(DecodeError::Corrupt(_))
+        ));
+        assert_eq!(decode("identity", b"x", 10).expect("d"), b"x");
+    }
+
+    #[test]
+    fn identifiers_from_json_and_form() {
+        assert_eq!(
+            login_identifier(
+                Some("application/json"),
+                br#"{"method":"password","identifier":" a@b.c ","password":"x"}"#
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("application/x-www-form-urlencoded"),
+                b"method=password&identifier=a%40b.c&password=x"
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(login_identifier(Some("text/plain"), b"identifier=a"), None);
+    }
+}

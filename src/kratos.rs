@@ -1,0 +1,274 @@
+//! The gateway's own calls to Kratos: who owns a credential (whoami, admin session and
+//! identity lookups) and revocations. reqwest with a rustls `ClientConfig` built on the ring
+//! provider (no process-wide provider needed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::config::{Config, UpstreamUrl};
+use crate::headers::{IDENTITY_ID_HEADER, X_SESSION_TOKEN};
+
+/// A credential found in a response, to ask Kratos who owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// `ory_st_…` from a JSON body.
+    Token(String),
+    /// `name=value` of a session `Set-Cookie`.
+    Cookie(String),
+}
+
+/// Kratos's answer to whoami for a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhoamiAnswer {
+    Identity(Uuid),
+    /// 401: not a valid session; the credential grants nothing.
+    NoSession,
+    /// 403 `session_aal2_required`: valid, but its owner is not revealed.
+    Aal2Required,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("{what}: {source}")]
+    Transport {
+        what: &'static str,
+        source: reqwest::Error,
+    },
+    #[error("{what}: Kratos answered {status}")]
+    Status {
+        what: &'static str,
+        status: StatusCode,
+    },
+    #[error("{what}: unexpected response body: {detail}")]
+    Body { what: &'static str, detail: String },
+}
+
+impl LookupError {
+    /// Worth trying again later (network trouble, 5xx, 429).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LookupError::Transport { .. } => true,
+            LookupError::Status { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            LookupError::Body { .. } => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct KratosClient {
+    http: reqwest::Client,
+    public: UpstreamUrl,
+    admin: UpstreamUrl,
+    admin_token: Option<Arc<str>>,
+}
+
+#[derive(Deserialize)]
+struct IdRef {
+    id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct SessionWithIdentity {
+    identity: Option<IdRef>,
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Kratos is reached over http:// today; an empty root store makes any https attempt fail
+    // closed rather than trust something by accident.
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map(|b| {
+                b.with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            })
+            .unwrap_or_else(|_| unreachable_tls())
+        })
+}
+
+#[cold]
+fn unreachable_tls() -> rustls::ClientConfig {
+    // ring always supports TLS 1.3; this is only here so that nothing can panic.
+    std::process::abort()
+}
+
+impl KratosClient {
+    pub fn new(config: &Config, admin_token: Option<String>) -> Result<Self, reqwest::Error> {
+        let timeout: Duration = config.upstream.lookup_timeout.get();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config())
+            .timeout(timeout)
+            .connect_timeout(config.upstream.connect_timeout.get())
+            .pool_idle_timeout(config.upstream.pool_idle_timeout.get())
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("kratos-gate/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(KratosClient {
+            http,
+            public: config.upstream.public.clone(),
+            admin: config.upstream.admin.clone(),
+            admin_token: admin_token.map(Arc::from),
+        })
+    }
+
+    fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, self.admin.join(path));
+        match &self.admin_token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Asks Kratos's public whoami who owns `credential`.
+    pub async fn whoami(&self, credential: &Credential) -> Result<WhoamiAnswer, LookupError> {
+        const WHAT: &str = "whoami";
+        let rb = self.http.get(self.public.join("/sessions/whoami"));
+        let rb = match credential {
+            Credential::Token(t) => rb.header(&X_SESSION_TOKEN, t),
+            Credential::Cookie(c) => rb.header(reqwest::header::COOKIE, c),
+        };
+        let resp = rb
+            .send()
+            .await
+            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+        match resp.status() {
+            StatusCode::OK => {
+                if let Some(id) = resp
+                    .headers()
+                    .get(&IDENTITY_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(crate::blocklist::parse_uuid)
+                {
+                    return Ok(WhoamiAnswer::Identity(id));
+                }
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+                let s: SessionWithIdentity =
+                    serde_json::from_slice(&body).map_err(|e| LookupError::Body {
+                        what: WHAT,
+                        detail: e.to_string(),
+                    })?;
+                s.identity
+                    .map(|i| WhoamiAnswer::Identity(i.id))
+                    .ok_or(LookupError::Body {
+                        what: WHAT,
+                        detail: "session without identity".to_owned(),
+                    })
+            }
+            StatusCode::UNAUTHORIZED => Ok(WhoamiAnswer::NoSession),
+            StatusCode::FORBIDDEN => Ok(WhoamiAnswer::Aal2Required),
+            status => Err(LookupError::Status { what: WHAT, status }),
+        }
+    }
+
+    /// The owner of a session, from the admin API; `None` if Kratos does not know the session.
+    pub async fn session_owner(&self, session_id: Uuid) -> Result<Option<Uuid>, LookupError> {
+        const WHAT: &str = "admin session lookup";
+        let resp = self
+            .admin_request(
+                reqwest::Method::GET,
+                &format!("/admin/sessions/{session_id}?expand=identity"),
+            )
+            .send()
+            .await
+            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+        match resp.status() {
+            StatusCode::OK => {
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+                let s: SessionWithIdentity =
+                    serde_json::from_slice(&body).map_err(|e| LookupError::Body {
+                        what: WHAT,
+                        detail: e.to_string(),
+                    })?;
+                match s.identity {
+                    Some(i) => Ok(Some(i.id)),
+                    None => Err(LookupError::Body {
+                        what: WHAT,
+                        detail: "session without identity despite expand=identity".to_owned(),
+                    }),
+                }
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            status => Err(LookupError::Status { what: WHAT, status }),
+        }
+    }
+
+    /// Identities whose login identifier is `identifier` (admin `credentials_identifier`).
+    pub async fn identities_by_identifier(
+        &self,
+        identifier: &str,
+    ) -> Result<Vec<Uuid>, LookupError> {
+        const WHAT: &str = "admin identity lookup";
+        let resp = self
+            .admin_request(reqwest::Method::GET, "/admin/identities")
+            .query(&[("credentials_identifier", identifier)])
+            .send()
+            .await
+            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+        match resp.status() {
+            StatusCode::OK => {
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+                let ids: Vec<IdRef> =
+                    serde_json::from_slice(&body).map_err(|e| LookupError::Body {
+                        what: WHAT,
+                        detail: e.to_string(),
+                    })?;
+                Ok(ids.into_iter().map(|i| i.id).collect())
+            }
+            status => Err(LookupError::Status { what: WHAT, status }),
+        }
+    }
+
+    /// `DELETE /admin/sessions/{id}`; 404 (already gone) counts as done.
+    pub async fn revoke_session(&self, session_id: Uuid) -> Result<(), LookupError> {
+        self.delete(&format!("/admin/sessions/{session_id}"), "revoke session")
+            .await
+    }
+
+    /// `DELETE /admin/identities/{id}/sessions`; 404 (no sessions left) counts as done.
+    pub async fn revoke_identity_sessions(&self, identity_id: Uuid) -> Result<(), LookupError> {
+        self.delete(
+            &format!("/admin/identities/{identity_id}/sessions"),
+            "revoke identity sessions",
+        )
+        .await
+    }
+
+    async fn delete(&self, path: &str, what: &'static str) -> Result<(), LookupError> {
+        let resp = self
+            .admin_request(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .map_err(|source| LookupError::Transport { what, source })?;
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(LookupError::Status { what, status })
+        }
+    }
+}
