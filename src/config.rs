@@ -419,8 +419,10 @@ impl Config {
             "blocklist.poll_interval must be more than 0s",
         );
         check(
-            self.listen.admin.is_none() || self.listen.admin != Some(self.listen.public),
-            "listen.admin and listen.public must differ",
+            self.listen.public.port() == 0
+                || (self.listen.admin != Some(self.listen.public)
+                    && self.listen.ops != self.listen.public),
+            "listen.public, listen.admin and listen.ops must be different addresses",
         );
         if errors.is_empty() {
             Ok(())

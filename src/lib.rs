@@ -191,10 +191,12 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     };
 
     let triggers = ReloadTriggers::default();
+    let watcher = reload::watch_folder(blocklist.path(), &triggers);
     let background = vec![
         revocation_task,
         tokio::spawn(reload::run_reloader(
             Arc::clone(&blocklist),
+            watcher,
             config.blocklist.poll_interval.get(),
             config.blocklist.debounce.get(),
             triggers.clone(),

@@ -162,16 +162,25 @@ impl Default for ReloadTriggers {
 /// Called with what each successful reload changed (revoke-on-add hooks in here).
 pub type ChangeListener = Arc<dyn Fn(&Changes) + Send + Sync>;
 
-/// Watches the blocklist's folder and reloads until `shutdown` turns true.
+/// Starts watching the blocklist's folder. Call before spawning [`run_reloader`], so that no
+/// change made after start-up can slip past the watch.
+pub fn watch_folder(path: &Path, triggers: &ReloadTriggers) -> Option<notify::RecommendedWatcher> {
+    let watcher = start_watch(path, &triggers.fs_event);
+    // Covers a change made between the initial load and the watch (cheap: checksum).
+    triggers.fs_event.notify_one();
+    watcher
+}
+
+/// Reloads on folder events, explicit triggers and the poll until `shutdown` turns true.
 pub async fn run_reloader(
     store: Arc<BlocklistStore>,
+    mut watcher: Option<notify::RecommendedWatcher>,
     poll_interval: Duration,
     debounce: Duration,
     triggers: ReloadTriggers,
     on_change: Option<ChangeListener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut watcher = start_watch(store.path(), &triggers.fs_event);
     let mut poll = tokio::time::interval(poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await; // the first tick is immediate; the file was just loaded

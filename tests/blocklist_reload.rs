@@ -1,0 +1,151 @@
+//! The list in force follows the file: atomic renames, Kubernetes ConfigMap `..data` swaps,
+//! explicit reloads; a broken file keeps the last good list; `until` lapses by itself.
+
+mod support;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::Duration;
+
+use support::gateway::{
+    blocklist_of, replace_atomically, start_gateway, start_gateway_with, write_file,
+};
+
+const A: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
+const B: &str = "9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59";
+const C: &str = "11111111-2222-4333-8444-555555555555";
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn atomic_rename_is_in_force_within_a_second() {
+    let gw = start_gateway(NOWHERE, NOWHERE, "").await;
+    assert!(gw.gateway().blocklist().snapshot().is_empty());
+    replace_atomically(&gw.blocklist_path(), &blocklist_of(&[A]));
+    assert!(
+        gw.wait_for_listed(A, true, Duration::from_secs(1)).await,
+        "not reloaded within 1 s"
+    );
+    replace_atomically(&gw.blocklist_path(), &blocklist_of(&[B]));
+    assert!(gw.wait_for_listed(B, true, Duration::from_secs(1)).await);
+    assert!(gw.wait_for_listed(A, false, Duration::from_secs(1)).await);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_place_write_is_seen() {
+    let gw = start_gateway(NOWHERE, NOWHERE, "").await;
+    write_file(&gw.blocklist_path(), &blocklist_of(&[A]));
+    assert!(gw.wait_for_listed(A, true, Duration::from_secs(1)).await);
+    gw.shutdown().await;
+}
+
+/// What kubelet's AtomicWriter does on every ConfigMap update.
+fn configmap_update(dir: &Path, round: u32, text: &str) {
+    let new_dir = dir.join(format!("..2026_11_27_12_00_0{round}.000000{round}"));
+    std::fs::create_dir(&new_dir).expect("mkdir");
+    write_file(&new_dir.join("blocklist.yaml"), text);
+    let tmp = dir.join("..data_tmp");
+    symlink(new_dir.file_name().expect("name"), &tmp).expect("symlink");
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap ..data");
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).expect("remove old");
+    }
+}
+
+#[tokio::test]
+async fn configmap_data_swap_three_times_in_a_row() {
+    let cm = tempfile::tempdir().expect("tmp");
+    configmap_update(cm.path(), 0, "");
+    symlink("..data/blocklist.yaml", cm.path().join("blocklist.yaml")).expect("link");
+    let path = cm.path().join("blocklist.yaml");
+    let gw = start_gateway_with(NOWHERE, NOWHERE, "", |c| c.blocklist.path = path.clone()).await;
+    for (round, id) in [(1, A), (2, B), (3, C)] {
+        configmap_update(cm.path(), round, &blocklist_of(&[id]));
+        assert!(
+            gw.wait_for_listed(id, true, Duration::from_secs(1)).await,
+            "round {round}: {id} not in force within 1 s"
+        );
+    }
+    assert!(gw.gateway().blocklist().snapshot().lookup_str(A).is_none());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn explicit_reload_rereads_the_file() {
+    // What SIGHUP triggers: one re-read, here of an unchanged file.
+    let gw = start_gateway(NOWHERE, NOWHERE, "").await;
+    // Let the start-up check (a re-read right after the watch starts) finish first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics_before = gw.gateway().metrics().encode();
+    gw.gateway().reload_blocklist();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics_after = gw.gateway().metrics().encode();
+    let key = "kratos_gate_blocklist_reloads_total{result=\"unchanged\"}";
+    assert_eq!(
+        metric(&metrics_after, key),
+        metric(&metrics_before, key) + 1.0,
+        "{metrics_after}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_file_keeps_the_last_good_list_and_is_counted() {
+    let gw = start_gateway(NOWHERE, NOWHERE, &blocklist_of(&[A])).await;
+    replace_atomically(&gw.blocklist_path(), "identities:\n  - not-a-uuid\n");
+    let failures = "kratos_gate_blocklist_reloads_total{result=\"failure\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while metric(&gw.gateway().metrics().encode(), failures) < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "failure not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gw.gateway().blocklist().snapshot().lookup_str(A).is_some(),
+        "last good list dropped"
+    );
+    // Deleting the file is a failure too; the list stays.
+    std::fs::remove_file(gw.blocklist_path()).expect("rm");
+    gw.gateway().reload_blocklist();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(gw.gateway().blocklist().snapshot().lookup_str(A).is_some());
+    // And a good file afterwards is applied.
+    replace_atomically(&gw.blocklist_path(), &blocklist_of(&[B]));
+    assert!(gw.wait_for_listed(B, true, Duration::from_secs(1)).await);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn until_lapses_without_a_reload() {
+    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let until = until
+        .replace_nanosecond(0)
+        .expect("ns")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("fmt");
+    let text = format!("identities:\n  - id: {A}\n    until: {until}\n");
+    let gw = start_gateway(NOWHERE, NOWHERE, &text).await;
+    assert!(gw.gateway().blocklist().snapshot().lookup_str(A).is_some());
+    let reloads_before = gw.gateway().metrics().encode();
+    assert!(
+        gw.wait_for_listed(A, false, Duration::from_secs(4)).await,
+        "entry did not lapse"
+    );
+    let key = "kratos_gate_blocklist_reloads_total{result=\"success\"}";
+    assert_eq!(
+        metric(&gw.gateway().metrics().encode(), key),
+        metric(&reloads_before, key)
+    );
+    gw.shutdown().await;
+}

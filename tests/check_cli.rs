@@ -1,0 +1,139 @@
+//! `kratos-gate check` and start-up validation: exit codes and file:line:column messages.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::gateway::{config_text, write_file};
+
+const A: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
+const B: &str = "9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kratos-gate"))
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run kratos-gate");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn setup(blocklist: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_file(
+        &dir.path().join("gateway.yaml"),
+        &config_text("http://127.0.0.1:4433", "http://127.0.0.1:4434"),
+    );
+    write_file(&dir.path().join("blocklist.yaml"), blocklist);
+    dir
+}
+
+fn config(dir: &Path) -> String {
+    dir.join("gateway.yaml").display().to_string()
+}
+
+#[test]
+fn check_prints_a_summary_and_exits_0() {
+    let dir = setup(&format!(
+        "identities:\n  - {A}\n  - id: {B}\n    reason: fraud\n    until: 2999-01-01T00:00:00Z\n"
+    ));
+    let (code, out, _) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("2 entries, 1 expiring"), "{out}");
+}
+
+#[test]
+fn check_reports_every_blocklist_error_with_position_and_exits_2() {
+    let dir = setup("identities:\n  - not-a-uuid\n  - id: 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10\n    until: next week\n");
+    let (code, _, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{err}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with(&format!("{file}:2:5: ")), "{err}");
+    assert!(lines[1].starts_with(&format!("{file}:4:12: ")), "{err}");
+}
+
+#[test]
+fn check_reports_config_errors_with_position() {
+    let dir = setup("");
+    let text = config_text("http://127.0.0.1:4433", "http://127.0.0.1:4434")
+        .replace("response_timeout: 2s", "response_timeout: 2s\n  retries: 3");
+    write_file(&dir.path().join("gateway.yaml"), &text);
+    let (code, _, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:10:3: unknown field `retries`",
+            config(dir.path())
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let (code, _, err) = run(bin().args(["check", "--config", "/nonexistent/gateway.yaml"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("/nonexistent/gateway.yaml") && err.contains("cannot read config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_path_from_environment() {
+    let dir = setup(&format!("identities: [{A}]\n"));
+    let (code, out, err) = run(bin()
+        .arg("check")
+        .env("KRATOS_GATE_CONFIG", config(dir.path())));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 entries"), "{out}");
+}
+
+#[test]
+fn serving_with_an_invalid_blocklist_exits_2_before_binding() {
+    // Hold the public port: a gateway that bound before validating would fail with a bind
+    // error (exit 1) instead of the blocklist error.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let dir = setup("identities:\n  - nope\n");
+    let text = config_text("http://127.0.0.1:4433", "http://127.0.0.1:4434")
+        .replace("public: 127.0.0.1:0", &format!("public: 127.0.0.1:{port}"));
+    write_file(&dir.path().join("gateway.yaml"), &text);
+    let (code, _, err) = run(bin().args(["--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("blocklist.yaml:2:5: `nope` is not an identity id"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_examples_pass_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (code, out, err) = run(bin().args(["check", "--config", &format!("{root}/gateway.yaml")]));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn duplicate_ids_are_warnings_not_errors() {
+    let dir = setup(&format!("identities:\n  - {A}\n  - {A}\n"));
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(":3:5: identity") && err.contains("listed twice"),
+        "{err}"
+    );
+    assert!(out.contains("1 warnings"), "{out}");
+}
