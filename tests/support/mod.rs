@@ -1,6 +1,8 @@
-//! Test support shared by the integration test binaries: Kratos fixtures and
-//! an in-process fake Kratos. Each test binary uses a subset.
+//! Test support shared by the integration test binaries: Kratos fixtures, an in-process fake
+//! Kratos, a gateway started on port 0 and a plain HTTP client. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod fake_kratos;
 pub mod fixtures;
+pub mod gateway;
