@@ -108,8 +108,9 @@ pub fn inspect_json(body: &[u8]) -> Result<Findings, Unparseable> {
     Ok(f)
 }
 
-/// An object is a session when it has an `id`, an `identity` key (maybe `null`) and one of the
-/// session timestamps or the AAL.
+/// An object is a session when it has an `id`, an `identity` key (maybe `null`) and a field
+/// only sessions have (`authenticated_at`, `authenticator_assurance_level`). Flows have `id`,
+/// `expires_at`, `issued_at` and, for settings, `identity` too, but neither of those.
 fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
     if !o.contains_key("identity") || !o.contains_key("id") {
         return None;
@@ -306,6 +307,16 @@ mod tests {
             Shape::SessionList
         );
         assert_eq!(inspect_json(b"[]").expect("p").shape, Shape::Other);
+    }
+
+    #[test]
+    fn a_settings_flow_is_not_a_session() {
+        let flow = serde_json::json!({"id": SID, "type": "browser", "expires_at": "2026-08-02T10:00:00Z",
+            "issued_at": "2026-08-01T10:00:00Z", "identity": {"id": ID}, "ui": {"nodes": []}, "state": "success"});
+        let f = inspect_json(flow.to_string().as_bytes()).expect("parse");
+        assert!(f.sessions.is_empty());
+        assert_eq!(f.shape, Shape::Other);
+        assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
     }
 
     #[test]
