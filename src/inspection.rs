@@ -115,14 +115,8 @@ fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
     if !o.contains_key("identity") || !o.contains_key("id") {
         return None;
     }
-    let has_session_field = [
-        "expires_at",
-        "authenticated_at",
-        "issued_at",
-        "authenticator_assurance_level",
-    ]
-    .iter()
-    .any(|k| o.contains_key(*k));
+    let has_session_field =
+        o.contains_key("authenticated_at") || o.contains_key("authenticator_assurance_level");
     if !has_session_field {
         return None;
     }
