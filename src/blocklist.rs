@@ -10,20 +10,31 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 use uuid::Uuid;
 
 use crate::diagnostic::Diagnostic;
 
-/// Why and until when one identity is listed.
+/// Whether a match is enforced or only reported (dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Decide, log and count, but strip and revoke nothing.
+    Report,
+}
+
+/// Why and until when one identity, address or domain is listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// For ops and the audit log; never sent to clients.
     pub reason: Option<Arc<str>>,
     /// Unix seconds after which the entry no longer matches; `None` = indefinitely.
     pub until: Option<i64>,
-    /// Line of the entry in the file it came from, for log messages.
+    /// Position of the entry in the file it came from, for log messages and lint.
     pub line: u64,
+    pub column: u64,
+    pub mode: Mode,
 }
 
 impl Entry {
@@ -33,10 +44,32 @@ impl Entry {
     }
 }
 
+/// What on the list matched a given identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched<'a> {
+    Identity,
+    Email(&'a str),
+    Domain(&'a str),
+}
+
+impl std::fmt::Display for Matched<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Matched::Identity => f.write_str("identity"),
+            Matched::Email(e) => write!(f, "email:{e}"),
+            Matched::Domain(d) => write!(f, "email_domain:{d}"),
+        }
+    }
+}
+
 /// An immutable, parsed blocklist.
 #[derive(Debug, Default, Clone)]
 pub struct Blocklist {
     identities: HashMap<Uuid, Entry>,
+    /// Lower-cased addresses.
+    emails: HashMap<String, Entry>,
+    /// Lower-cased domains, without a trailing dot.
+    domains: HashMap<String, Entry>,
     checksum: u64,
 }
 
@@ -57,11 +90,23 @@ pub struct Changes {
     pub removed: Vec<Uuid>,
     /// Listed in both, with a later (or removed) `until` now.
     pub extended: Vec<Uuid>,
+    /// E-mail entries added or extended (domains cannot be resolved to identities up front).
+    pub added_emails: Vec<String>,
+    pub removed_emails: Vec<String>,
+    /// Domain entries added or removed (logged only).
+    pub added_domains: Vec<String>,
+    pub removed_domains: Vec<String>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.extended.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.extended.is_empty()
+            && self.added_emails.is_empty()
+            && self.removed_emails.is_empty()
+            && self.added_domains.is_empty()
+            && self.removed_domains.is_empty()
     }
 }
 
@@ -70,6 +115,186 @@ pub fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// One section of the file: its YAML key, the key of its entries, and how an entry's text
+/// becomes a map key.
+struct Section {
+    name: &'static str,
+    key: &'static str,
+    example: &'static str,
+    parse: fn(&str) -> Option<String>,
+}
+
+const EMAILS: Section = Section {
+    name: "emails",
+    key: "email",
+    example: "spammer@example.com",
+    parse: normalize_email,
+};
+
+const DOMAINS: Section = Section {
+    name: "email_domains",
+    key: "domain",
+    example: "throwaway.example",
+    parse: normalize_domain,
+};
+
+struct Collector<'a> {
+    source: &'a str,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Collector<'_> {
+    fn error(&mut self, at: Location, message: String) {
+        self.errors.push(Diagnostic::new(
+            self.source,
+            at.line(),
+            at.column(),
+            message,
+        ));
+    }
+
+    /// Turns one raw item into (key text as written, entry), or records why it is invalid.
+    fn entry(
+        &mut self,
+        item: Spanned<RawEntry>,
+        section: &str,
+        key: &str,
+    ) -> Option<(Spanned<String>, Entry)> {
+        let at = item.referenced;
+        let (value, reason, until, mode) = match item.value {
+            RawEntry::Bare(v) => (
+                Spanned {
+                    value: v,
+                    referenced: item.referenced,
+                    defined: item.defined,
+                },
+                None,
+                None,
+                None,
+            ),
+            RawEntry::Full {
+                key: entry_key,
+                reason,
+                until,
+                mode,
+            } => match entry_key {
+                Some((k, v)) if k == key => (v, reason, until, mode),
+                Some((k, v)) => {
+                    self.error(
+                        v.referenced,
+                        format!("entries under `{section}` are written with `{key}:`, not `{k}:`"),
+                    );
+                    return None;
+                }
+                None => {
+                    self.error(at, format!("entry has no `{key}`"));
+                    return None;
+                }
+            },
+        };
+        let until = match until {
+            None => None,
+            Some(u) => match parse_timestamp(&u.value) {
+                Some(ts) => Some(ts),
+                None => {
+                    self.error(
+                        u.referenced,
+                        format!(
+                            "`until: {}` is not an RFC 3339 timestamp (expected e.g. 2027-01-01T00:00:00Z)",
+                            u.value.trim()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let mode = match mode {
+            None => Mode::Enforce,
+            Some(m) => match m.value.trim() {
+                "enforce" => Mode::Enforce,
+                "report" => Mode::Report,
+                other => {
+                    self.error(
+                        m.referenced,
+                        format!("`mode: {other}` is not a mode (expected enforce or report)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .map(Arc::<str>::from);
+        Some((
+            value,
+            Entry {
+                reason,
+                until,
+                line: at.line(),
+                column: at.column(),
+                mode,
+            },
+        ))
+    }
+
+    fn insert<K: std::hash::Hash + Eq + fmt::Display + Clone>(
+        &mut self,
+        map: &mut HashMap<K, Entry>,
+        key: K,
+        entry: Entry,
+        what: &str,
+    ) {
+        match map.get_mut(&key) {
+            Some(existing) => {
+                self.warnings.push(Diagnostic::new(
+                    self.source,
+                    entry.line,
+                    entry.column,
+                    format!(
+                        "{what} {key} is listed twice (first at line {}); the longer block applies",
+                        existing.line
+                    ),
+                ));
+                merge_entries(existing, entry);
+            }
+            None => {
+                map.insert(key, entry);
+            }
+        }
+    }
+
+    fn strings(
+        &mut self,
+        items: Vec<Spanned<RawEntry>>,
+        section: &Section,
+        map: &mut HashMap<String, Entry>,
+    ) {
+        for item in items {
+            let Some((value, entry)) = self.entry(item, section.name, section.key) else {
+                continue;
+            };
+            match (section.parse)(&value.value) {
+                Some(k) => self.insert(map, k, entry, section.key),
+                None => self.error(
+                    value.referenced,
+                    format!(
+                        "`{}` is not {} (expected e.g. {})",
+                        value.value.trim(),
+                        if section.key == "email" {
+                            "an e-mail address"
+                        } else {
+                            "a domain"
+                        },
+                        section.example
+                    ),
+                ),
+            }
+        }
+    }
 }
 
 impl Blocklist {
@@ -84,107 +309,48 @@ impl Blocklist {
                 Err(err) => return Err(vec![Diagnostic::from_yaml(source, &err)]),
             }
         };
-
-        let mut errors = Vec::new();
-        let mut warnings = Vec::new();
+        let mut c = Collector {
+            source,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
         let mut identities: HashMap<Uuid, Entry> = HashMap::new();
-        let mut first_line: HashMap<Uuid, u64> = HashMap::new();
-
         for item in raw.identities.unwrap_or_default() {
-            let item_line = item.referenced.line();
-            let item_column = item.referenced.column();
-            let (id, reason, until) = match item.value {
-                RawEntry::Bare(id) => (
-                    Spanned {
-                        value: id,
-                        referenced: item.referenced,
-                        defined: item.defined,
-                    },
-                    None,
-                    None,
+            let Some((id, entry)) = c.entry(item, "identities", "id") else {
+                continue;
+            };
+            match parse_uuid(&id.value) {
+                Some(uuid) => c.insert(&mut identities, uuid, entry, "identity"),
+                None => c.error(
+                    id.referenced,
+                    format!(
+                        "`{}` is not an identity id (expected a UUID such as 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10)",
+                        id.value.trim()
+                    ),
                 ),
-                RawEntry::Full { id, reason, until } => match id {
-                    Some(id) => (id, reason, until),
-                    None => {
-                        errors.push(Diagnostic::new(
-                            source,
-                            item_line,
-                            item_column,
-                            "entry has no `id`",
-                        ));
-                        continue;
-                    }
-                },
-            };
-            let uuid = match parse_uuid(&id.value) {
-                Some(u) => u,
-                None => {
-                    errors.push(Diagnostic::new(
-                        source,
-                        id.referenced.line(),
-                        id.referenced.column(),
-                        format!(
-                            "`{}` is not an identity id (expected a UUID such as 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10)",
-                            id.value.trim()
-                        ),
-                    ));
-                    continue;
-                }
-            };
-            let until = match until {
-                None => None,
-                Some(u) => match parse_timestamp(&u.value) {
-                    Some(ts) => Some(ts),
-                    None => {
-                        errors.push(Diagnostic::new(
-                            source,
-                            u.referenced.line(),
-                            u.referenced.column(),
-                            format!(
-                                "`until: {}` is not an RFC 3339 timestamp (expected e.g. 2027-01-01T00:00:00Z)",
-                                u.value.trim()
-                            ),
-                        ));
-                        continue;
-                    }
-                },
-            };
-            let reason = reason
-                .map(|r| r.trim().to_owned())
-                .filter(|r| !r.is_empty())
-                .map(Arc::<str>::from);
-            let entry = Entry {
-                reason,
-                until,
-                line: item_line,
-            };
-            match identities.get_mut(&uuid) {
-                Some(existing) => {
-                    let first = first_line.get(&uuid).copied().unwrap_or(0);
-                    warnings.push(Diagnostic::new(
-                        source,
-                        item_line,
-                        item_column,
-                        format!("identity {uuid} is listed twice (first at line {first}); the longer block applies"),
-                    ));
-                    merge_entries(existing, entry);
-                }
-                None => {
-                    first_line.insert(uuid, item_line);
-                    identities.insert(uuid, entry);
-                }
             }
         }
+        let mut emails = HashMap::new();
+        c.strings(raw.emails.unwrap_or_default(), &EMAILS, &mut emails);
+        let mut domains = HashMap::new();
+        c.strings(
+            raw.email_domains.unwrap_or_default(),
+            &DOMAINS,
+            &mut domains,
+        );
 
-        if !errors.is_empty() {
-            return Err(errors);
+        if !c.errors.is_empty() {
+            c.errors.sort_by_key(|d| (d.line, d.column));
+            return Err(c.errors);
         }
         Ok(Parsed {
             blocklist: Blocklist {
                 identities,
+                emails,
+                domains,
                 checksum,
             },
-            warnings,
+            warnings: c.warnings,
         })
     }
 
@@ -204,29 +370,103 @@ impl Blocklist {
         self.lookup(&uuid).map(|e| (uuid, e))
     }
 
-    /// Number of listed identities, in force or not.
+    /// The entry that blocks an e-mail address now: the address itself, or its domain or a
+    /// parent domain (label-wise: `evil.example` matches `a.evil.example`, not
+    /// `notevil.example`). Case-insensitive, surrounding white space ignored.
+    pub fn lookup_address(&self, address: &str, now: i64) -> Option<(Matched<'_>, &Entry)> {
+        if self.emails.is_empty() && self.domains.is_empty() {
+            return None;
+        }
+        let normalized = address.trim().to_lowercase();
+        if let Some((k, e)) = self.emails.get_key_value(&normalized) {
+            if e.in_force_at(now) {
+                return Some((Matched::Email(k), e));
+            }
+        }
+        let (_, domain) = normalized.rsplit_once('@')?;
+        let mut candidate = domain.trim_end_matches('.');
+        loop {
+            if let Some((k, e)) = self.domains.get_key_value(candidate) {
+                if e.in_force_at(now) {
+                    return Some((Matched::Domain(k), e));
+                }
+            }
+            match candidate.split_once('.') {
+                Some((_, parent)) if !parent.is_empty() => candidate = parent,
+                _ => return None,
+            }
+        }
+    }
+
+    /// True when matching needs the identity's addresses, not only its id.
+    pub fn has_address_entries(&self) -> bool {
+        !self.emails.is_empty() || !self.domains.is_empty()
+    }
+
+    /// Number of entries in all sections, in force or not.
     pub fn len(&self) -> usize {
+        self.identities.len() + self.emails.len() + self.domains.len()
+    }
+
+    pub fn identity_count(&self) -> usize {
         self.identities.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+        self.len() == 0
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.identities
+            .values()
+            .chain(self.emails.values())
+            .chain(self.domains.values())
     }
 
     /// Entries with an `until` that has not passed yet.
     pub fn expiring_count(&self, now: i64) -> usize {
-        self.identities
-            .values()
+        self.entries()
             .filter(|e| e.until.is_some_and(|u| now < u))
             .count()
     }
 
     /// Entries whose `until` has passed: they match nothing.
     pub fn expired_count(&self, now: i64) -> usize {
-        self.identities
-            .values()
-            .filter(|e| !e.in_force_at(now))
-            .count()
+        self.entries().filter(|e| !e.in_force_at(now)).count()
+    }
+
+    /// Things worth fixing that do not make the file invalid: expired entries (they match
+    /// nothing), addresses already covered by a listed domain.
+    pub fn lint(&self, source: &str, now: i64) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for e in self.entries().filter(|e| !e.in_force_at(now)) {
+            let until = e.until.map(format_timestamp).unwrap_or_default();
+            out.push(Diagnostic::new(
+                source,
+                e.line,
+                e.column,
+                format!("entry expired at {until}; it matches nothing and can be removed"),
+            ));
+        }
+        for (email, e) in &self.emails {
+            let domain_only = Blocklist {
+                domains: self.domains.clone(),
+                ..Blocklist::default()
+            };
+            if let Some((Matched::Domain(d), de)) = domain_only.lookup_address(email, now) {
+                out.push(Diagnostic::new(
+                    source,
+                    e.line,
+                    e.column,
+                    format!(
+                        "{email} is already covered by the domain {d} (line {})",
+                        de.line
+                    ),
+                ));
+            }
+        }
+        out.sort_by_key(|d| (d.line, d.column));
+        out
     }
 
     /// Hash of the file content this list was parsed from.
@@ -234,45 +474,106 @@ impl Blocklist {
         self.checksum
     }
 
-    /// Ids in force now, for sweeps.
+    /// Enforced ids in force now, for sweeps.
     pub fn identities_in_force(&self, now: i64) -> impl Iterator<Item = &Uuid> {
         self.identities
             .iter()
-            .filter(move |(_, e)| e.in_force_at(now))
+            .filter(move |(_, e)| e.in_force_at(now) && e.mode == Mode::Enforce)
             .map(|(id, _)| id)
     }
 
-    /// What changed from `self` (older) to `newer`, judged at `now`.
+    /// Enforced e-mail entries in force now, for sweeps.
+    pub fn emails_in_force(&self, now: i64) -> impl Iterator<Item = &str> {
+        self.emails
+            .iter()
+            .filter(move |(_, e)| e.in_force_at(now) && e.mode == Mode::Enforce)
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// What changed from `self` (older) to `newer`, judged at `now`. Entries in report mode
+    /// count as not listed.
     pub fn changes_to(&self, newer: &Blocklist, now: i64) -> Changes {
-        let mut changes = Changes::default();
-        for (id, new_entry) in &newer.identities {
-            if !new_entry.in_force_at(now) {
-                continue;
-            }
-            match self.identities.get(id).filter(|e| e.in_force_at(now)) {
-                None => changes.added.push(*id),
-                Some(old) => {
-                    let longer = match (old.until, new_entry.until) {
-                        (Some(_), None) => true,
-                        (Some(a), Some(b)) => b > a,
-                        _ => false,
-                    };
-                    if longer {
-                        changes.extended.push(*id);
-                    }
+        let (added, extended, removed) = diff(&self.identities, &newer.identities, now);
+        let (mut added_emails, extended_emails, removed_emails) =
+            diff(&self.emails, &newer.emails, now);
+        added_emails.extend(extended_emails);
+        added_emails.sort();
+        let (added_domains, _, removed_domains) = diff(&self.domains, &newer.domains, now);
+        Changes {
+            added,
+            removed,
+            extended,
+            added_emails,
+            removed_emails,
+            added_domains,
+            removed_domains,
+        }
+    }
+}
+
+/// (added, extended, removed) keys between two maps, for enforced entries in force at `now`.
+fn diff<K: Clone + Ord + std::hash::Hash + Eq>(
+    old: &HashMap<K, Entry>,
+    new: &HashMap<K, Entry>,
+    now: i64,
+) -> (Vec<K>, Vec<K>, Vec<K>) {
+    let enforced = |e: &&Entry| e.in_force_at(now) && e.mode == Mode::Enforce;
+    let mut added = Vec::new();
+    let mut extended = Vec::new();
+    let mut removed = Vec::new();
+    for (k, new_entry) in new.iter().filter(|(_, e)| enforced(e)) {
+        match old.get(k).filter(enforced) {
+            None => added.push(k.clone()),
+            Some(old_entry) => {
+                let longer = match (old_entry.until, new_entry.until) {
+                    (Some(_), None) => true,
+                    (Some(a), Some(b)) => b > a,
+                    _ => false,
+                };
+                if longer {
+                    extended.push(k.clone());
                 }
             }
         }
-        for (id, old) in &self.identities {
-            if old.in_force_at(now) && newer.lookup_at(id, now).is_none() {
-                changes.removed.push(*id);
-            }
-        }
-        changes.added.sort();
-        changes.removed.sort();
-        changes.extended.sort();
-        changes
     }
+    for (k, _) in old.iter().filter(|(_, e)| enforced(e)) {
+        if new.get(k).filter(enforced).is_none() {
+            removed.push(k.clone());
+        }
+    }
+    added.sort();
+    extended.sort();
+    removed.sort();
+    (added, extended, removed)
+}
+
+/// Lower-cases and checks an e-mail address: one `@`-separated local part and domain.
+pub fn normalize_email(text: &str) -> Option<String> {
+    let t = text.trim().to_lowercase();
+    let (local, domain) = t.rsplit_once('@')?;
+    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    normalize_domain(domain)?;
+    Some(t)
+}
+
+/// Lower-cases and checks a domain: dot-separated labels of letters, digits, `-` and `_`.
+pub fn normalize_domain(text: &str) -> Option<String> {
+    let t = text.trim().trim_end_matches('.').to_lowercase();
+    if t.is_empty() || t.len() > 253 {
+        return None;
+    }
+    let ok = t.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    });
+    ok.then_some(t)
 }
 
 /// Two entries for one id: the block that lasts longer wins, and the first reason stays.
@@ -335,20 +636,28 @@ fn is_blank_yaml(text: &str) -> bool {
 struct RawFile {
     #[serde(default)]
     identities: Option<Vec<Spanned<RawEntry>>>,
+    #[serde(default)]
+    emails: Option<Vec<Spanned<RawEntry>>>,
+    #[serde(default)]
+    email_domains: Option<Vec<Spanned<RawEntry>>>,
 }
 
-/// One item under `identities:`: a bare id or `{id, reason, until}`.
+/// One list item: a bare value, or a map with the section's key (`id`, `email`, `domain`) and
+/// optional `reason`, `until` and `mode`.
+// Short-lived parse intermediate; boxing would only add allocations per entry.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum RawEntry {
     Bare(String),
     Full {
-        id: Option<Spanned<String>>,
+        key: Option<(String, Spanned<String>)>,
         reason: Option<String>,
         until: Option<Spanned<String>>,
+        mode: Option<Spanned<String>>,
     },
 }
 
-const ENTRY_FIELDS: &[&str] = &["id", "reason", "until"];
+const ENTRY_FIELDS: &[&str] = &["id", "email", "domain", "reason", "until", "mode"];
 
 impl<'de> Deserialize<'de> for RawEntry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -356,7 +665,7 @@ impl<'de> Deserialize<'de> for RawEntry {
         impl<'de> Visitor<'de> for EntryVisitor {
             type Value = RawEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an identity id, or a map with `id` and optional `reason` and `until`")
+                f.write_str("a value, or a map with `id`/`email`/`domain` and optional `reason`, `until`, `mode`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawEntry, E> {
                 Ok(RawEntry::Bare(v.to_owned()))
@@ -365,16 +674,20 @@ impl<'de> Deserialize<'de> for RawEntry {
                 Ok(RawEntry::Bare(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEntry, A::Error> {
-                let mut id = None;
+                let mut key: Option<(String, Spanned<String>)> = None;
                 let mut reason = None;
                 let mut until = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "id" => {
-                            if id.is_some() {
-                                return Err(de::Error::duplicate_field("id"));
+                let mut mode = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "id" | "email" | "domain" => {
+                            if let Some((prev, _)) = &key {
+                                return Err(de::Error::custom(format!(
+                                    "an entry has one of `id`, `email`, `domain`; this one has `{prev}` and `{k}`"
+                                )));
                             }
-                            id = Some(map.next_value::<Spanned<String>>()?);
+                            let v = map.next_value::<Spanned<String>>()?;
+                            key = Some((k, v));
                         }
                         "reason" => {
                             if reason.is_some() {
@@ -388,10 +701,21 @@ impl<'de> Deserialize<'de> for RawEntry {
                             }
                             until = Some(map.next_value::<Spanned<String>>()?);
                         }
+                        "mode" => {
+                            if mode.is_some() {
+                                return Err(de::Error::duplicate_field("mode"));
+                            }
+                            mode = Some(map.next_value::<Spanned<String>>()?);
+                        }
                         other => return Err(de::Error::unknown_field(other, ENTRY_FIELDS)),
                     }
                 }
-                Ok(RawEntry::Full { id, reason, until })
+                Ok(RawEntry::Full {
+                    key,
+                    reason,
+                    until,
+                    mode,
+                })
             }
         }
         deserializer.deserialize_any(EntryVisitor)
@@ -530,5 +854,91 @@ mod tests {
         );
         assert_eq!(c.removed, vec![parse_uuid(A).expect("u")]);
         assert_eq!(c.extended, vec![parse_uuid(B).expect("u")]);
+    }
+
+    #[test]
+    fn emails_and_domains_match_case_insensitively_and_label_wise() {
+        let text = "emails:\n  - Spammer@Example.com\n  - email: other@example.org\n    reason: abuse\nemail_domains:\n  - evil.example\n  - domain: throwaway.example.\n";
+        let list = parse(text).expect("valid").blocklist;
+        let now = unix_now();
+        assert!(list.has_address_entries());
+        assert!(matches!(
+            list.lookup_address(" spammer@EXAMPLE.com ", now),
+            Some((Matched::Email(_), _))
+        ));
+        assert!(list.lookup_address("other@example.org", now).is_some());
+        assert!(list
+            .lookup_address("spammer@example.com.evil", now)
+            .is_none());
+        for hit in [
+            "x@evil.example",
+            "x@a.evil.example",
+            "x@A.B.EVIL.EXAMPLE",
+            "x@throwaway.example",
+            "x@evil.example.",
+        ] {
+            assert!(
+                matches!(list.lookup_address(hit, now), Some((Matched::Domain(_), _))),
+                "{hit}"
+            );
+        }
+        for miss in [
+            "x@notevil.example",
+            "x@evil.example.com",
+            "x@example",
+            "evil.example",
+            "x@evil-example",
+            "",
+        ] {
+            assert!(list.lookup_address(miss, now).is_none(), "{miss}");
+        }
+    }
+
+    #[test]
+    fn invalid_addresses_and_wrong_keys_are_errors() {
+        let text = "emails:\n  - not an address\n  - id: 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10\nemail_domains:\n  - \"@evil.example\"\n  - bad..domain\n";
+        let errs = parse(text).expect_err("invalid");
+        let at: Vec<(u64, u64)> = errs.iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(at, vec![(2, 5), (3, 9), (5, 5), (6, 5)], "{errs:?}");
+        assert!(errs[1].message.contains("`email:`"), "{errs:?}");
+    }
+
+    #[test]
+    fn report_mode_per_entry() {
+        let text = format!("identities:\n  - id: {A}\n    mode: report\n  - {B}\n");
+        let list = parse(&text).expect("valid").blocklist;
+        assert_eq!(list.lookup_str(A).expect("listed").1.mode, Mode::Report);
+        assert_eq!(list.lookup_str(B).expect("listed").1.mode, Mode::Enforce);
+        let errs = parse(&format!("identities:\n  - id: {A}\n    mode: maybe\n")).expect_err("x");
+        assert_eq!((errs[0].line, errs[0].column), (3, 11));
+        // Report entries are not "added" for revoke-on-add.
+        let c = Blocklist::default().changes_to(&list, unix_now());
+        assert_eq!(c.added, vec![parse_uuid(B).expect("u")]);
+    }
+
+    #[test]
+    fn lint_reports_expired_and_redundant_entries() {
+        let text = format!("identities:\n  - id: {A}\n    until: 2001-01-01T00:00:00Z\nemails:\n  - a@evil.example\nemail_domains:\n  - evil.example\n");
+        let list = parse(&text).expect("valid").blocklist;
+        let lint = list.lint("bl.yaml", unix_now());
+        assert_eq!(lint.len(), 2, "{lint:?}");
+        assert_eq!(lint[0].line, 2);
+        assert!(lint[0].message.contains("expired"));
+        assert_eq!(lint[1].line, 5);
+        assert!(lint[1]
+            .message
+            .contains("covered by the domain evil.example"));
+    }
+
+    #[test]
+    fn email_changes_are_reported() {
+        let old = parse("emails: [a@x.example]\n").expect("v").blocklist;
+        let new = parse("emails: [b@x.example]\nemail_domains: [y.example]\n")
+            .expect("v")
+            .blocklist;
+        let c = old.changes_to(&new, unix_now());
+        assert_eq!(c.added_emails, vec!["b@x.example".to_owned()]);
+        assert_eq!(c.removed_emails, vec!["a@x.example".to_owned()]);
+        assert_eq!(c.added_domains, vec!["y.example".to_owned()]);
     }
 }

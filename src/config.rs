@@ -31,6 +31,8 @@ pub struct Config {
     pub enforcement: Enforcement,
     #[serde(default)]
     pub revocation: Revocation,
+    #[serde(default)]
+    pub hooks: Hooks,
     /// The file this config was read from (not a YAML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -45,6 +47,9 @@ pub struct Listen {
     pub admin: Option<SocketAddr>,
     #[serde(deserialize_with = "from_str")]
     pub ops: SocketAddr,
+    /// The Kratos web hook endpoint (`POST /hooks/kratos`); off unless set.
+    #[serde(default, deserialize_with = "opt_from_str")]
+    pub hooks: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +93,52 @@ pub struct BlocklistConfig {
     /// Quiet time after a change event before the file is read (editors write in bursts).
     #[serde(default = "d_debounce", deserialize_with = "from_str")]
     pub debounce: HumanDuration,
+    /// `report` makes every match a dry run: logged and counted, nothing stripped or revoked.
+    #[serde(default)]
+    pub mode: GlobalMode,
+    /// Identity trait paths holding e-mail addresses, matched against `emails` and
+    /// `email_domains` besides the verifiable and recovery addresses.
+    #[serde(default = "d_email_traits")]
+    pub email_traits: Vec<String>,
+    /// How long an identity's addresses fetched from the admin API are reused.
+    #[serde(default = "d_address_cache_ttl", deserialize_with = "from_str")]
+    pub address_cache_ttl: HumanDuration,
+    /// Most identities whose addresses are cached at once.
+    #[serde(default = "d_address_cache_size")]
+    pub address_cache_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GlobalMode {
+    #[default]
+    Enforce,
+    Report,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hooks {
+    /// Request header that must carry the shared secret (when a secret is configured).
+    pub secret_header: String,
+    /// File holding the shared secret.
+    pub secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the shared secret.
+    pub secret_env: Option<String>,
+    /// `text` of the message Kratos shows (id 4010011).
+    pub message: String,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            secret_header: "x-kratos-gate-secret".to_owned(),
+            secret_file: None,
+            secret_env: None,
+            message: "This account has been disabled. Please contact support for assistance."
+                .to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +200,11 @@ pub struct Revocation {
     pub initial_backoff: HumanDuration,
     #[serde(deserialize_with = "from_str")]
     pub max_backoff: HumanDuration,
+    /// Most admin calls started per second (revoke-on-add of a large file is spread out).
+    pub rate_per_second: u32,
+    /// At start-up, revoke the sessions of every listed identity and e-mail (one admin call
+    /// each, plus one lookup per e-mail).
+    pub sweep_on_start: bool,
 }
 
 impl Default for Server {
@@ -190,6 +246,8 @@ impl Default for Revocation {
             concurrency: 16,
             initial_backoff: HumanDuration(Duration::from_millis(200)),
             max_backoff: HumanDuration(Duration::from_secs(30)),
+            rate_per_second: 1000,
+            sweep_on_start: false,
         }
     }
 }
@@ -214,6 +272,15 @@ fn d_poll_interval() -> HumanDuration {
 }
 fn d_debounce() -> HumanDuration {
     HumanDuration(Duration::from_millis(150))
+}
+fn d_email_traits() -> Vec<String> {
+    vec!["traits.email".to_owned()]
+}
+fn d_address_cache_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn d_address_cache_size() -> usize {
+    10_000
 }
 
 /// A duration written the human way: `250ms`, `10s`, `1m 30s`.
@@ -381,6 +448,9 @@ impl Config {
         if let Some(p) = &config.upstream.admin_token_file {
             config.upstream.admin_token_file = Some(resolve(base, p));
         }
+        if let Some(p) = &config.hooks.secret_file {
+            config.hooks.secret_file = Some(resolve(base, p));
+        }
         config.validate(&name)?;
         Ok(config)
     }
@@ -411,6 +481,17 @@ impl Config {
             "revocation.queue_capacity must be at least 1",
         );
         check(
+            self.revocation.rate_per_second >= 1,
+            "revocation.rate_per_second must be at least 1",
+        );
+        check(
+            self.blocklist
+                .email_traits
+                .iter()
+                .all(|p| !p.trim().is_empty() && p.split('.').all(|s| !s.is_empty())),
+            "blocklist.email_traits entries are dot-separated paths such as traits.email",
+        );
+        check(
             self.server.max_header_bytes >= 8192,
             "server.max_header_bytes must be at least 8192",
         );
@@ -433,25 +514,41 @@ impl Config {
 
     /// The admin API key, if one is configured (file first, then environment).
     pub fn admin_token(&self) -> Result<Option<String>, String> {
-        if let Some(path) = &self.upstream.admin_token_file {
-            let t = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: cannot read admin token: {e}", path.display()))?;
-            let t = t.trim().to_owned();
-            if t.is_empty() {
-                return Err(format!("{}: admin token file is empty", path.display()));
-            }
-            return Ok(Some(t));
-        }
-        if let Some(var) = &self.upstream.admin_token_env {
-            return match std::env::var(var) {
-                Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
-                _ => Err(format!(
-                    "upstream.admin_token_env names `{var}`, which is not set"
-                )),
-            };
-        }
-        Ok(None)
+        secret(
+            self.upstream.admin_token_file.as_deref(),
+            self.upstream.admin_token_env.as_deref(),
+            "upstream.admin_token",
+        )
     }
+
+    /// The web hook's shared secret, if one is configured (file first, then environment).
+    pub fn hooks_secret(&self) -> Result<Option<String>, String> {
+        secret(
+            self.hooks.secret_file.as_deref(),
+            self.hooks.secret_env.as_deref(),
+            "hooks.secret",
+        )
+    }
+}
+
+/// A secret from a file or an environment variable; empty counts as missing.
+fn secret(file: Option<&Path>, env: Option<&str>, key: &str) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let t = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read {key}: {e}", path.display()))?;
+        let t = t.trim().to_owned();
+        if t.is_empty() {
+            return Err(format!("{}: {key} file is empty", path.display()));
+        }
+        return Ok(Some(t));
+    }
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
+            _ => Err(format!("{key}_env names `{var}`, which is not set")),
+        };
+    }
+    Ok(None)
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {

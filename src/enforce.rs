@@ -17,11 +17,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use uuid::Uuid;
 
-use crate::blocklist::{parse_uuid, Entry};
+use crate::blocklist::{parse_uuid, unix_now, Blocklist, Entry, Mode};
 use crate::body::{self, CollectError, Start};
 use crate::headers::{self, IDENTITY_ID_HEADER};
 use crate::inspection::{self, DecodeError, Findings, Shape};
-use crate::kratos::{Credential, KratosClient, WhoamiAnswer};
+use crate::kratos::{Credential, KratosClient, LookupError, Owner, WhoamiAnswer};
 use crate::metrics::{KindLabels, Listener, Metrics};
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
@@ -37,14 +37,40 @@ pub struct Enforcer {
     pub session_cookie: String,
     pub body_limit: usize,
     pub login_body_limit: usize,
+    pub email_traits: Vec<String>,
     pub message: String,
     pub browser_redirect: Option<Uri>,
+    /// `blocklist.mode: report`: every match is a dry run.
+    pub report_only: bool,
 }
 
-/// A listed identity found in a response.
+/// An identity a response was attributed to: its id when known, and its addresses.
+#[derive(Debug, Clone, Default)]
+struct Suspect {
+    id: Option<Uuid>,
+    addresses: Vec<String>,
+}
+
+impl From<Owner> for Suspect {
+    fn from(o: Owner) -> Self {
+        Suspect {
+            id: Some(o.id),
+            addresses: o.addresses,
+        }
+    }
+}
+
+/// A listed identity found in a response, and what on the list matched it.
 struct Hit {
-    identity: Uuid,
+    identity: Option<Uuid>,
+    matched: String,
     entry: Entry,
+}
+
+/// The matches of one decision, split by whether they are enforced.
+struct Verdict {
+    enforced: Vec<Hit>,
+    reported: Vec<Hit>,
 }
 
 impl Policy for Enforcer {
@@ -152,18 +178,21 @@ impl Enforcer {
         let Some(owner) = owner else {
             return Ok(request); // Unknown session: Kratos answers 404 itself.
         };
-        let snapshot = self.blocklist.snapshot();
-        let Some(entry) = snapshot.lookup(&owner) else {
+        let verdict = self.judge(&[Suspect::from(owner)]);
+        self.report(
+            exchange,
+            "extend",
+            &verdict.reported,
+            Some(session_id),
+            StatusCode::FORBIDDEN,
+        );
+        if verdict.enforced.is_empty() {
             return Ok(request);
-        };
-        let hit = Hit {
-            identity: owner,
-            entry: entry.clone(),
-        };
+        }
         self.record_block(
             exchange,
             "extend",
-            &[hit],
+            &verdict.enforced,
             Some(session_id),
             StatusCode::FORBIDDEN,
         );
@@ -189,8 +218,17 @@ impl Enforcer {
             .map(|v| v.to_str().ok().and_then(parse_uuid));
         if let Some(Some(identity)) = header_identity {
             self.metrics.lookup("header", "found");
-            let hits = self.listed(&[identity]);
-            if hits.is_empty() {
+            let suspect = self.with_addresses(identity).await?;
+            let verdict = self.judge(&[suspect]);
+            let kind = kind_of(exchange, "whoami");
+            self.report(
+                exchange,
+                kind,
+                &verdict.reported,
+                None,
+                StatusCode::UNAUTHORIZED,
+            );
+            if verdict.enforced.is_empty() {
                 return Ok(Response::from_parts(
                     parts,
                     incoming.map_err(Into::into).boxed(),
@@ -198,41 +236,48 @@ impl Enforcer {
             }
             self.record_block(
                 exchange,
-                kind_of(exchange, "whoami"),
-                &hits,
+                kind,
+                &verdict.enforced,
                 None,
                 StatusCode::UNAUTHORIZED,
             );
-            self.revoke_all(&hits, &[]);
+            self.revoke(&verdict.enforced, &[]);
             return Ok(respond::signed_out(respond::WHOAMI_401));
         }
 
         // Find credentials and sessions in the body, reading it only if it may hold them.
         let (findings, body) = self.read_findings(&parts.headers, incoming).await?;
-        let vouches = findings.vouches() || !cookies.is_empty();
-        if !vouches {
+        if !findings.vouches() && cookies.is_empty() {
             return Ok(Response::from_parts(parts, body));
         }
 
-        let mut owners: Vec<Uuid> = findings.identities.clone();
-        for s in &findings.sessions {
-            if let Some(id) = s.identity_id {
-                if !owners.contains(&id) {
-                    owners.push(id);
-                }
-            }
-        }
-        if owners.is_empty() {
-            owners = self.attribute(exchange, &findings, &cookies).await?;
+        let suspects = if findings.identities.is_empty() && findings.addresses.is_empty() {
+            self.attribute(exchange, &findings, &cookies).await?
         } else {
             self.metrics.lookup("body", "found");
-        }
+            body_suspects(&findings)
+        };
 
-        let hits = self.listed(&owners);
-        if hits.is_empty() {
+        let verdict = self.judge(&suspects);
+        let session_ids: Vec<Uuid> = findings.sessions.iter().filter_map(|s| s.id).collect();
+        let (kind, status) = match findings.shape {
+            Shape::Session => (kind_of(exchange, "whoami"), StatusCode::UNAUTHORIZED),
+            Shape::SessionList => ("sessions", StatusCode::UNAUTHORIZED),
+            Shape::Other if parts.status.is_redirection() && self.browser_redirect.is_some() => {
+                (kind_of(exchange, "other"), StatusCode::SEE_OTHER)
+            }
+            Shape::Other => (kind_of(exchange, "other"), StatusCode::FORBIDDEN),
+        };
+        self.report(
+            exchange,
+            kind,
+            &verdict.reported,
+            session_ids.first().copied(),
+            status,
+        );
+        if verdict.enforced.is_empty() {
             return Ok(Response::from_parts(parts, body));
         }
-        let session_ids: Vec<Uuid> = findings.sessions.iter().filter_map(|s| s.id).collect();
         let answer = match findings.shape {
             Shape::Session => respond::signed_out(respond::WHOAMI_401),
             Shape::SessionList => respond::signed_out(respond::SESSIONS_401),
@@ -250,19 +295,14 @@ impl Enforcer {
                 r
             }
         };
-        let kind = match findings.shape {
-            Shape::Session => kind_of(exchange, "whoami"),
-            Shape::SessionList => "sessions",
-            Shape::Other => kind_of(exchange, "other"),
-        };
         self.record_block(
             exchange,
             kind,
-            &hits,
+            &verdict.enforced,
             session_ids.first().copied(),
             answer.status(),
         );
-        self.revoke_all(&hits, &session_ids);
+        self.revoke(&verdict.enforced, &session_ids);
         Ok(answer)
     }
 
@@ -292,7 +332,7 @@ impl Enforcer {
                 }
             })?;
             let findings = match inspection::first_significant_byte(&decoded) {
-                Some(b) if inspection::may_be_json(b) => inspect(&decoded)?,
+                Some(b) if inspection::may_be_json(b) => self.inspect(&decoded)?,
                 _ => Findings::default(),
             };
             return Ok((findings, full_body(raw)));
@@ -304,11 +344,43 @@ impl Enforcer {
         match start {
             Start::Byte(b) if inspection::may_be_json(b) => {
                 let bytes = collect(replay, limit).await?;
-                let findings = inspect(&bytes)?;
+                let findings = self.inspect(&bytes)?;
                 Ok((findings, full_body(bytes)))
             }
             Start::TooMuchWhitespace => Err(GatewayError::ResponseTooLarge { limit }),
             Start::Byte(_) | Start::Empty => Ok((Findings::default(), replay.boxed())),
+        }
+    }
+
+    fn inspect(&self, bytes: &[u8]) -> Result<Findings, GatewayError> {
+        inspection::inspect_json(bytes, &self.email_traits).map_err(|_| {
+            GatewayError::UnreadableResponse(
+                "malformed JSON that mentions a session token".to_owned(),
+            )
+        })
+    }
+
+    /// The identity behind a whoami header, with its addresses when the list has address
+    /// entries (one admin lookup, cached briefly).
+    async fn with_addresses(&self, id: Uuid) -> Result<Suspect, GatewayError> {
+        if !self.blocklist.snapshot().has_address_entries() {
+            return Ok(Suspect {
+                id: Some(id),
+                addresses: Vec::new(),
+            });
+        }
+        match self.kratos.identity_addresses(id).await {
+            Ok(addresses) => {
+                self.metrics.lookup("admin_identity", "found");
+                Ok(Suspect {
+                    id: Some(id),
+                    addresses: addresses.to_vec(),
+                })
+            }
+            Err(e) => {
+                self.metrics.lookup("admin_identity", "error");
+                Err(GatewayError::AttributionUnavailable(e.to_string()))
+            }
         }
     }
 
@@ -318,17 +390,16 @@ impl Enforcer {
         exchange: &Exchange,
         findings: &Findings,
         cookies: &[String],
-    ) -> Result<Vec<Uuid>, GatewayError> {
-        let mut owners = Vec::new();
-        let unavailable =
-            |e: crate::kratos::LookupError| GatewayError::AttributionUnavailable(e.to_string());
+    ) -> Result<Vec<Suspect>, GatewayError> {
+        let mut owners: Vec<Suspect> = Vec::new();
+        let unavailable = |e: LookupError| GatewayError::AttributionUnavailable(e.to_string());
 
         // 1. A session id in the body: the admin API knows its identity.
         for session_id in findings.sessions.iter().filter_map(|s| s.id) {
             match self.kratos.session_owner(session_id).await {
                 Ok(Some(owner)) => {
                     self.metrics.lookup("admin", "found");
-                    owners.push(owner);
+                    owners.push(owner.into());
                 }
                 Ok(None) => self.metrics.lookup("admin", "not_found"),
                 Err(e) => {
@@ -353,9 +424,12 @@ impl Enforcer {
             match self.kratos.whoami(&credential).await {
                 Ok(WhoamiAnswer::Identity(owner)) => {
                     self.metrics.lookup("whoami", "found");
-                    if !owners.contains(&owner) {
-                        owners.push(owner);
-                    }
+                    let owner = if owner.addresses.is_empty() {
+                        self.with_addresses(owner.id).await?
+                    } else {
+                        owner.into()
+                    };
+                    owners.push(owner);
                 }
                 Ok(WhoamiAnswer::NoSession) => self.metrics.lookup("whoami", "no_session"),
                 Ok(WhoamiAnswer::Aal2Required) => {
@@ -376,12 +450,16 @@ impl Enforcer {
         //    identifier the client logged in with.
         if let Some(identifier) = &exchange.login_identifier {
             match self.kratos.identities_by_identifier(identifier).await {
-                Ok(ids) => {
+                Ok(found) => {
                     self.metrics.lookup(
                         "identifier",
-                        if ids.is_empty() { "not_found" } else { "found" },
+                        if found.is_empty() {
+                            "not_found"
+                        } else {
+                            "found"
+                        },
                     );
-                    owners.extend(ids);
+                    owners.extend(found.into_iter().map(Suspect::from));
                 }
                 Err(e) => {
                     self.metrics.lookup("identifier", "error");
@@ -392,22 +470,30 @@ impl Enforcer {
         Ok(owners)
     }
 
-    fn listed(&self, ids: &[Uuid]) -> Vec<Hit> {
+    /// Matches suspects against the list in force: by id, then by each address.
+    fn judge(&self, suspects: &[Suspect]) -> Verdict {
         let snapshot = self.blocklist.snapshot();
-        ids.iter()
-            .filter_map(|id| {
-                snapshot.lookup(id).map(|entry| Hit {
-                    identity: *id,
-                    entry: entry.clone(),
-                })
-            })
-            .collect()
+        let now = unix_now();
+        let mut verdict = Verdict {
+            enforced: Vec::new(),
+            reported: Vec::new(),
+        };
+        for s in suspects {
+            if let Some(hit) = match_suspect(&snapshot, s, now) {
+                if hit.entry.mode == Mode::Report || self.report_only {
+                    verdict.reported.push(hit);
+                } else {
+                    verdict.enforced.push(hit);
+                }
+            }
+        }
+        verdict
     }
 
-    fn revoke_all(&self, hits: &[Hit], session_ids: &[Uuid]) {
+    fn revoke(&self, hits: &[Hit], session_ids: &[Uuid]) {
         if session_ids.is_empty() {
-            for hit in hits {
-                self.revoker.revoke(Target::IdentitySessions(hit.identity));
+            for id in hits.iter().filter_map(|h| h.identity) {
+                self.revoker.revoke(Target::IdentitySessions(id));
             }
         } else {
             for id in session_ids {
@@ -424,16 +510,42 @@ impl Enforcer {
         session_id: Option<Uuid>,
         status: StatusCode,
     ) {
-        self.metrics
-            .blocked
-            .get_or_create(&KindLabels { kind })
-            .inc();
+        self.audit(exchange, kind, hits, session_id, status, "enforce");
+    }
+
+    /// Dry-run matches: the decision that would have been made, logged and counted only.
+    fn report(
+        &self,
+        exchange: &Exchange,
+        kind: &'static str,
+        hits: &[Hit],
+        session_id: Option<Uuid>,
+        would_answer: StatusCode,
+    ) {
+        self.audit(exchange, kind, hits, session_id, would_answer, "report");
+    }
+
+    fn audit(
+        &self,
+        exchange: &Exchange,
+        kind: &'static str,
+        hits: &[Hit],
+        session_id: Option<Uuid>,
+        status: StatusCode,
+        mode: &'static str,
+    ) {
         for hit in hits {
+            self.metrics
+                .blocked
+                .get_or_create(&KindLabels { kind, mode })
+                .inc();
             tracing::warn!(
                 target: "kratos_gate::audit",
-                event = "blocked",
+                event = if mode == "report" { "would_block" } else { "blocked" },
+                mode,
                 kind,
-                identity_id = %hit.identity,
+                identity_id = hit.identity.map(|s| s.to_string()).unwrap_or_default(),
+                matched = %hit.matched,
                 session_id = session_id.map(|s| s.to_string()).unwrap_or_default(),
                 reason = hit.entry.reason.as_deref().unwrap_or(""),
                 client_ip = %exchange.peer.ip,
@@ -441,7 +553,7 @@ impl Enforcer {
                 method = %exchange.method,
                 path = %exchange.path,
                 outcome = status.as_u16(),
-                "blocked a session of a listed identity"
+                "session of a listed identity"
             );
         }
     }
@@ -464,18 +576,48 @@ impl Enforcer {
     }
 }
 
+/// The identities a body names: one suspect per identity id, carrying all the body's
+/// addresses (a credential-bearing Kratos response describes one identity).
+fn body_suspects(findings: &Findings) -> Vec<Suspect> {
+    if findings.identities.is_empty() {
+        return vec![Suspect {
+            id: None,
+            addresses: findings.addresses.clone(),
+        }];
+    }
+    findings
+        .identities
+        .iter()
+        .map(|id| Suspect {
+            id: Some(*id),
+            addresses: findings.addresses.clone(),
+        })
+        .collect()
+}
+
+fn match_suspect(list: &Blocklist, s: &Suspect, now: i64) -> Option<Hit> {
+    if let Some(entry) = s.id.as_ref().and_then(|id| list.lookup_at(id, now)) {
+        return Some(Hit {
+            identity: s.id,
+            matched: "identity".to_owned(),
+            entry: entry.clone(),
+        });
+    }
+    s.addresses.iter().find_map(|a| {
+        list.lookup_address(a, now).map(|(m, entry)| Hit {
+            identity: s.id,
+            matched: m.to_string(),
+            entry: entry.clone(),
+        })
+    })
+}
+
 /// The audit kind: from the request path when it names one, else `fallback`.
 fn kind_of(exchange: &Exchange, fallback: &'static str) -> &'static str {
     match paths::request_kind(&exchange.path) {
         "other" => fallback,
         k => k,
     }
-}
-
-fn inspect(bytes: &[u8]) -> Result<Findings, GatewayError> {
-    inspection::inspect_json(bytes).map_err(|_| {
-        GatewayError::UnreadableResponse("malformed JSON that mentions a session token".to_owned())
-    })
 }
 
 async fn collect<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>

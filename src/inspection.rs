@@ -37,6 +37,9 @@ pub struct Findings {
     pub sessions: Vec<SessionRef>,
     /// Every `identity.id` in the body (the session's, or a registration's top-level identity).
     pub identities: Vec<Uuid>,
+    /// The e-mail addresses of those identities (verifiable, recovery, configured traits),
+    /// lower-cased.
+    pub addresses: Vec<String>,
     /// A `tokenized` JWT (`whoami?tokenize_as=`) is present: a credential of its own.
     pub tokenized: bool,
     pub shape: Shape,
@@ -74,7 +77,7 @@ pub struct Unparseable;
 
 /// Analyses a body that starts like JSON. A body that does not parse but mentions a session
 /// token is `Err` (fail closed); one that mentions nothing is `Ok(default)`.
-pub fn inspect_json(body: &[u8]) -> Result<Findings, Unparseable> {
+pub fn inspect_json(body: &[u8], email_traits: &[String]) -> Result<Findings, Unparseable> {
     if !NEEDLES.iter().any(|n| contains(body, n)) {
         return Ok(Findings::default());
     }
@@ -92,7 +95,7 @@ pub fn inspect_json(body: &[u8]) -> Result<Findings, Unparseable> {
         }
     };
     let mut f = Findings::default();
-    walk(&value, &mut f);
+    walk(&value, email_traits, &mut f);
     f.shape = match &value {
         Value::Object(o) if session_ref(o).is_some() => Shape::Session,
         Value::Array(items)
@@ -130,7 +133,7 @@ fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
     })
 }
 
-fn walk(v: &Value, f: &mut Findings) {
+fn walk(v: &Value, email_traits: &[String], f: &mut Findings) {
     match v {
         Value::Object(o) => {
             if let Some(s) = session_ref(o) {
@@ -142,25 +145,69 @@ fn walk(v: &Value, f: &mut Findings) {
                         f.tokens.push(t.clone())
                     }
                     ("tokenized", Value::String(t)) if !t.is_empty() => f.tokenized = true,
-                    ("identity", Value::Object(i)) => {
+                    ("identity", identity @ Value::Object(i)) => {
                         if let Some(id) = i.get("id").and_then(Value::as_str).and_then(parse_uuid) {
                             if !f.identities.contains(&id) {
                                 f.identities.push(id);
                             }
                         }
+                        for a in identity_addresses(identity, email_traits) {
+                            if !f.addresses.contains(&a) {
+                                f.addresses.push(a);
+                            }
+                        }
                     }
                     _ => {}
                 }
-                walk(child, f);
+                walk(child, email_traits, f);
             }
         }
         Value::Array(items) => {
             for i in items {
-                walk(i, f);
+                walk(i, email_traits, f);
             }
         }
         _ => {}
     }
+}
+
+/// The e-mail addresses of an identity object: `verifiable_addresses[].value`,
+/// `recovery_addresses[].value` and the string (or strings) at each of `email_traits`
+/// (dot-separated paths such as `traits.email`), trimmed and lower-cased.
+pub fn identity_addresses(identity: &Value, email_traits: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |v: &Value| {
+        let strings: Vec<&str> = match v {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for s in strings {
+            let a = s.trim().to_lowercase();
+            if a.contains('@') && !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    };
+    for list in ["verifiable_addresses", "recovery_addresses"] {
+        if let Some(Value::Array(items)) = identity.get(list) {
+            for item in items {
+                if let Some(v) = item.get("value") {
+                    push(v);
+                }
+            }
+        }
+    }
+    for path in email_traits {
+        let mut v = Some(identity);
+        for seg in path.split('.') {
+            v = v.and_then(|x| x.get(seg));
+        }
+        if let Some(v) = v {
+            push(v);
+        }
+    }
+    out
 }
 
 /// The first byte that is not white space or a UTF-8 byte-order mark, if any.
@@ -252,6 +299,24 @@ mod tests {
     use super::*;
 
     const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";
+
+    fn traits() -> Vec<String> {
+        vec!["traits.email".to_owned(), "traits.emails".to_owned()]
+    }
+
+    #[test]
+    fn addresses_from_every_place() {
+        let identity = serde_json::json!({"id": ID,
+            "traits": {"email": " Alice@Example.COM ", "emails": ["b@x.example", 3]},
+            "verifiable_addresses": [{"value": "v@x.example", "via": "email"}],
+            "recovery_addresses": [{"value": "alice@example.com"}, {"value": "+4912345"}]});
+        let mut got = identity_addresses(&identity, &traits());
+        got.sort();
+        assert_eq!(got, vec!["alice@example.com", "b@x.example", "v@x.example"]);
+        let body = serde_json::json!({"session_token": "ory_st_x", "session": session(identity)});
+        let f = inspect_json(body.to_string().as_bytes(), &traits()).expect("p");
+        assert_eq!(f.addresses.len(), 3);
+    }
     const SID: &str = "7efedf89-4dda-4636-8320-7506e58db1a3";
 
     fn session(identity: Value) -> Value {
@@ -262,7 +327,7 @@ mod tests {
     #[test]
     fn native_login_token_and_identity() {
         let body = serde_json::json!({"session_token": "ory_st_abc", "session": session(serde_json::json!({"id": ID})), "continue_with": null});
-        let f = inspect_json(body.to_string().as_bytes()).expect("parse");
+        let f = inspect_json(body.to_string().as_bytes(), &traits()).expect("parse");
         assert_eq!(f.tokens, vec!["ory_st_abc"]);
         assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
         assert_eq!(f.sessions.len(), 1);
@@ -274,7 +339,7 @@ mod tests {
     #[test]
     fn aal2_pending_login_has_session_id_but_no_identity() {
         let body = serde_json::json!({"session_token": "ory_st_abc", "session": session(Value::Null), "continue_with": null});
-        let f = inspect_json(body.to_string().as_bytes()).expect("parse");
+        let f = inspect_json(body.to_string().as_bytes(), &traits()).expect("parse");
         assert!(f.identities.is_empty());
         assert_eq!(f.sessions[0].identity_id, None);
         assert_eq!(f.sessions[0].id, parse_uuid(SID));
@@ -283,7 +348,7 @@ mod tests {
     #[test]
     fn continue_with_token_anywhere() {
         let body = r#"{"id":"x","state":"passed_challenge","continue_with":[{"action":"set_ory_session_token","ory_session_token":"ory_st_zz"},{"action":"show_settings_ui"}]}"#;
-        let f = inspect_json(body.as_bytes()).expect("parse");
+        let f = inspect_json(body.as_bytes(), &traits()).expect("parse");
         assert_eq!(f.tokens, vec!["ory_st_zz"]);
         assert!(f.sessions.is_empty());
     }
@@ -291,23 +356,28 @@ mod tests {
     #[test]
     fn whoami_and_session_list_shapes() {
         let s = session(serde_json::json!({"id": ID}));
-        let f = inspect_json(s.to_string().as_bytes()).expect("parse");
+        let f = inspect_json(s.to_string().as_bytes(), &traits()).expect("parse");
         assert_eq!(f.shape, Shape::Session);
         assert!(!f.carries_credential());
         assert!(f.vouches());
         let list = Value::Array(vec![s.clone(), s]);
         assert_eq!(
-            inspect_json(list.to_string().as_bytes()).expect("p").shape,
+            inspect_json(list.to_string().as_bytes(), &traits())
+                .expect("p")
+                .shape,
             Shape::SessionList
         );
-        assert_eq!(inspect_json(b"[]").expect("p").shape, Shape::Other);
+        assert_eq!(
+            inspect_json(b"[]", &traits()).expect("p").shape,
+            Shape::Other
+        );
     }
 
     #[test]
     fn a_settings_flow_is_not_a_session() {
         let flow = serde_json::json!({"id": SID, "type": "browser", "expires_at": "2026-08-02T10:00:00Z",
             "issued_at": "2026-08-01T10:00:00Z", "identity": {"id": ID}, "ui": {"nodes": []}, "state": "success"});
-        let f = inspect_json(flow.to_string().as_bytes()).expect("parse");
+        let f = inspect_json(flow.to_string().as_bytes(), &traits()).expect("parse");
         assert!(f.sessions.is_empty());
         assert_eq!(f.shape, Shape::Other);
         assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
@@ -316,18 +386,21 @@ mod tests {
     #[test]
     fn escaped_keys_are_still_found() {
         let body = br#"{"session\u005ftoken":"ory_st_esc"}"#;
-        assert_eq!(inspect_json(body).expect("p").tokens, vec!["ory_st_esc"]);
+        assert_eq!(
+            inspect_json(body, &traits()).expect("p").tokens,
+            vec!["ory_st_esc"]
+        );
     }
 
     #[test]
     fn unrelated_and_empty_tokens_are_ignored() {
-        assert!(!inspect_json(br#"{"ui":{"nodes":[]}}"#)
+        assert!(!inspect_json(br#"{"ui":{"nodes":[]}}"#, &traits())
             .expect("p")
             .vouches());
-        assert!(!inspect_json(br#"{"session_token":""}"#)
+        assert!(!inspect_json(br#"{"session_token":""}"#, &traits())
             .expect("p")
             .vouches());
-        assert!(!inspect_json(br#"{"logout_token":"ory_lo_x"}"#)
+        assert!(!inspect_json(br#"{"logout_token":"ory_lo_x"}"#, &traits())
             .expect("p")
             .vouches());
     }
@@ -335,10 +408,13 @@ mod tests {
     #[test]
     fn broken_json_with_a_token_fails_closed() {
         assert_eq!(
-            inspect_json(br#"{"session_token":"ory_st_abc""#),
+            inspect_json(br#"{"session_token":"ory_st_abc""#, &traits()),
             Err(Unparseable)
         );
-        assert_eq!(inspect_json(br#"{"a":"#), Ok(Findings::default()));
+        assert_eq!(
+            inspect_json(br#"{"a":"#, &traits()),
+            Ok(Findings::default())
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde_json::Value;
+use std::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{Config, UpstreamUrl};
@@ -21,10 +23,17 @@ pub enum Credential {
     Cookie(String),
 }
 
+/// An identity a credential belongs to, with its e-mail addresses (lower-cased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub id: Uuid,
+    pub addresses: Vec<String>,
+}
+
 /// Kratos's answer to whoami for a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WhoamiAnswer {
-    Identity(Uuid),
+    Identity(Owner),
     /// 401: not a valid session; the credential grants nothing.
     NoSession,
     /// 403 `session_aal2_required`: valid, but its owner is not revealed.
@@ -66,16 +75,28 @@ pub struct KratosClient {
     public: UpstreamUrl,
     admin: UpstreamUrl,
     admin_token: Option<Arc<str>>,
+    email_traits: Arc<[String]>,
+    addresses: Arc<AddressCache>,
 }
 
-#[derive(Deserialize)]
-struct IdRef {
-    id: Uuid,
+/// Recently fetched identity addresses, so that a burst of whoami calls for one identity
+/// costs one admin lookup. Bounded: when full it is emptied (entries live seconds anyway).
+struct AddressCache {
+    ttl: Duration,
+    max: usize,
+    map: DashMap<Uuid, (Instant, Arc<[String]>)>,
 }
 
-#[derive(Deserialize)]
-struct SessionWithIdentity {
-    identity: Option<IdRef>,
+/// An identity object as Kratos serialises it, read for its id and addresses.
+fn owner_of(identity: &Value, email_traits: &[String]) -> Option<Owner> {
+    let id = identity
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(crate::blocklist::parse_uuid)?;
+    Some(Owner {
+        id,
+        addresses: crate::inspection::identity_addresses(identity, email_traits),
+    })
 }
 
 fn tls_config() -> rustls::ClientConfig {
@@ -124,6 +145,12 @@ impl KratosClient {
             public: config.upstream.public.clone(),
             admin: config.upstream.admin.clone(),
             admin_token: admin_token.map(Arc::from),
+            email_traits: config.blocklist.email_traits.clone().into(),
+            addresses: Arc::new(AddressCache {
+                ttl: config.blocklist.address_cache_ttl.get(),
+                max: config.blocklist.address_cache_size.max(1),
+                map: DashMap::new(),
+            }),
         })
     }
 
@@ -149,29 +176,27 @@ impl KratosClient {
             .map_err(|source| LookupError::Transport { what: WHAT, source })?;
         match resp.status() {
             StatusCode::OK => {
-                if let Some(id) = resp
+                let header_id = resp
                     .headers()
                     .get(&IDENTITY_ID_HEADER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(crate::blocklist::parse_uuid)
-                {
-                    return Ok(WhoamiAnswer::Identity(id));
-                }
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-                let s: SessionWithIdentity =
-                    serde_json::from_slice(&body).map_err(|e| LookupError::Body {
-                        what: WHAT,
-                        detail: e.to_string(),
-                    })?;
-                s.identity
-                    .map(|i| WhoamiAnswer::Identity(i.id))
-                    .ok_or(LookupError::Body {
+                    .and_then(crate::blocklist::parse_uuid);
+                let body = self.json(resp, WHAT).await?;
+                let owner = body
+                    .get("identity")
+                    .and_then(|i| owner_of(i, &self.email_traits));
+                match (header_id, owner) {
+                    (Some(id), Some(o)) if o.id == id => Ok(WhoamiAnswer::Identity(o)),
+                    (Some(id), _) => Ok(WhoamiAnswer::Identity(Owner {
+                        id,
+                        addresses: Vec::new(),
+                    })),
+                    (None, Some(o)) => Ok(WhoamiAnswer::Identity(o)),
+                    (None, None) => Err(LookupError::Body {
                         what: WHAT,
                         detail: "session without identity".to_owned(),
-                    })
+                    }),
+                }
             }
             StatusCode::UNAUTHORIZED => Ok(WhoamiAnswer::NoSession),
             StatusCode::FORBIDDEN => Ok(WhoamiAnswer::Aal2Required),
@@ -180,7 +205,7 @@ impl KratosClient {
     }
 
     /// The owner of a session, from the admin API; `None` if Kratos does not know the session.
-    pub async fn session_owner(&self, session_id: Uuid) -> Result<Option<Uuid>, LookupError> {
+    pub async fn session_owner(&self, session_id: Uuid) -> Result<Option<Owner>, LookupError> {
         const WHAT: &str = "admin session lookup";
         let resp = self
             .admin_request(
@@ -192,17 +217,12 @@ impl KratosClient {
             .map_err(|source| LookupError::Transport { what: WHAT, source })?;
         match resp.status() {
             StatusCode::OK => {
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-                let s: SessionWithIdentity =
-                    serde_json::from_slice(&body).map_err(|e| LookupError::Body {
-                        what: WHAT,
-                        detail: e.to_string(),
-                    })?;
-                match s.identity {
-                    Some(i) => Ok(Some(i.id)),
+                let body = self.json(resp, WHAT).await?;
+                match body
+                    .get("identity")
+                    .and_then(|i| owner_of(i, &self.email_traits))
+                {
+                    Some(o) => Ok(Some(o)),
                     None => Err(LookupError::Body {
                         what: WHAT,
                         detail: "session without identity despite expand=identity".to_owned(),
@@ -214,12 +234,43 @@ impl KratosClient {
         }
     }
 
+    /// An identity's addresses (admin `GET /admin/identities/{id}`), reused for
+    /// `blocklist.address_cache_ttl`. An unknown identity has none.
+    pub async fn identity_addresses(&self, id: Uuid) -> Result<Arc<[String]>, LookupError> {
+        const WHAT: &str = "admin identity lookup";
+        if let Some(hit) = self.addresses.map.get(&id) {
+            if hit.0.elapsed() < self.addresses.ttl {
+                return Ok(Arc::clone(&hit.1));
+            }
+        }
+        let resp = self
+            .admin_request(reqwest::Method::GET, &format!("/admin/identities/{id}"))
+            .send()
+            .await
+            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
+        let addresses: Arc<[String]> = match resp.status() {
+            StatusCode::OK => {
+                let body = self.json(resp, WHAT).await?;
+                crate::inspection::identity_addresses(&body, &self.email_traits).into()
+            }
+            StatusCode::NOT_FOUND => Arc::from(Vec::new()),
+            status => return Err(LookupError::Status { what: WHAT, status }),
+        };
+        if self.addresses.map.len() >= self.addresses.max {
+            self.addresses.map.clear();
+        }
+        self.addresses
+            .map
+            .insert(id, (Instant::now(), Arc::clone(&addresses)));
+        Ok(addresses)
+    }
+
     /// Identities whose login identifier is `identifier` (admin `credentials_identifier`).
     pub async fn identities_by_identifier(
         &self,
         identifier: &str,
-    ) -> Result<Vec<Uuid>, LookupError> {
-        const WHAT: &str = "admin identity lookup";
+    ) -> Result<Vec<Owner>, LookupError> {
+        const WHAT: &str = "admin identity search";
         let resp = self
             .admin_request(reqwest::Method::GET, "/admin/identities")
             .query(&[("credentials_identifier", identifier)])
@@ -228,19 +279,35 @@ impl KratosClient {
             .map_err(|source| LookupError::Transport { what: WHAT, source })?;
         match resp.status() {
             StatusCode::OK => {
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-                let ids: Vec<IdRef> =
-                    serde_json::from_slice(&body).map_err(|e| LookupError::Body {
+                let body = self.json(resp, WHAT).await?;
+                let Value::Array(items) = body else {
+                    return Err(LookupError::Body {
                         what: WHAT,
-                        detail: e.to_string(),
-                    })?;
-                Ok(ids.into_iter().map(|i| i.id).collect())
+                        detail: "not a list of identities".to_owned(),
+                    });
+                };
+                Ok(items
+                    .iter()
+                    .filter_map(|i| owner_of(i, &self.email_traits))
+                    .collect())
             }
             status => Err(LookupError::Status { what: WHAT, status }),
         }
+    }
+
+    async fn json(
+        &self,
+        resp: reqwest::Response,
+        what: &'static str,
+    ) -> Result<Value, LookupError> {
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|source| LookupError::Transport { what, source })?;
+        serde_json::from_slice(&body).map_err(|e| LookupError::Body {
+            what,
+            detail: e.to_string(),
+        })
     }
 
     /// `DELETE /admin/sessions/{id}`; 404 (already gone) counts as done.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod enforce;
 pub mod headers;
+pub mod hooks;
 pub mod inspection;
 pub mod kratos;
 pub mod metrics;
@@ -62,6 +63,7 @@ pub struct Gateway {
     pub public_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub ops_addr: SocketAddr,
+    pub hooks_addr: Option<SocketAddr>,
     blocklist: Arc<BlocklistStore>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -93,6 +95,16 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     }
     let blocklist = Arc::new(store);
     let admin_token = config.admin_token().map_err(StartError::Setup)?;
+    let hooks_secret = config.hooks_secret().map_err(StartError::Setup)?;
+    let hooks_secret_header = http::HeaderName::from_bytes(
+        config.hooks.secret_header.trim().as_bytes(),
+    )
+    .map_err(|_| {
+        StartError::Setup(format!(
+            "hooks.secret_header `{}` is not a header name",
+            config.hooks.secret_header
+        ))
+    })?;
     let kratos = KratosClient::new(&config, admin_token)
         .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?;
 
@@ -112,6 +124,19 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         None => None,
     };
     let ops_addr = local_addr(&ops, "ops", config.listen.ops)?;
+    let hooks = match config.listen.hooks {
+        Some(a) => Some(bind("hooks", a).await?),
+        None => None,
+    };
+    let hooks_addr = match &hooks {
+        Some(l) => Some(local_addr(
+            l,
+            "hooks",
+            config.listen.hooks.unwrap_or(ops_addr),
+        )?),
+        None => None,
+    };
+    let report_only = config.blocklist.mode == config::GlobalMode::Report;
 
     let readiness = Arc::new(Readiness::default());
     let (stop_listeners, stop_rx) = watch::channel(false);
@@ -125,12 +150,17 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         RevocationSettings {
             queue_capacity: config.revocation.queue_capacity,
             concurrency: config.revocation.concurrency,
+            rate_per_second: config.revocation.rate_per_second,
             initial_backoff: config.revocation.initial_backoff.get(),
             max_backoff: config.revocation.max_backoff.get(),
         },
         Arc::clone(&metrics),
         background_rx.clone(),
     );
+    let on_change = (!report_only).then(|| revoke_on_add(revoker.clone()));
+    if config.revocation.sweep_on_start && !report_only {
+        sweep(&blocklist.snapshot(), &revoker);
+    }
     let policy = Arc::new(Enforcer {
         blocklist: Arc::clone(&blocklist),
         kratos,
@@ -139,6 +169,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         session_cookie: config.inspection.session_cookie.clone(),
         body_limit: config.inspection.body_limit_bytes,
         login_body_limit: config.inspection.login_body_limit_bytes,
+        email_traits: config.blocklist.email_traits.clone(),
+        report_only,
         message: config.enforcement.message.clone(),
         browser_redirect: config.enforcement.browser_redirect.clone(),
     });
@@ -190,6 +222,29 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         ))
     };
 
+    if let Some(listener) = hooks {
+        let endpoint = Arc::new(hooks::HookEndpoint {
+            blocklist: Arc::clone(&blocklist),
+            metrics: Arc::clone(&metrics),
+            email_traits: config.blocklist.email_traits.clone(),
+            secret_header: hooks_secret_header,
+            secret: hooks_secret,
+            message: config.hooks.message.clone(),
+            report_only,
+        });
+        listeners.push(tokio::spawn(server::serve(
+            "hooks",
+            listener,
+            server::builder(&config.server),
+            move |req, _peer| {
+                let endpoint = Arc::clone(&endpoint);
+                async move { endpoint.handle(req).await }
+            },
+            stop_rx.clone(),
+            grace,
+        )));
+    }
+
     let triggers = ReloadTriggers::default();
     let watcher = reload::watch_folder(blocklist.path(), &triggers);
     let background = vec![
@@ -200,7 +255,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             config.blocklist.poll_interval.get(),
             config.blocklist.debounce.get(),
             triggers.clone(),
-            None,
+            on_change,
             background_rx,
         )),
     ];
@@ -220,6 +275,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         public_addr,
         admin_addr,
         ops_addr,
+        hooks_addr,
         blocklist,
         metrics,
         readiness,
@@ -232,6 +288,47 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         stop_ops,
         shutdown_delay: config.server.shutdown_delay.get(),
     })
+}
+
+/// Revokes the existing sessions of identities a reload adds (or whose block it extends), so
+/// that services checking sessions with Kratos directly lose them too.
+fn revoke_on_add(revoker: revocation::Revoker) -> reload::ChangeListener {
+    Arc::new(move |changes: &blocklist::Changes| {
+        let identities = changes.added.len() + changes.extended.len();
+        let emails = changes.added_emails.len();
+        if identities + emails == 0 {
+            return;
+        }
+        tracing::info!(
+            identities,
+            emails,
+            "revoking the existing sessions of newly listed identities"
+        );
+        for id in changes.added.iter().chain(&changes.extended) {
+            revoker.revoke(revocation::Target::IdentitySessions(*id));
+        }
+        for email in &changes.added_emails {
+            revoker.revoke(revocation::Target::IdentifierSessions(email.clone()));
+        }
+    })
+}
+
+/// `revocation.sweep_on_start`: one revocation per listed identity and e-mail.
+fn sweep(list: &blocklist::Blocklist, revoker: &revocation::Revoker) {
+    let now = blocklist::unix_now();
+    let mut n = 0usize;
+    for id in list.identities_in_force(now) {
+        revoker.revoke(revocation::Target::IdentitySessions(*id));
+        n += 1;
+    }
+    for email in list.emails_in_force(now) {
+        revoker.revoke(revocation::Target::IdentifierSessions(email.to_owned()));
+        n += 1;
+    }
+    tracing::info!(
+        revocations = n,
+        "start-up sweep: revoking the sessions of every listed identity"
+    );
 }
 
 fn spawn_proxy<P: Policy>(

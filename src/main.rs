@@ -32,8 +32,13 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Validate the config and the blocklist it names, print a summary, and exit
-    /// (0 valid, 2 invalid).
-    Check,
+    /// (0 valid, 2 invalid). With --blocklist, lint that blocklist file alone.
+    Check {
+        /// Lint this blocklist file without a config (for pipelines that check a change
+        /// before it is applied).
+        #[arg(long)]
+        blocklist: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -47,7 +52,10 @@ const EXIT_INVALID: u8 = 2;
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Some(Command::Check) => check(&args.config),
+        Some(Command::Check {
+            blocklist: Some(path),
+        }) => check_blocklist(&path),
+        Some(Command::Check { blocklist: None }) => check(&args.config),
         None => serve(&args),
     }
 }
@@ -76,21 +84,42 @@ fn check(config_path: &std::path::Path) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    for w in &parsed.warnings {
-        eprintln!("{w} (warning)");
+    let summary = blocklist_summary(&config.blocklist.path, parsed);
+    println!("ok: {} valid; {summary}", config_path.display());
+    ExitCode::SUCCESS
+}
+
+fn check_blocklist(path: &std::path::Path) -> ExitCode {
+    match read_blocklist(path) {
+        Ok(parsed) => {
+            println!("ok: {}", blocklist_summary(path, parsed));
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprint!("{}", diagnostic::render(&errs));
+            ExitCode::from(EXIT_INVALID)
+        }
     }
+}
+
+/// Prints warnings and lint findings to stderr and returns the one-line summary.
+fn blocklist_summary(path: &std::path::Path, parsed: kratos_gate::blocklist::Parsed) -> String {
     let now = unix_now();
     let list = &parsed.blocklist;
-    println!(
-        "ok: {} valid; blocklist {}: {} entries, {} expiring, {} expired, {} warnings",
-        config_path.display(),
-        config.blocklist.path.display(),
+    let mut warnings = parsed.warnings;
+    warnings.extend(list.lint(&path.display().to_string(), now));
+    warnings.sort_by_key(|d| (d.line, d.column));
+    for w in &warnings {
+        eprintln!("{w} (warning)");
+    }
+    format!(
+        "blocklist {}: {} entries, {} expiring, {} expired, {} warnings",
+        path.display(),
         list.len(),
         list.expiring_count(now),
         list.expired_count(now),
-        parsed.warnings.len()
-    );
-    ExitCode::SUCCESS
+        warnings.len()
+    )
 }
 
 fn serve(args: &Args) -> ExitCode {

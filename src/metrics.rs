@@ -95,6 +95,8 @@ pub struct ReloadLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
+    /// `enforce`, or `report` for dry-run matches that were only logged.
+    pub mode: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -178,7 +180,7 @@ impl Metrics {
         let blocked = Family::<KindLabels, Counter>::default();
         registry.register(
             "blocked",
-            "Responses refused because they carried or vouched for a listed identity's session",
+            "Responses refused (mode=enforce) or only reported (mode=report) because they carried or vouched for a listed identity's session",
             blocked.clone(),
         );
         let revocations = Family::<ResultLabels, Counter>::default();

@@ -1,24 +1,30 @@
 //! Revocation runs off the request path: a bounded queue, de-duplicated per target, with
-//! bounded concurrency and retries with exponential backoff until Kratos confirms or the
-//! process stops.
+//! bounded concurrency, a rate limit, and retries with exponential backoff until Kratos
+//! confirms or the process stops. Every call is idempotent at Kratos (404 = nothing left), so
+//! several replicas revoking the same thing is harmless.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashSet;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::kratos::KratosClient;
 use crate::metrics::Metrics;
 
 /// What to revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// `DELETE /admin/sessions/{id}`.
     Session(Uuid),
     /// `DELETE /admin/identities/{id}/sessions`.
     IdentitySessions(Uuid),
+    /// Every identity whose login identifier is this address
+    /// (`GET /admin/identities?credentials_identifier=`), then as `IdentitySessions`.
+    IdentifierSessions(String),
 }
 
 impl std::fmt::Display for Target {
@@ -26,6 +32,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Session(id) => write!(f, "session {id}"),
             Target::IdentitySessions(id) => write!(f, "all sessions of identity {id}"),
+            Target::IdentifierSessions(email) => write!(f, "all sessions of {email}"),
         }
     }
 }
@@ -51,27 +58,62 @@ impl Revoker {
             tracing::error!(%target, capacity = self.capacity, "revocation queue full; revocation dropped");
             return;
         }
-        if !self.pending.insert(target) {
+        if !self.pending.insert(target.clone()) {
             return;
         }
-        match self.tx.try_send(target) {
+        match self.tx.try_send(target.clone()) {
             Ok(()) => {
                 self.metrics.revocation_queue.inc();
             }
             Err(e) => {
                 self.pending.remove(&target);
                 self.metrics.revocation("dropped");
-                tracing::error!(%target, error = %e, "revocation queue full or closed; revocation dropped");
+                tracing::error!(%target, error = %e, "revocation queue closed; revocation dropped");
             }
         }
+    }
+
+    /// Revocations queued or retrying.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 }
 
 pub struct RevocationSettings {
     pub queue_capacity: usize,
     pub concurrency: usize,
+    pub rate_per_second: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+}
+
+/// Spaces admin calls at least `interval` apart, across all workers.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    async fn wait_turn(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+struct Worker {
+    client: KratosClient,
+    settings: RevocationSettings,
+    permits: Semaphore,
+    pacer: Pacer,
+    metrics: Arc<Metrics>,
+    pending: Arc<DashSet<Target>>,
+    confirmed: AtomicU64,
 }
 
 /// Starts the worker; it runs until `stop` turns true.
@@ -89,87 +131,112 @@ pub fn start(
         capacity: settings.queue_capacity.max(1),
         metrics: Arc::clone(&metrics),
     };
-    let task = tokio::spawn(run(rx, client, settings, pending, metrics, stop));
+    let worker = Arc::new(Worker {
+        client,
+        permits: Semaphore::new(settings.concurrency.max(1)),
+        pacer: Pacer {
+            interval: Duration::from_secs(1) / settings.rate_per_second.max(1),
+            next: Mutex::new(Instant::now()),
+        },
+        settings,
+        metrics,
+        pending,
+        confirmed: AtomicU64::new(0),
+    });
+    let task = tokio::spawn(run(rx, worker, stop));
     (revoker, task)
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Target>,
-    client: KratosClient,
-    settings: RevocationSettings,
-    pending: Arc<DashSet<Target>>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let settings = Arc::new(settings);
-    let mut workers = tokio::task::JoinSet::new();
+async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut progress = tokio::time::interval(Duration::from_secs(5));
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = 0u64;
     loop {
         let target = tokio::select! {
             t = rx.recv() => match t { Some(t) => t, None => break },
+            _ = progress.tick() => {
+                let confirmed = worker.confirmed.load(Ordering::Relaxed);
+                let pending = worker.pending.len();
+                if confirmed != reported || pending > 0 {
+                    tracing::info!(confirmed_since_last = confirmed - reported, confirmed_total = confirmed, pending, "revocation progress");
+                    reported = confirmed;
+                }
+                continue;
+            }
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() { break } else { continue }
             }
         };
-        let client = client.clone();
-        let permits = Arc::clone(&permits);
-        let pending = Arc::clone(&pending);
-        let metrics = Arc::clone(&metrics);
-        let settings = Arc::clone(&settings);
+        let w = Arc::clone(&worker);
         let stop = stop.clone();
-        workers.spawn(async move {
-            revoke_until_done(&client, target, &permits, &settings, &metrics, stop).await;
-            pending.remove(&target);
-            metrics.revocation_queue.dec();
+        tasks.spawn(async move {
+            w.revoke_until_done(&target, stop).await;
+            w.pending.remove(&target);
+            w.metrics.revocation_queue.dec();
         });
-        // Reap finished workers so the set does not grow.
-        while workers.try_join_next().is_some() {}
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
     }
-    workers.abort_all();
-    while workers.join_next().await.is_some() {}
+    let left = worker.pending.len();
+    if left > 0 {
+        tracing::warn!(
+            pending = left,
+            "stopping with revocations not yet confirmed"
+        );
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
 }
 
-async fn revoke_until_done(
-    client: &KratosClient,
-    target: Target,
-    permits: &Semaphore,
-    settings: &RevocationSettings,
-    metrics: &Metrics,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut backoff = settings.initial_backoff;
-    let mut attempt: u32 = 1;
-    loop {
-        let result = {
-            let Ok(_permit) = permits.acquire().await else {
-                return;
-            };
-            match target {
-                Target::Session(id) => client.revoke_session(id).await,
-                Target::IdentitySessions(id) => client.revoke_identity_sessions(id).await,
-            }
-        };
-        match result {
-            Ok(()) => {
-                metrics.revocation("success");
-                tracing::info!(target: "kratos_gate::audit", event = "revoked", %target, attempt, "revoked at Kratos");
-                return;
-            }
-            Err(e) => {
-                metrics.revocation("retry");
-                tracing::warn!(%target, attempt, error = %e, retry_in = ?backoff, "revocation failed; will retry");
+impl Worker {
+    async fn call(&self, target: &Target) -> Result<(), crate::kratos::LookupError> {
+        let _permit = self.permits.acquire().await;
+        self.pacer.wait_turn().await;
+        match target {
+            Target::Session(id) => self.client.revoke_session(*id).await,
+            Target::IdentitySessions(id) => self.client.revoke_identity_sessions(*id).await,
+            Target::IdentifierSessions(email) => {
+                let ids = self.client.identities_by_identifier(email).await?;
+                if ids.is_empty() {
+                    tracing::info!(%email, "no identity logs in with this address; nothing to revoke");
+                }
+                for owner in ids {
+                    self.pacer.wait_turn().await;
+                    self.client.revoke_identity_sessions(owner.id).await?;
+                }
+                Ok(())
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.changed() => {
-                if *stop.borrow() {
-                    tracing::error!(%target, "shutting down with a revocation still failing");
+    }
+
+    async fn revoke_until_done(&self, target: &Target, mut stop: watch::Receiver<bool>) {
+        let mut backoff = self.settings.initial_backoff;
+        let mut attempt: u32 = 1;
+        loop {
+            match self.call(target).await {
+                Ok(()) => {
+                    self.metrics.revocation("success");
+                    self.confirmed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(target: "kratos_gate::audit", event = "revoked", target = %target, attempt, "revoked at Kratos");
                     return;
                 }
+                Err(e) => {
+                    self.metrics.revocation("retry");
+                    tracing::warn!(%target, attempt, error = %e, retry_in = ?backoff, "revocation failed; will retry");
+                }
             }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        tracing::error!(%target, "shutting down with a revocation still failing");
+                        return;
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(self.settings.max_backoff);
+            attempt = attempt.saturating_add(1);
         }
-        backoff = (backoff * 2).min(settings.max_backoff);
-        attempt = attempt.saturating_add(1);
     }
 }
