@@ -243,7 +243,7 @@ impl Default for Revocation {
     fn default() -> Self {
         Revocation {
             queue_capacity: 65_536,
-            concurrency: 16,
+            concurrency: 32,
             initial_backoff: HumanDuration(Duration::from_millis(200)),
             max_backoff: HumanDuration(Duration::from_secs(30)),
             rate_per_second: 1000,

@@ -191,8 +191,9 @@ async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watc
 
 impl Worker {
     async fn call(&self, target: &Target) -> Result<(), crate::kratos::LookupError> {
-        let _permit = self.permits.acquire().await;
+        // Take a turn first, then a permit: permits are held only while a call is in flight.
         self.pacer.wait_turn().await;
+        let _permit = self.permits.acquire().await;
         match target {
             Target::Session(id) => self.client.revoke_session(*id).await,
             Target::IdentitySessions(id) => self.client.revoke_identity_sessions(*id).await,

@@ -137,3 +137,44 @@ fn duplicate_ids_are_warnings_not_errors() {
     );
     assert!(out.contains("1 warnings"), "{out}");
 }
+
+#[test]
+fn blocklist_alone_can_be_linted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("candidate.yaml");
+    write_file(
+        &path,
+        &format!("identities:\n  - {A}\nemails:\n  - a@b.example\nemail_domains:\n  - c.example\n"),
+    );
+    let (code, out, err) = run(bin().args(["check", "--blocklist", &path.display().to_string()]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 entries"), "{out}");
+    write_file(&path, "emails:\n  - not-an-address\n");
+    let (code, _, err) = run(bin().args(["check", "--blocklist", &path.display().to_string()]));
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:5: `not-an-address` is not an e-mail address",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn lint_warns_about_expired_and_redundant_entries() {
+    let dir = setup(&format!(
+        "identities:\n  - id: {A}\n    until: 2001-01-01T00:00:00Z\nemails:\n  - x@evil.example\nemail_domains:\n  - evil.example\n"
+    ));
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 expired, 2 warnings"), "{out}");
+    assert!(
+        err.contains(":2:5: entry expired at 2001-01-01T00:00:00Z"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":5:5: x@evil.example is already covered by the domain evil.example"),
+        "{err}"
+    );
+}

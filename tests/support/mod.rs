@@ -6,3 +6,4 @@ pub mod client;
 pub mod fake_kratos;
 pub mod fixtures;
 pub mod gateway;
+pub mod logs;
