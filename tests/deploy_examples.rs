@@ -1,0 +1,74 @@
+//! Every `gateway.yaml` shipped under `deploy/` passes `kratos-gate check`, together with the
+//! blocklist it is deployed with.
+//!
+//! In every deployment the config and the blocklist sit side by side (`/etc/kratos-gate/`), so
+//! each config is checked in a folder of its own holding a copy of it and of its blocklist:
+//! the `blocklist.yaml` beside it, or, for a kustomize overlay that only replaces the config,
+//! the base's `deploy/kubernetes/base/blocklist.yaml` (ConfigMap `kratos-gate-blocklist`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+}
+
+fn find(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            find(&path, name, out);
+        } else if path.file_name().is_some_and(|n| n == name) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_shipped_gateway_config_passes_check() {
+    let deploy = deploy_dir();
+    let mut configs = Vec::new();
+    find(&deploy, "gateway.yaml", &mut configs);
+    // Sidecar base, standalone overlay, Helm sidecar, Compose: a walk that finds fewer lost some.
+    assert!(
+        configs.len() >= 4,
+        "expected at least 4 gateway.yaml under {}, found {configs:?}",
+        deploy.display()
+    );
+    let base_blocklist = deploy.join("kubernetes/base/blocklist.yaml");
+
+    let mut failures = Vec::new();
+    for config in &configs {
+        let beside = config.with_file_name("blocklist.yaml");
+        let blocklist = if beside.exists() {
+            beside
+        } else {
+            base_blocklist.clone()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(config, dir.path().join("gateway.yaml")).expect("copy config");
+        std::fs::copy(&blocklist, dir.path().join("blocklist.yaml")).expect("copy blocklist");
+
+        let out = Command::new(env!("CARGO_BIN_EXE_kratos-gate"))
+            .arg("check")
+            .arg("--config")
+            .arg(dir.path().join("gateway.yaml"))
+            .output()
+            .expect("run kratos-gate check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(0) || !stdout.starts_with("ok: ") {
+            failures.push(format!(
+                "{} (blocklist {}): exit {:?}\n{stdout}{stderr}",
+                config.display(),
+                blocklist.display(),
+                out.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
