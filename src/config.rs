@@ -41,15 +41,72 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    #[serde(deserialize_with = "from_str")]
-    pub public: SocketAddr,
-    #[serde(default, deserialize_with = "opt_from_str")]
-    pub admin: Option<SocketAddr>,
+    pub public: ListenAddr,
+    #[serde(default)]
+    pub admin: Option<ListenAddr>,
     #[serde(deserialize_with = "from_str")]
     pub ops: SocketAddr,
     /// The Kratos web hook endpoint (`POST /hooks/kratos`); off unless set.
     #[serde(default, deserialize_with = "opt_from_str")]
     pub hooks: Option<SocketAddr>,
+}
+
+/// A proxy listener: an address (`0.0.0.0:4455`), or `{address, tls: {cert, key}}` to serve
+/// HTTPS (HTTP/2 via ALPN, and HTTP/1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub address: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files: a certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ListenAddr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address such as 0.0.0.0:4455, or {address, tls: {cert, key}}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ListenAddr, E> {
+                let address = v.trim().parse().map_err(|e| {
+                    E::custom(format!(
+                        "`{v}` is not an address ({e}); write e.g. 0.0.0.0:4455"
+                    ))
+                })?;
+                Ok(ListenAddr { address, tls: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ListenAddr, A::Error> {
+                let mut address: Option<SocketAddr> = None;
+                let mut tls = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "address" => {
+                            let v: String = map.next_value()?;
+                            address = Some(v.trim().parse().map_err(|e| {
+                                de::Error::custom(format!(
+                                    "`{v}` is not an address ({e}); write e.g. 0.0.0.0:4455"
+                                ))
+                            })?);
+                        }
+                        "tls" => tls = Some(map.next_value::<TlsFiles>()?),
+                        other => return Err(de::Error::unknown_field(other, &["address", "tls"])),
+                    }
+                }
+                let address = address.ok_or_else(|| de::Error::missing_field("address"))?;
+                Ok(ListenAddr { address, tls })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +138,13 @@ pub struct Upstream {
     /// Name of an environment variable holding the admin API key.
     #[serde(default)]
     pub admin_token_env: Option<String>,
+    /// PEM file of the CA certificates trusted for https upstreams (instead of the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Send the upstream's own host as `Host` instead of the client's (needed when the
+    /// upstream is a shared endpoint such as Ory Network that routes by host).
+    #[serde(default)]
+    pub rewrite_host: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,13 +410,8 @@ impl FromStr for UpstreamUrl {
             .parse()
             .map_err(|e| format!("`{s}` is not a URL ({e}); write e.g. http://127.0.0.1:4433"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "`{s}`: https upstreams are not supported yet; use http:// to a Kratos on the same host or network"
-                ))
-            }
-            _ => return Err(format!("`{s}` must start with http://")),
+            Some("http") | Some("https") => {}
+            _ => return Err(format!("`{s}` must start with http:// or https://")),
         }
         if uri.authority().is_none() {
             return Err(format!("`{s}` has no host"));
@@ -451,6 +510,21 @@ impl Config {
         if let Some(p) = &config.hooks.secret_file {
             config.hooks.secret_file = Some(resolve(base, p));
         }
+        if let Some(p) = &config.upstream.ca_file {
+            config.upstream.ca_file = Some(resolve(base, p));
+        }
+        for listen in [
+            Some(&mut config.listen.public),
+            config.listen.admin.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(tls) = &mut listen.tls {
+                tls.cert = resolve(base, &tls.cert);
+                tls.key = resolve(base, &tls.key);
+            }
+        }
         config.validate(&name)?;
         Ok(config)
     }
@@ -500,9 +574,10 @@ impl Config {
             "blocklist.poll_interval must be more than 0s",
         );
         check(
-            self.listen.public.port() == 0
-                || (self.listen.admin != Some(self.listen.public)
-                    && self.listen.ops != self.listen.public),
+            self.listen.public.address.port() == 0
+                || (self.listen.admin.as_ref().map(|a| a.address)
+                    != Some(self.listen.public.address)
+                    && self.listen.ops != self.listen.public.address),
             "listen.public, listen.admin and listen.ops must be different addresses",
         );
         if errors.is_empty() {
@@ -572,7 +647,11 @@ mod tests {
     #[test]
     fn contract_keys_with_defaults() {
         let c = parse(MINIMAL).expect("valid");
-        assert_eq!(c.listen.public, "0.0.0.0:4455".parse().expect("addr"));
+        assert_eq!(
+            c.listen.public.address,
+            "0.0.0.0:4455".parse().expect("addr")
+        );
+        assert!(c.listen.public.tls.is_none());
         assert_eq!(c.upstream.public.to_string(), "http://127.0.0.1:4433");
         assert_eq!(
             c.blocklist.path,
@@ -634,6 +713,31 @@ mod tests {
             .contains(&"192.168.1.7".parse::<std::net::IpAddr>().expect("ip")));
         let bad = format!("{MINIMAL}forwarding:\n  trusted_proxies: [10.0.0.0/99]\n");
         assert_eq!(parse(&bad).expect_err("x")[0].line, 11);
+    }
+
+    #[test]
+    fn listeners_take_tls_files_relative_to_the_config() {
+        let text = MINIMAL.replace(
+            "  public: 0.0.0.0:4455\n",
+            "  public:\n    address: 0.0.0.0:4455\n    tls:\n      cert: tls/tls.crt\n      key: /keys/tls.key\n",
+        );
+        let c = parse(&text).expect("valid");
+        let tls = c.listen.public.tls.expect("tls");
+        assert_eq!(tls.cert, PathBuf::from("/etc/kratos-gate/tls/tls.crt"));
+        assert_eq!(tls.key, PathBuf::from("/keys/tls.key"));
+        let bad = MINIMAL.replace(
+            "  public: 0.0.0.0:4455\n",
+            "  public:\n    address: 0.0.0.0:4455\n    tsl: {}\n",
+        );
+        let errs = parse(&bad).expect_err("unknown key");
+        assert_eq!(errs[0].line, 4, "{errs:?}");
+    }
+
+    #[test]
+    fn https_upstreams_are_accepted() {
+        let c = parse(&MINIMAL.replace("http://127.0.0.1:4434", "https://project.oryapis.com"))
+            .expect("valid");
+        assert_eq!(c.upstream.admin.scheme(), "https");
     }
 
     #[test]

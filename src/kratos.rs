@@ -99,40 +99,15 @@ fn owner_of(identity: &Value, email_traits: &[String]) -> Option<Owner> {
     })
 }
 
-fn tls_config() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    // Kratos is reached over http:// today; an empty root store makes any https attempt fail
-    // closed rather than trust something by accident.
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        })
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map(|b| {
-                b.with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            })
-            .unwrap_or_else(|_| unreachable_tls())
-        })
-}
-
-#[cold]
-fn unreachable_tls() -> rustls::ClientConfig {
-    // ring always supports TLS 1.3; this is only here so that nothing can panic.
-    std::process::abort()
-}
-
 impl KratosClient {
-    pub fn new(config: &Config, admin_token: Option<String>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        config: &Config,
+        admin_token: Option<String>,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, reqwest::Error> {
         let timeout: Duration = config.upstream.lookup_timeout.get();
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config())
+            .tls_backend_preconfigured(tls)
             .timeout(timeout)
             .connect_timeout(config.upstream.connect_timeout.get())
             .pool_idle_timeout(config.upstream.pool_idle_timeout.get())

@@ -22,6 +22,7 @@ pub mod reload;
 pub mod respond;
 pub mod revocation;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,23 +106,28 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             config.hooks.secret_header
         ))
     })?;
-    let kratos = KratosClient::new(&config, admin_token)
+    let client_tls = tls::client_config(config.upstream.ca_file.as_deref())
+        .map_err(|e| StartError::Setup(format!("upstream TLS: {e}")))?;
+    let kratos = KratosClient::new(&config, admin_token, client_tls.clone())
         .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?;
+    let public_cert = load_cert("public", &config.listen.public)?;
+    let admin_cert = match &config.listen.admin {
+        Some(a) => load_cert("admin", a)?,
+        None => None,
+    };
+    let public_tls = acceptor("public", &public_cert)?;
+    let admin_tls = acceptor("admin", &admin_cert)?;
 
-    let public = bind("public", config.listen.public).await?;
-    let admin = match config.listen.admin {
-        Some(a) => Some(bind("admin", a).await?),
+    let public = bind("public", config.listen.public.address).await?;
+    let admin = match &config.listen.admin {
+        Some(a) => Some(bind("admin", a.address).await?),
         None => None,
     };
     let ops = bind("ops", config.listen.ops).await?;
-    let public_addr = local_addr(&public, "public", config.listen.public)?;
-    let admin_addr = match &admin {
-        Some(l) => Some(local_addr(
-            l,
-            "admin",
-            config.listen.admin.unwrap_or(public_addr),
-        )?),
-        None => None,
+    let public_addr = local_addr(&public, "public", config.listen.public.address)?;
+    let admin_addr = match (&admin, &config.listen.admin) {
+        (Some(l), Some(a)) => Some(local_addr(l, "admin", a.address)?),
+        _ => None,
     };
     let ops_addr = local_addr(&ops, "ops", config.listen.ops)?;
     let hooks = match config.listen.hooks {
@@ -144,7 +150,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let (stop_ops, ops_rx) = watch::channel(false);
     let grace = config.server.shutdown_grace.get();
     let builder = server::builder(&config.server);
-    let client = proxy::upstream_client(&config);
+    let client = proxy::upstream_client(&config, client_tls);
     let (revoker, revocation_task) = revocation::start(
         kratos.clone(),
         RevocationSettings {
@@ -188,6 +194,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             Arc::clone(&metrics),
         ),
         builder.clone(),
+        public_tls,
         stop_rx.clone(),
         grace,
     ));
@@ -204,6 +211,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
                 Arc::clone(&metrics),
             ),
             builder.clone(),
+            admin_tls,
             stop_rx.clone(),
             grace,
         ));
@@ -216,7 +224,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             "ops",
             ops,
             builder,
-            move |req, _peer| ops::handle(req, Arc::clone(&readiness), Arc::clone(&metrics)),
+            move |req, _peer, _tls| ops::handle(req, Arc::clone(&readiness), Arc::clone(&metrics)),
+            None,
             ops_rx,
             grace,
         ))
@@ -236,10 +245,11 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             "hooks",
             listener,
             server::builder(&config.server),
-            move |req, _peer| {
+            move |req, _peer, _tls| {
                 let endpoint = Arc::clone(&endpoint);
                 async move { endpoint.handle(req).await }
             },
+            None,
             stop_rx.clone(),
             grace,
         )));
@@ -247,7 +257,13 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
 
     let triggers = ReloadTriggers::default();
     let watcher = reload::watch_folder(blocklist.path(), &triggers);
+    let certs: Vec<_> = [public_cert, admin_cert].into_iter().flatten().collect();
     let background = vec![
+        tokio::spawn(tls::run_cert_reloader(
+            certs,
+            config.blocklist.poll_interval.get(),
+            background_rx.clone(),
+        )),
         revocation_task,
         tokio::spawn(reload::run_reloader(
             Arc::clone(&blocklist),
@@ -331,11 +347,13 @@ fn sweep(list: &blocklist::Blocklist, revoker: &revocation::Revoker) {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_proxy<P: Policy>(
     name: &'static str,
     listener: TcpListener,
     proxy: Proxy<P>,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) -> JoinHandle<()> {
@@ -343,16 +361,39 @@ fn spawn_proxy<P: Policy>(
         name,
         listener,
         builder,
-        move |req, addr| {
+        move |req, addr, tls| {
             let proxy = proxy.clone();
             async move {
-                let peer = proxy.peer(addr, false);
+                let peer = proxy.peer(addr, tls);
                 proxy.handle(req, peer).await
             }
         },
+        tls,
         stop,
         grace,
     ))
+}
+
+fn load_cert(
+    listener: &'static str,
+    listen: &config::ListenAddr,
+) -> Result<Option<Arc<tls::ReloadingCert>>, StartError> {
+    match &listen.tls {
+        None => Ok(None),
+        Some(files) => tls::ReloadingCert::load(&files.cert, &files.key)
+            .map(|c| Some(Arc::new(c)))
+            .map_err(|e| StartError::Setup(format!("listen.{listener}.tls: {e}"))),
+    }
+}
+
+fn acceptor(
+    listener: &'static str,
+    cert: &Option<Arc<tls::ReloadingCert>>,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    cert.as_ref()
+        .map(|c| tls::acceptor(Arc::clone(c)))
+        .transpose()
+        .map_err(|e| StartError::Setup(format!("listen.{listener}.tls: {e}")))
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

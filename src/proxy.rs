@@ -11,6 +11,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -69,14 +70,20 @@ impl Policy for PassThrough {
     }
 }
 
-pub type HttpClient = Client<HttpConnector, Body>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// The pooled HTTP/1.1 client to Kratos, shared by both listeners.
-pub fn upstream_client(config: &Config) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.upstream.connect_timeout.get()));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
+/// The pooled HTTP/1.1 client to Kratos (http or https), shared by both listeners.
+pub fn upstream_client(config: &Config, tls: rustls::ClientConfig) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(config.upstream.connect_timeout.get()));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(config.upstream.pool_idle_timeout.get())
         .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
@@ -92,6 +99,7 @@ pub struct Proxy<P> {
     client: HttpClient,
     response_timeout: Duration,
     trusted_proxies: Arc<[IpNet]>,
+    rewrite_host: bool,
     policy: Arc<P>,
     metrics: Arc<Metrics>,
 }
@@ -104,6 +112,7 @@ impl<P> Clone for Proxy<P> {
             client: self.client.clone(),
             response_timeout: self.response_timeout,
             trusted_proxies: Arc::clone(&self.trusted_proxies),
+            rewrite_host: self.rewrite_host,
             policy: Arc::clone(&self.policy),
             metrics: Arc::clone(&self.metrics),
         }
@@ -140,6 +149,7 @@ impl<P: Policy> Proxy<P> {
             client,
             response_timeout: config.upstream.response_timeout.get(),
             trusted_proxies: config.forwarding.trusted_proxies.clone().into(),
+            rewrite_host: config.upstream.rewrite_host,
             policy,
             metrics,
         }
@@ -244,7 +254,11 @@ impl<P: Policy> Proxy<P> {
         };
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarding(&mut parts.headers, peer, host.as_ref());
-        if let Some(h) = &host {
+        if self.rewrite_host {
+            if let Ok(h) = HeaderValue::from_str(self.upstream.authority().as_str()) {
+                parts.headers.insert(header::HOST, h);
+            }
+        } else if let Some(h) = &host {
             parts.headers.insert(header::HOST, h.clone());
         }
         let path_and_query = parts
@@ -258,8 +272,13 @@ impl<P: Policy> Proxy<P> {
                 "The request target is not a path.",
             ));
         }
+        let scheme = if self.upstream.scheme() == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         parts.uri = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(scheme)
             .authority(self.upstream.authority().clone())
             .path_and_query(path_and_query)
             .build()

@@ -277,6 +277,13 @@ fn start_watch(path: &Path, notify: &Arc<Notify>) -> Option<notify::RecommendedW
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    watch_dir(&dir, notify)
+}
+
+/// Notifies `notify` on any change in `dir` (not recursive). `None` (logged) when the folder
+/// cannot be watched; callers poll as well.
+pub fn watch_dir(dir: &Path, notify: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    let dir = dir.to_path_buf();
     let n = Arc::clone(notify);
     let result =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -287,7 +294,7 @@ fn start_watch(path: &Path, notify: &Arc<Notify>) -> Option<notify::RecommendedW
     match result {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the blocklist folder; relying on the poll interval");
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the folder; relying on the poll interval");
             None
         }
     }

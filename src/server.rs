@@ -14,6 +14,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 use crate::config::Server as ServerConfig;
 use crate::respond::Body;
@@ -36,19 +39,23 @@ pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves `listener` until `stop` turns true, then waits up to `grace` for open
-/// connections to finish their requests.
+/// Serves `listener` (over TLS when `tls` is given) until `stop` turns true, then waits up to
+/// `grace` for open connections to finish their requests. The handler learns the peer address
+/// and whether the connection is TLS.
 pub async fn serve<F, Fut>(
     name: &'static str,
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     handler: F,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, SocketAddr, bool) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
+    // A TLS handshake must finish as fast as a request head must arrive.
+    let handshake_timeout = HANDSHAKE_TIMEOUT;
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -64,17 +71,45 @@ pub async fn serve<F, Fut>(
                 };
                 let _ = stream.set_nodelay(true);
                 let h = handler.clone();
+                let is_tls = tls.is_some();
                 let service = service_fn(move |req| {
                     let h = h.clone();
-                    async move { Ok::<_, Infallible>(h(req, peer).await) }
+                    async move { Ok::<_, Infallible>(h(req, peer, is_tls).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, never in the accept loop.
+                        let accept = acceptor.accept(stream);
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(handshake_timeout, accept).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
