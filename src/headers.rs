@@ -56,6 +56,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Joins several `Cookie` fields into one, separated by `"; "`. HTTP/2 clients send each
+/// cookie in its own field; RFC 9113 §8.2.3 requires them to be concatenated this way before
+/// the request goes on over HTTP/1.1, where a server may read only one `Cookie` line.
+pub fn join_cookie_fields(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// True when the client asks to switch protocols (`Upgrade`, including h2c's
 /// `Connection: Upgrade, HTTP2-Settings`). Kratos has no use for upgrades, and an h2c upgrade
 /// through a proxy tunnels requests past it.
@@ -268,6 +286,25 @@ mod tests {
         // idempotent
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn split_cookie_fields_are_joined_in_order() {
+        let mut h = map(&[
+            ("cookie", "a=1"),
+            ("x-other", "x"),
+            ("cookie", "b=2; c=3"),
+            ("cookie", "d=4"),
+        ]);
+        join_cookie_fields(&mut h);
+        let cookies: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(cookies, vec!["a=1; b=2; c=3; d=4"]);
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookie_fields(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+        let mut none = HeaderMap::new();
+        join_cookie_fields(&mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

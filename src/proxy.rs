@@ -253,6 +253,9 @@ impl<P: Policy> Proxy<P> {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         };
         headers::strip_hop_by_hop(&mut parts.headers);
+        if parts.version == Version::HTTP_2 {
+            headers::join_cookie_fields(&mut parts.headers);
+        }
         headers::set_forwarding(&mut parts.headers, peer, host.as_ref());
         if self.rewrite_host {
             if let Ok(h) = HeaderValue::from_str(self.upstream.authority().as_str()) {
