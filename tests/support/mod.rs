@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod enforcement;
 pub mod fake_kratos;
 pub mod fixtures;
 pub mod gateway;
