@@ -108,17 +108,17 @@ pub fn inspect_json(body: &[u8]) -> Result<Findings, Unparseable> {
     Ok(f)
 }
 
-/// An object is a session when it has an `id`, an `identity` key (maybe `null`) and one of the
-/// session timestamps or the AAL.
+/// An object is a session when it has an `id`, an `identity` key (maybe `null`) and a field
+/// only sessions have. `expires_at` and `issued_at` do not count: every self-service flow has
+/// them too, and a settings flow also has `id` and `identity` (api.json `settingsFlow`).
 fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
     if !o.contains_key("identity") || !o.contains_key("id") {
         return None;
     }
     let has_session_field = [
-        "expires_at",
         "authenticated_at",
-        "issued_at",
         "authenticator_assurance_level",
+        "authentication_methods",
     ]
     .iter()
     .any(|k| o.contains_key(*k));
@@ -306,6 +306,18 @@ mod tests {
             Shape::SessionList
         );
         assert_eq!(inspect_json(b"[]").expect("p").shape, Shape::Other);
+    }
+
+    #[test]
+    fn settings_flow_is_not_a_session() {
+        let flow = serde_json::json!({"id": SID, "type": "browser",
+            "expires_at": "2026-08-01T11:00:00Z", "issued_at": "2026-08-01T10:00:00Z",
+            "request_url": "https://auth.example.com/self-service/settings/browser",
+            "ui": {"nodes": []}, "identity": {"id": ID}, "state": "success"});
+        let f = inspect_json(flow.to_string().as_bytes()).expect("parse");
+        assert_eq!(f.shape, Shape::Other);
+        assert!(f.sessions.is_empty(), "the flow id is not a session id");
+        assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
     }
 
     #[test]
