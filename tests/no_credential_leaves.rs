@@ -597,3 +597,58 @@ async fn settings_cookie_reissue_passes_unchanged_for_unlisted_identity() {
     let s = setup().await;
     unlisted_passes_unchanged(&s, settings_reissue(&s.unlisted)).await;
 }
+
+// ---------------------------------------------------------------------------
+// The identifier fallback reads what Kratos reads
+// ---------------------------------------------------------------------------
+
+/// Kratos's password login schema takes `password_identifier` (deprecated, still in the SDK
+/// model) instead of `identifier`; Kratos logs in with whichever is set.
+#[tokio::test]
+async fn spa_login_422_with_password_identifier_of_listed_identity_is_withheld() {
+    let s = setup().await;
+    s.fake.add_session(s.listed.spec().aal2_pending());
+    let mut case = spa_login_422(&s.listed);
+    case.body = serde_json::json!({"method": "password",
+        "password_identifier": s.listed.email, "password": "correct horse"})
+    .to_string();
+    let a = listed_gets_nothing(&s, case).await;
+    assert_csrf_cookie_kept(&a);
+}
+
+#[tokio::test]
+async fn browser_form_login_to_second_factor_with_password_identifier_of_listed_identity_is_withheld(
+) {
+    let s = setup().await;
+    s.fake.add_session(s.listed.spec().aal2_pending());
+    let mut case = browser_form_login(&s.listed);
+    case.body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf_token", "q1w2e3r4t5y6u7i8o9p0")
+        .append_pair("method", "password")
+        .append_pair("password_identifier", &s.listed.email)
+        .append_pair("password", "correct horse")
+        .finish();
+    case.reply = with_cookies(
+        Reply::empty(303).header(
+            "location",
+            "https://auth.example.com/self-service/login/browser?aal=aal2",
+        ),
+        &s.listed,
+    );
+    listed_gets_nothing(&s, case).await;
+}
+
+#[tokio::test]
+async fn browser_form_login_to_second_factor_passes_unchanged_for_unlisted_identity() {
+    let s = setup().await;
+    s.fake.add_session(s.unlisted.spec().aal2_pending());
+    let mut case = browser_form_login(&s.unlisted);
+    case.reply = with_cookies(
+        Reply::empty(303).header(
+            "location",
+            "https://auth.example.com/self-service/login/browser?aal=aal2",
+        ),
+        &s.unlisted,
+    );
+    unlisted_passes_unchanged(&s, case).await;
+}
