@@ -231,25 +231,32 @@ fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, DecodeError>
     Ok(out)
 }
 
-/// The `identifier` a client submitted in a login request body (JSON or form).
+/// Request fields Kratos takes the login identifier from, in its order: `identifier`, then
+/// the password method's deprecated `password_identifier`, which its login schema accepts
+/// instead (`stringsx.Coalesce(p.Identifier, p.LegacyIdentifier)`).
+const IDENTIFIER_FIELDS: [&str; 2] = ["identifier", "password_identifier"];
+
+/// The identifier a client submitted in a login request body (JSON or form).
 pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<String> {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
-    let found = if ct.contains("json") {
-        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-            v.get("identifier")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-    } else if ct.starts_with("application/x-www-form-urlencoded") {
-        form_urlencoded::parse(body)
-            .find(|(k, _)| k == "identifier")
-            .map(|(_, v)| v.into_owned())
-    } else {
-        None
+    let field = |name: &str| -> Option<String> {
+        if ct.contains("json") {
+            serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get(name).and_then(Value::as_str).map(str::to_owned))
+        } else if ct.starts_with("application/x-www-form-urlencoded") {
+            form_urlencoded::parse(body)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        } else {
+            None
+        }
     };
-    found
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.len() <= 512)
+    IDENTIFIER_FIELDS.iter().find_map(|name| {
+        field(name)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && s.len() <= 512)
+    })
 }
 
 #[cfg(test)]
@@ -396,5 +403,27 @@ mod tests {
             Some("a@b.c".to_owned())
         );
         assert_eq!(login_identifier(Some("text/plain"), b"identifier=a"), None);
+        // Kratos's password login accepts the deprecated field instead of `identifier`.
+        assert_eq!(
+            login_identifier(
+                Some("application/json"),
+                br#"{"method":"password","password_identifier":"a@b.c","password":"x"}"#
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("application/x-www-form-urlencoded"),
+                b"method=password&password_identifier=a%40b.c&identifier=&password=x"
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("application/json"),
+                br#"{"identifier":"first@b.c","password_identifier":"second@b.c"}"#
+            ),
+            Some("first@b.c".to_owned())
+        );
     }
 }
