@@ -652,3 +652,52 @@ async fn browser_form_login_to_second_factor_passes_unchanged_for_unlisted_ident
     );
     unlisted_passes_unchanged(&s, case).await;
 }
+
+/// Kratos picks its decoder by media type alone (`httpx.HasContentType`); a parameter that
+/// merely mentions "json" does not make a form body JSON.
+#[tokio::test]
+async fn browser_form_login_to_second_factor_with_odd_content_type_parameter_is_withheld() {
+    let s = setup().await;
+    s.fake.add_session(s.listed.spec().aal2_pending());
+    let mut case = browser_form_login(&s.listed);
+    case.headers = owned(&[
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; profile=json",
+        ),
+        ("accept", "text/html"),
+    ]);
+    case.reply = with_cookies(
+        Reply::empty(303).header(
+            "location",
+            "https://auth.example.com/self-service/login/browser?aal=aal2",
+        ),
+        &s.listed,
+    );
+    listed_gets_nothing(&s, case).await;
+}
+
+/// Kratos reads login bodies up to 5 MB; the gateway copies only
+/// `inspection.login_body_limit_bytes` of them. When the identifier is needed but sits in a
+/// body too large to copy, the session must not leave unattributed.
+#[tokio::test]
+async fn login_to_second_factor_with_oversized_request_body_gets_no_cookie() {
+    let s = setup().await;
+    for p in [s.listed.clone(), s.unlisted.clone()] {
+        s.fake.add_session(p.spec().aal2_pending());
+        let mut case = spa_login_422(&p);
+        case.body = serde_json::json!({"method": "password", "identifier": p.email,
+            "password": "correct horse", "transient_payload": {"pad": "p".repeat(64 * 1024)}})
+        .to_string();
+        case.script(&s);
+        let a = case.via_gateway(&s).await;
+        assert_no_credential(&a, &p);
+        assert!(
+            a.status.is_client_error() || a.status.is_server_error(),
+            "{}: {}",
+            a.status,
+            a.text()
+        );
+        assert!(a.json()["error"]["message"].is_string(), "{}", a.text());
+    }
+}
