@@ -237,14 +237,32 @@ fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, DecodeError>
 const IDENTIFIER_FIELDS: [&str; 2] = ["identifier", "password_identifier"];
 
 /// The identifier a client submitted in a login request body (JSON or form).
+///
+/// The body is read the way Kratos chooses its decoder (ory/x `httpx.HasContentType`): by
+/// the media types of the comma-separated `Content-Type` value, parameters ignored, JSON
+/// before form. A parameter that merely mentions "json" does not make a form body JSON.
 pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<String> {
-    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let media_types: Vec<String> = content_type
+        .unwrap_or("")
+        .split(',')
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let is_json = media_types.iter().any(|m| m == "application/json");
+    let is_form = media_types
+        .iter()
+        .any(|m| m == "application/x-www-form-urlencoded");
     let field = |name: &str| -> Option<String> {
-        if ct.contains("json") {
+        if is_json {
             serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|v| v.get(name).and_then(Value::as_str).map(str::to_owned))
-        } else if ct.starts_with("application/x-www-form-urlencoded") {
+        } else if is_form {
             form_urlencoded::parse(body)
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.into_owned())
@@ -403,6 +421,21 @@ mod tests {
             Some("a@b.c".to_owned())
         );
         assert_eq!(login_identifier(Some("text/plain"), b"identifier=a"), None);
+        // Kratos decides by media type; parameters do not count.
+        assert_eq!(
+            login_identifier(
+                Some("Application/X-WWW-Form-Urlencoded; profile=json"),
+                b"identifier=a%40b.c"
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("text/plain, application/json; charset=utf-8"),
+                br#"{"identifier":"a@b.c"}"#
+            ),
+            Some("a@b.c".to_owned())
+        );
         // Kratos's password login accepts the deprecated field instead of `identifier`.
         assert_eq!(
             login_identifier(
