@@ -106,9 +106,12 @@ impl Enforcer {
         let (parts, body) = request.into_parts();
         match body::copy_if_small(body, self.login_body_limit).await {
             Ok((copy, replay)) => {
-                if let Some(copy) = copy {
-                    exchange.login_identifier =
-                        inspection::login_identifier(content_type.as_deref(), &copy);
+                match copy {
+                    Some(copy) => {
+                        exchange.login_identifier =
+                            inspection::login_identifier(content_type.as_deref(), &copy)
+                    }
+                    None => exchange.login_body_too_large = true,
                 }
                 Ok(Request::from_parts(parts, replay.boxed()))
             }
@@ -388,6 +391,13 @@ impl Enforcer {
                     return Err(unavailable(e));
                 }
             }
+        } else if exchange.login_body_too_large {
+            // Kratos read an identifier from a body the gateway could not copy: the owner
+            // stays unknown, so the credential does not leave.
+            self.metrics.lookup("identifier", "body_too_large");
+            return Err(GatewayError::BadRequest(
+                "The login request is too large to be checked.",
+            ));
         }
         Ok(owners)
     }
