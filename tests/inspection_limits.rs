@@ -336,3 +336,28 @@ async fn json_content_type_is_not_needed_to_be_inspected() {
     assert_identity_disabled(&a);
     assert_no_credential(&a, &s.listed);
 }
+
+/// Two compressing hops may each add a `Content-Encoding` field line; the codings apply in
+/// order across all of them (RFC 9110 8.4), and all must be undone before judging.
+#[tokio::test]
+async fn body_compressed_twice_in_separate_header_lines_is_decoded_and_refused() {
+    let s = setup().await;
+    let plain = fixtures::native_login_body(s.listed.identity, s.listed.session, &s.listed.token);
+    s.fake.on_public(
+        Method::POST,
+        "/self-service/login",
+        Reply::json(200, gzip(&gzip(plain.as_bytes())))
+            .header("content-encoding", "gzip")
+            .header("content-encoding", "gzip"),
+    );
+    let a = login(&s.public("")).await;
+    if a.status.is_success() {
+        let decoded = String::from_utf8_lossy(&gunzip(&gunzip(&a.body))).into_owned();
+        assert!(
+            !decoded.contains(&s.listed.token),
+            "the session token left, compressed twice"
+        );
+    }
+    assert_identity_disabled(&a);
+    assert_no_credential(&a, &s.listed);
+}
