@@ -276,10 +276,18 @@ impl Enforcer {
         incoming: Incoming,
     ) -> Result<(Findings, Body), GatewayError> {
         let limit = self.body_limit;
-        let encoding = headers
-            .get(header::CONTENT_ENCODING)
-            .map(|v| v.to_str().unwrap_or("\u{fffd}").trim().to_owned())
-            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        // Every field line counts: codings listed over several lines apply in order, like
+        // one comma-separated list (RFC 9110 5.3, 8.4).
+        let encoding = Some(
+            headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
 
         if let Some(encoding) = encoding {
             // An encoded body cannot be sniffed; read (bounded), decode (bounded), inspect,
