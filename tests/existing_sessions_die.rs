@@ -343,3 +343,63 @@ async fn session_list_of_unlisted_identity_passes_unchanged() {
     }
     s.assert_nothing_blocked();
 }
+
+// ---------------------------------------------------------------------------
+// Settings through an existing session
+// ---------------------------------------------------------------------------
+
+/// A native app's settings flow re-issues nothing (CONTRACT.md 4.5), but the answer names the
+/// identity whose session was just used: for a listed identity the flow (its traits) is not
+/// handed out and the session dies, so it cannot be used again. (Kratos has already applied
+/// this one submit by the time its answer arrives; a response-side gateway cannot undo it.)
+#[tokio::test]
+async fn native_settings_with_listed_session_is_refused_and_the_session_dies() {
+    let s = setup().await;
+    let session =
+        fixtures::session_json(s.listed.identity, s.listed.session, Some(&s.listed.email));
+    let identity = session.get("identity").cloned().expect("identity");
+    let flow = fixtures::Json::Object(vec![
+        (
+            "id".into(),
+            fixtures::Json::str("1d9d3e0a-3d38-4f3c-9a57-2b6a7c7c9e21"),
+        ),
+        ("type".into(), fixtures::Json::str("api")),
+        (
+            "expires_at".into(),
+            fixtures::Json::str("2026-08-01T11:00:00Z"),
+        ),
+        (
+            "issued_at".into(),
+            fixtures::Json::str("2026-08-01T10:00:00Z"),
+        ),
+        (
+            "request_url".into(),
+            fixtures::Json::str("https://auth.example.com/self-service/settings/api"),
+        ),
+        (
+            "ui".into(),
+            fixtures::Json::Object(vec![("nodes".into(), fixtures::Json::Array(vec![]))]),
+        ),
+        ("identity".into(), identity),
+        ("state".into(), fixtures::Json::str("success")),
+    ]);
+    s.fake.on_public(
+        Method::POST,
+        "/self-service/settings",
+        Reply::json(200, flow.to_wire()),
+    );
+    let a = send(
+        Method::POST,
+        &s.public("/self-service/settings?flow=1d9d3e0a-3d38-4f3c-9a57-2b6a7c7c9e21"),
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("x-session-token", s.listed.token.as_str()),
+        ],
+        r#"{"method":"password","password":"attacker chosen"}"#,
+    )
+    .await;
+    support::enforcement::assert_identity_disabled(&a);
+    assert!(!a.text().contains(&s.listed.email), "{}", a.text());
+    assert_revoked(&s.fake, &s.listed, Revocation::IdentitySessions).await;
+}

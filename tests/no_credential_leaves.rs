@@ -701,3 +701,37 @@ async fn login_to_second_factor_with_oversized_request_body_gets_no_cookie() {
         assert!(a.json()["error"]["message"].is_string(), "{}", a.text());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Audit
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn blocks_lookups_and_revocations_are_counted_on_the_ops_metrics_endpoint() {
+    let s = setup().await;
+    listed_gets_nothing(&s, browser_form_login(&s.listed)).await;
+    assert!(
+        support::enforcement::wait_until(support::enforcement::WAIT, || metric(
+            &s.metrics(),
+            "kratos_gate_revocations_total{result=\"success\"}"
+        ) == 1.0)
+        .await
+    );
+    let m = send(Method::GET, &s.gw.ops_url("/metrics"), &[], "").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = m.text();
+    for (line, value) in [
+        ("kratos_gate_blocked_total{kind=\"login\"}", 1.0),
+        ("kratos_gate_revocations_total{result=\"success\"}", 1.0),
+        (
+            "kratos_gate_attribution_lookups_total{source=\"whoami\",result=\"found\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric(&text, line), value, "{line}\n{text}");
+    }
+    assert!(
+        !text.contains(&s.listed.id()),
+        "identity ids are not metric labels"
+    );
+}
