@@ -48,9 +48,11 @@ impl Findings {
         !self.tokens.is_empty() || self.tokenized
     }
 
-    /// The body speaks for a session (credential or not).
+    /// The body speaks for a session (credential or not), or names an identity: public
+    /// responses that do are answers to that identity's session (settings flows), so a
+    /// listed one is refused and its sessions revoked.
     pub fn vouches(&self) -> bool {
-        self.carries_credential() || !self.sessions.is_empty()
+        self.carries_credential() || !self.sessions.is_empty() || !self.identities.is_empty()
     }
 }
 
@@ -343,6 +345,10 @@ mod tests {
         assert_eq!(f.shape, Shape::Other);
         assert!(f.sessions.is_empty(), "the flow id is not a session id");
         assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
+        assert!(
+            f.vouches(),
+            "it names the identity whose session fetched it"
+        );
     }
 
     #[test]
