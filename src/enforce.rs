@@ -132,9 +132,12 @@ impl Enforcer {
         let (parts, body) = request.into_parts();
         match body::copy_if_small(body, self.login_body_limit).await {
             Ok((copy, replay)) => {
-                if let Some(copy) = copy {
-                    exchange.login_identifier =
-                        inspection::login_identifier(content_type.as_deref(), &copy);
+                match copy {
+                    Some(copy) => {
+                        exchange.login_identifier =
+                            inspection::login_identifier(content_type.as_deref(), &copy)
+                    }
+                    None => exchange.login_body_too_large = true,
                 }
                 Ok(Request::from_parts(parts, replay.boxed()))
             }
@@ -313,10 +316,18 @@ impl Enforcer {
         incoming: Incoming,
     ) -> Result<(Findings, Body), GatewayError> {
         let limit = self.body_limit;
-        let encoding = headers
-            .get(header::CONTENT_ENCODING)
-            .map(|v| v.to_str().unwrap_or("\u{fffd}").trim().to_owned())
-            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        // Every field line counts: codings listed over several lines apply in order, like
+        // one comma-separated list (RFC 9110 5.3, 8.4).
+        let encoding = Some(
+            headers
+                .get_all(header::CONTENT_ENCODING)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
 
         if let Some(encoding) = encoding {
             // An encoded body cannot be sniffed; read (bounded), decode (bounded), inspect,
@@ -466,6 +477,13 @@ impl Enforcer {
                     return Err(unavailable(e));
                 }
             }
+        } else if exchange.login_body_too_large {
+            // Kratos read an identifier from a body the gateway could not copy: the owner
+            // stays unknown, so the credential does not leave.
+            self.metrics.lookup("identifier", "body_too_large");
+            return Err(GatewayError::BadRequest(
+                "The login request is too large to be checked.",
+            ));
         }
         Ok(owners)
     }

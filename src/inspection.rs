@@ -51,9 +51,11 @@ impl Findings {
         !self.tokens.is_empty() || self.tokenized
     }
 
-    /// The body speaks for a session (credential or not).
+    /// The body speaks for a session (credential or not), or names an identity: public
+    /// responses that do are answers to that identity's session (settings flows), so a
+    /// listed one is refused and its sessions revoked.
     pub fn vouches(&self) -> bool {
-        self.carries_credential() || !self.sessions.is_empty()
+        self.carries_credential() || !self.sessions.is_empty() || !self.identities.is_empty()
     }
 }
 
@@ -112,14 +114,19 @@ pub fn inspect_json(body: &[u8], email_traits: &[String]) -> Result<Findings, Un
 }
 
 /// An object is a session when it has an `id`, an `identity` key (maybe `null`) and a field
-/// only sessions have (`authenticated_at`, `authenticator_assurance_level`). Flows have `id`,
-/// `expires_at`, `issued_at` and, for settings, `identity` too, but neither of those.
+/// only sessions have. `expires_at` and `issued_at` do not count: every self-service flow has
+/// them too, and a settings flow also has `id` and `identity` (api.json `settingsFlow`).
 fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
     if !o.contains_key("identity") || !o.contains_key("id") {
         return None;
     }
-    let has_session_field =
-        o.contains_key("authenticated_at") || o.contains_key("authenticator_assurance_level");
+    let has_session_field = [
+        "authenticated_at",
+        "authenticator_assurance_level",
+        "authentication_methods",
+    ]
+    .iter()
+    .any(|k| o.contains_key(*k));
     if !has_session_field {
         return None;
     }
@@ -273,25 +280,50 @@ fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, DecodeError>
     Ok(out)
 }
 
-/// The `identifier` a client submitted in a login request body (JSON or form).
+/// Request fields Kratos takes the login identifier from, in its order: `identifier`, then
+/// the password method's deprecated `password_identifier`, which its login schema accepts
+/// instead (`stringsx.Coalesce(p.Identifier, p.LegacyIdentifier)`).
+const IDENTIFIER_FIELDS: [&str; 2] = ["identifier", "password_identifier"];
+
+/// The identifier a client submitted in a login request body (JSON or form).
+///
+/// The body is read the way Kratos chooses its decoder (ory/x `httpx.HasContentType`): by
+/// the media types of the comma-separated `Content-Type` value, parameters ignored, JSON
+/// before form. A parameter that merely mentions "json" does not make a form body JSON.
 pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<String> {
-    let ct = content_type.unwrap_or("").to_ascii_lowercase();
-    let found = if ct.contains("json") {
-        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-            v.get("identifier")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+    let media_types: Vec<String> = content_type
+        .unwrap_or("")
+        .split(',')
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
         })
-    } else if ct.starts_with("application/x-www-form-urlencoded") {
-        form_urlencoded::parse(body)
-            .find(|(k, _)| k == "identifier")
-            .map(|(_, v)| v.into_owned())
-    } else {
-        None
+        .collect();
+    let is_json = media_types.iter().any(|m| m == "application/json");
+    let is_form = media_types
+        .iter()
+        .any(|m| m == "application/x-www-form-urlencoded");
+    let field = |name: &str| -> Option<String> {
+        if is_json {
+            serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get(name).and_then(Value::as_str).map(str::to_owned))
+        } else if is_form {
+            form_urlencoded::parse(body)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        } else {
+            None
+        }
     };
-    found
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.len() <= 512)
+    IDENTIFIER_FIELDS.iter().find_map(|name| {
+        field(name)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && s.len() <= 512)
+    })
 }
 
 #[cfg(test)]
@@ -374,13 +406,19 @@ mod tests {
     }
 
     #[test]
-    fn a_settings_flow_is_not_a_session() {
-        let flow = serde_json::json!({"id": SID, "type": "browser", "expires_at": "2026-08-02T10:00:00Z",
-            "issued_at": "2026-08-01T10:00:00Z", "identity": {"id": ID}, "ui": {"nodes": []}, "state": "success"});
+    fn settings_flow_is_not_a_session() {
+        let flow = serde_json::json!({"id": SID, "type": "browser",
+            "expires_at": "2026-08-01T11:00:00Z", "issued_at": "2026-08-01T10:00:00Z",
+            "request_url": "https://auth.example.com/self-service/settings/browser",
+            "ui": {"nodes": []}, "identity": {"id": ID}, "state": "success"});
         let f = inspect_json(flow.to_string().as_bytes(), &traits()).expect("parse");
-        assert!(f.sessions.is_empty());
         assert_eq!(f.shape, Shape::Other);
+        assert!(f.sessions.is_empty(), "the flow id is not a session id");
         assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
+        assert!(
+            f.vouches(),
+            "it names the identity whose session fetched it"
+        );
     }
 
     #[test]
@@ -465,5 +503,42 @@ mod tests {
             Some("a@b.c".to_owned())
         );
         assert_eq!(login_identifier(Some("text/plain"), b"identifier=a"), None);
+        // Kratos decides by media type; parameters do not count.
+        assert_eq!(
+            login_identifier(
+                Some("Application/X-WWW-Form-Urlencoded; profile=json"),
+                b"identifier=a%40b.c"
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("text/plain, application/json; charset=utf-8"),
+                br#"{"identifier":"a@b.c"}"#
+            ),
+            Some("a@b.c".to_owned())
+        );
+        // Kratos's password login accepts the deprecated field instead of `identifier`.
+        assert_eq!(
+            login_identifier(
+                Some("application/json"),
+                br#"{"method":"password","password_identifier":"a@b.c","password":"x"}"#
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("application/x-www-form-urlencoded"),
+                b"method=password&password_identifier=a%40b.c&identifier=&password=x"
+            ),
+            Some("a@b.c".to_owned())
+        );
+        assert_eq!(
+            login_identifier(
+                Some("application/json"),
+                br#"{"identifier":"first@b.c","password_identifier":"second@b.c"}"#
+            ),
+            Some("first@b.c".to_owned())
+        );
     }
 }

@@ -33,6 +33,8 @@ pub struct Exchange {
     pub path: String,
     /// The `identifier` the client submitted, when its request body was small enough to copy.
     pub login_identifier: Option<String>,
+    /// A form or JSON request body was too large to copy, so its identifier is unknown.
+    pub login_body_too_large: bool,
 }
 
 /// Hooks a policy plugs into the engine.
@@ -176,6 +178,7 @@ impl<P: Policy> Proxy<P> {
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
             login_identifier: None,
+            login_body_too_large: false,
         };
         let response = match self.forward(&mut exchange, request).await {
             Ok(r) => r,

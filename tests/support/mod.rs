@@ -1,8 +1,10 @@
 //! Test support shared by the integration test binaries: Kratos fixtures, an in-process fake
-//! Kratos, a gateway started on port 0 and a plain HTTP client. Each test binary uses a subset.
+//! Kratos, a gateway started on port 0, a plain HTTP client, and the enforcement tests' shared
+//! setup and assertions. Each test binary uses a subset.
 #![allow(dead_code)]
 
 pub mod client;
+pub mod enforcement;
 pub mod fake_kratos;
 pub mod fixtures;
 pub mod gateway;
