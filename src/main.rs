@@ -140,6 +140,15 @@ fn serve(args: &Args) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Handlers first: a signal that arrives once the gateway reports ready must already
+        // mean a graceful shutdown or a reload, not the default action.
+        let mut signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let gateway = match kratos_gate::start(config).await {
             Ok(g) => g,
             Err(kratos_gate::StartError::Invalid(errs)) => {
@@ -151,33 +160,38 @@ fn serve(args: &Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match wait_for_signals(&gateway).await {
-            Ok(()) => {
-                gateway.shutdown().await;
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("cannot install signal handlers: {e}");
-                gateway.shutdown().await;
-                ExitCode::FAILURE
-            }
-        }
+        signals.wait_for_shutdown(&gateway).await;
+        gateway.shutdown().await;
+        ExitCode::SUCCESS
     })
 }
 
-/// Returns on SIGTERM or SIGINT; SIGHUP reloads the blocklist.
-async fn wait_for_signals(gateway: &kratos_gate::Gateway) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return Ok(()); }
-            _ = int.recv() => { tracing::info!("SIGINT received"); return Ok(()); }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading the blocklist");
-                gateway.reload_blocklist();
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns on SIGTERM or SIGINT; SIGHUP reloads the blocklist.
+    async fn wait_for_shutdown(&mut self, gateway: &kratos_gate::Gateway) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); return; }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); return; }
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the blocklist");
+                    gateway.reload_blocklist();
+                }
             }
         }
     }
