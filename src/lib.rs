@@ -4,6 +4,16 @@
 //! [`start`] binds every listener and returns a running [`Gateway`]; tests start one on
 //! port 0 and talk to it over TCP like any client.
 #![forbid(unsafe_code)]
+// Untrusted input must never panic the gateway: no unwrap/expect/indexing/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod blocklist;
 pub mod body;

@@ -1,5 +1,16 @@
 //! The `kratos-gate` binary: argument parsing, logging, exit codes and signals.
 
+// Untrusted input must never panic the gateway: no unwrap/expect/indexing/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
