@@ -55,23 +55,6 @@ pub trait Policy: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// Forwards everything unchanged (but for hop-by-hop and forwarding headers).
-pub struct PassThrough;
-
-impl Policy for PassThrough {
-    async fn on_request(
-        &self,
-        _: &mut Exchange,
-        request: Request<Body>,
-    ) -> Result<Request<Body>, Response<Body>> {
-        Ok(request)
-    }
-
-    async fn on_response(&self, _: &Exchange, response: Response<Incoming>) -> Response<Body> {
-        response.map(|b| b.map_err(Into::into).boxed())
-    }
-}
-
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// The pooled HTTP/1.1 client to Kratos (http or https), shared by both listeners.

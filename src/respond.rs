@@ -142,21 +142,31 @@ fn default_message(status: StatusCode) -> &'static str {
     }
 }
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
-    body.push(b'\n');
+/// A response the gateway writes itself: never cacheable (it is about a session), as Kratos
+/// marks its own.
+fn answer(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut resp = Response::new(full_body(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    if !content_type.is_empty() {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
     );
     resp
+}
+
+/// Compact JSON and a trailing newline, as Kratos writes it.
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    answer(status, "application/json", body)
 }
 
 /// Kratos's whoami answer for "no session", byte for byte (CONTRACT.md §5).
@@ -167,18 +177,11 @@ pub const SESSIONS_401: &str = "{\"error\":{\"code\":401,\"status\":\"Unauthoriz
 
 /// The signed-out answer for whoami and session listing.
 pub fn signed_out(body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full_body(Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
-    );
-    resp
+    answer(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        Bytes::from_static(body.as_bytes()),
+    )
 }
 
 /// 403 `identity_disabled` for JSON clients and for the admin extend.
@@ -205,13 +208,8 @@ pub fn identity_disabled(message: &str, request_id: Option<&str>) -> Response<Bo
 pub fn identity_disabled_browser(message: &str, redirect: Option<&http::Uri>) -> Response<Body> {
     if let Some(target) = redirect {
         if let Ok(location) = HeaderValue::from_str(&target.to_string()) {
-            let mut resp = Response::new(empty_body());
-            *resp.status_mut() = StatusCode::SEE_OTHER;
+            let mut resp = answer(StatusCode::SEE_OTHER, "", Bytes::new());
             resp.headers_mut().insert(header::LOCATION, location);
-            resp.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
-            );
             return resp;
         }
     }
@@ -219,18 +217,7 @@ pub fn identity_disabled_browser(message: &str, redirect: Option<&http::Uri>) ->
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Account disabled</title></head>\n<body><h1>Account disabled</h1><p>{}</p></body></html>\n",
         escape_html(message)
     );
-    let mut resp = Response::new(full_body(html));
-    *resp.status_mut() = StatusCode::FORBIDDEN;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
-    );
-    resp
+    answer(StatusCode::FORBIDDEN, "text/html; charset=utf-8", html)
 }
 
 fn escape_html(s: &str) -> String {
