@@ -106,6 +106,13 @@ impl Enforcer {
         exchange: &mut Exchange,
         mut request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
+        // The admin API never belongs on the public side: Kratos would answer with a redirect
+        // that reveals the admin URL, and where both share one origin (Ory Network) an
+        // extend sent here would bypass the admin listener's check.
+        if paths::is_admin_path(request.uri().path()) {
+            tracing::info!(request_id = %exchange.request_id, path = %exchange.path, "admin path refused on the public listener");
+            return Err(GatewayError::NotFound.into_response(Some(&exchange.request_id)));
+        }
         // Bodies the gateway may have to read must arrive readable (CONTRACT.md §10).
         request.headers_mut().insert(
             header::ACCEPT_ENCODING,

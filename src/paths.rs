@@ -53,6 +53,12 @@ pub fn extend_session_id(raw_path: &str) -> Option<String> {
     (tail == "extend").then(|| id.to_owned())
 }
 
+/// True for the admin API's paths however spelled (`/admin`, `/admin/...`, `//Admin/./x`).
+pub fn is_admin_path(raw_path: &str) -> bool {
+    let p = canonical_path(raw_path);
+    p == "/admin" || p.starts_with("/admin/")
+}
+
 /// A short name for what a public request is, for audit events and metrics.
 pub fn request_kind(raw_path: &str) -> &'static str {
     let p = canonical_path(raw_path);
@@ -120,6 +126,28 @@ mod tests {
             extend_session_id(&format!("/admin/sessions/{id}/extend/more")),
             None
         );
+    }
+
+    #[test]
+    fn admin_paths_in_every_spelling() {
+        for raw in [
+            "/admin",
+            "/admin/",
+            "/admin/sessions/x/extend",
+            "//Admin//identities",
+            "/x/../admin/y",
+            "/%61dmin/y",
+        ] {
+            assert!(is_admin_path(raw), "{raw}");
+        }
+        for raw in [
+            "/",
+            "/administrator",
+            "/self-service/admin",
+            "/sessions/whoami",
+        ] {
+            assert!(!is_admin_path(raw), "{raw}");
+        }
     }
 
     #[test]

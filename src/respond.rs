@@ -31,6 +31,9 @@ pub enum GatewayError {
     /// The client sent something the gateway will not forward.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A path that is not served on this listener (the admin API on the public side).
+    #[error("not found")]
+    NotFound,
     #[error("Kratos is unreachable: {0}")]
     UpstreamUnreachable(String),
     #[error("Kratos did not answer within {0:?}")]
@@ -52,6 +55,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::UpgradeRefused | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamBroken(_)
             | GatewayError::ResponseTooLarge { .. }
@@ -66,6 +70,7 @@ impl GatewayError {
         match self {
             GatewayError::UpgradeRefused => "upgrade_refused",
             GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NotFound => "not_found",
             GatewayError::UpstreamUnreachable(_) => "unreachable",
             GatewayError::UpstreamTimeout(_) => "timeout",
             GatewayError::UpstreamBroken(_) => "broken_response",
@@ -79,6 +84,7 @@ impl GatewayError {
         match self {
             GatewayError::UpgradeRefused => "upgrade_not_supported",
             GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NotFound => "not_found",
             GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamBroken(_) => {
                 "upstream_unreachable"
             }
@@ -97,6 +103,7 @@ impl GatewayError {
                 "Protocol upgrades (Upgrade, h2c) are not supported by this endpoint."
             }
             GatewayError::BadRequest(r) => r,
+            GatewayError::NotFound => "The requested resource could not be found.",
             GatewayError::UpstreamUnreachable(_) | GatewayError::UpstreamBroken(_) => {
                 "The identity service could not be reached. Please try again later."
             }
