@@ -79,6 +79,52 @@ where
     }
 }
 
+/// Passes a body through and notifies once it has ended (or is known to end), so that a
+/// timeout can start when a request has been sent in full.
+pub struct NotifyOnEnd<B> {
+    inner: B,
+    ended: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl<B: HttpBody> NotifyOnEnd<B> {
+    pub fn new(inner: B, ended: std::sync::Arc<tokio::sync::Notify>) -> Self {
+        if inner.is_end_stream() {
+            ended.notify_one();
+        }
+        NotifyOnEnd { inner, ended }
+    }
+}
+
+impl<B> HttpBody for NotifyOnEnd<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
+            || this.inner.is_end_stream()
+        {
+            this.ended.notify_one();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// What the start of a body looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 
+use crate::body::NotifyOnEnd;
 use crate::config::{Config, UpstreamUrl};
 use crate::headers::{self, Peer};
 use crate::metrics::{Listener, ListenerLabels, Metrics, ReasonLabels, RequestLabels, StatusClass};
@@ -205,8 +206,20 @@ impl<P: Policy> Proxy<P> {
             Err(answer) => return Ok(answer),
         };
 
+        // The response timeout runs from the moment the request body has been sent: a large
+        // upload is not a slow Kratos.
+        let body_sent = Arc::new(tokio::sync::Notify::new());
+        let request = request.map(|b| NotifyOnEnd::new(b, Arc::clone(&body_sent)).boxed());
         let started = Instant::now();
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request)).await;
+        let timeout = self.response_timeout;
+        let deadline = async {
+            body_sent.notified().await;
+            tokio::time::sleep(timeout).await;
+        };
+        let sent = tokio::select! {
+            r = self.client.request(request) => Ok(r),
+            () = deadline => Err(()),
+        };
         self.metrics
             .upstream_seconds
             .get_or_create(&ListenerLabels {
