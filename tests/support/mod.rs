@@ -9,3 +9,5 @@ pub mod fake_kratos;
 pub mod fixtures;
 pub mod gateway;
 pub mod logs;
+pub mod raw;
+pub mod raw_upstream;
