@@ -191,18 +191,18 @@ pub fn sets_session_cookie(value: &HeaderValue, session_cookie: &str) -> bool {
     is_session_cookie_name(set_cookie_name(v), session_cookie) && !set_cookie_value(v).is_empty()
 }
 
-/// The `name=value` pairs of every session `Set-Cookie` in a response.
+/// A `name=value` pair for every session `Set-Cookie` in a response, named `session_cookie`
+/// whatever spelling the response used: the value is what a client can present to Kratos
+/// under Kratos's own name, so that is how its owner is asked for.
 pub fn session_cookies(headers: &HeaderMap, session_cookie: &str) -> Vec<String> {
     headers
         .get_all(header::SET_COOKIE)
         .iter()
         .filter(|v| sets_session_cookie(v, session_cookie))
         .map(|v| {
-            let b = v.as_bytes();
             format!(
-                "{}={}",
-                String::from_utf8_lossy(set_cookie_name(b)),
-                String::from_utf8_lossy(set_cookie_value(b))
+                "{session_cookie}={}",
+                String::from_utf8_lossy(set_cookie_value(v.as_bytes()))
             )
         })
         .collect()
@@ -419,7 +419,10 @@ mod tests {
             ("set-cookie", "ory_kratos_session=MTc1; Path=/; HttpOnly"),
             ("set-cookie", "ORY_KRATOS_SESSION=MTc2; Path=/"),
         ]);
-        assert_eq!(session_cookies(&h, "ory_kratos_session").len(), 2);
+        assert_eq!(
+            session_cookies(&h, "ory_kratos_session"),
+            vec!["ory_kratos_session=MTc1", "ory_kratos_session=MTc2"]
+        );
         assert_eq!(strip_session_set_cookies(&mut h, "ory_kratos_session"), 2);
         let left: Vec<_> = h.get_all("set-cookie").iter().collect();
         assert_eq!(left, vec!["csrf_token_ab=q1w2; Path=/; HttpOnly"]);
