@@ -144,6 +144,7 @@ async fn session_cookie_in_chunked_trailers_never_reaches_the_client() {
 
         // HTTP/2, where trailers are an ordinary HEADERS frame.
         let answer = h2_get(gw.public, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
         h2_assert_no_session_cookie(&answer, &listed);
         assert!(
             answer
