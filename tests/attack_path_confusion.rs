@@ -39,11 +39,11 @@ async fn whoami_raw(addr: SocketAddr, target: &str, p: &Person, listed: bool) ->
 /// session again without a late revocation deleting it.
 async fn settle(s: &Setup) {
     assert!(
-        wait_until(WAIT, || metric(
-            &s.metrics(),
-            "kratos_gate_revocation_queue_depth "
-        ) == 0.0)
-        .await
+        wait_until(WAIT, || s.fake.sessions_of(s.listed.identity).is_empty()
+            && metric(&s.metrics(), "kratos_gate_revocation_queue_depth ")
+                == 0.0)
+        .await,
+        "the refused session was not revoked"
     );
 }
 
