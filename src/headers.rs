@@ -174,14 +174,16 @@ pub fn set_cookie_value(value: &[u8]) -> &[u8] {
 /// `__Host-`/`__Secure-` prefixes: cookie names are case-sensitive for browsers, but a proxy
 /// that guards credentials withholds every spelling a client might still accept.
 pub fn is_session_cookie_name(name: &[u8], session_cookie: &str) -> bool {
-    let lower = |b: &[u8]| b.to_ascii_lowercase();
-    let mut n = lower(name);
-    for prefix in [&b"__host-"[..], b"__secure-"] {
-        if n.starts_with(prefix) {
-            n.drain(..prefix.len());
+    let bare = |b: &[u8]| {
+        let mut n = b.to_ascii_lowercase();
+        for prefix in [&b"__host-"[..], b"__secure-"] {
+            if n.starts_with(prefix) {
+                n.drain(..prefix.len());
+            }
         }
-    }
-    n == session_cookie.as_bytes().to_ascii_lowercase()
+        n
+    };
+    bare(name) == bare(session_cookie.as_bytes())
 }
 
 /// True when this `Set-Cookie` hands out the session cookie (a non-empty value; an empty
@@ -401,6 +403,17 @@ mod tests {
         ] {
             assert!(
                 is_session_cookie_name(n.as_bytes(), "ory_kratos_session"),
+                "{n}"
+            );
+        }
+        // A configured name with a prefix (Kratos's `session.cookie.name`) matches the same way.
+        for n in [
+            "__Host-ory_kratos_session",
+            "ory_kratos_session",
+            "__SECURE-Ory_Kratos_Session",
+        ] {
+            assert!(
+                is_session_cookie_name(n.as_bytes(), "__Host-ory_kratos_session"),
                 "{n}"
             );
         }
