@@ -10,4 +10,5 @@ pub mod fixtures;
 pub mod gateway;
 pub mod logs;
 pub mod raw;
+pub mod raw_h2;
 pub mod raw_upstream;
