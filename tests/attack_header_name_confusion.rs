@@ -18,7 +18,9 @@ use support::fake_kratos::{FakeKratos, RecordedCall, Reply, Side};
 use support::fixtures;
 use support::gateway::start_gateway_with;
 use support::logs;
-use support::raw::{assert_no_credential_bytes, exchange, first_status, send_and_drain};
+use support::raw::{
+    assert_no_credential_bytes, assert_still_serving, exchange, first_status, send_and_drain,
+};
 
 /// Go's `textproto.CanonicalMIMEHeaderKey`, which is how Kratos names the fields it reads:
 /// upper-case the first letter and every letter after `-`; `_` is an ordinary character.
@@ -100,6 +102,7 @@ async fn underscore_spelled_session_token_never_yields_a_credential() {
         assert_no_credential_bytes(&conn.received, &s.listed);
         assert_eq!(logs.audit("blocked").len(), n + 1, "{name}");
     }
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
@@ -161,6 +164,7 @@ async fn underscore_spelled_client_address_fields_reach_kratos_under_no_name_it_
     let blocked = logs.audit("blocked");
     assert_eq!(blocked.len(), 1);
     assert_eq!(blocked[0]["client_ip"], "127.0.0.1");
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
@@ -299,5 +303,6 @@ async fn prefixed_session_cookie_name_in_the_config_is_recognised_in_any_spellin
         let cookie = call.header("cookie").unwrap_or_default();
         assert!(cookie.starts_with(&format!("{NAME}=")), "{cookie}");
     }
+    assert_still_serving(gw.public).await;
     gw.shutdown().await;
 }

@@ -14,7 +14,7 @@ use support::enforcement::{login_json, setup, wait_until, Setup, WAIT};
 use support::fake_kratos::{RecordedCall, Reply, Side};
 use support::fixtures;
 use support::logs;
-use support::raw::{assert_no_credential_bytes, exchange, RawResponse};
+use support::raw::{assert_no_credential_bytes, assert_still_serving, exchange, RawResponse};
 
 async fn whoami_with(s: &Setup, extra: &str, credential: &str) -> RawResponse {
     let (resp, conn) = exchange(
@@ -79,6 +79,7 @@ async fn connection_naming_the_identity_header_does_not_hide_a_listed_session() 
     assert_eq!(resp.status, 401, "{}", resp.text());
     assert_eq!(resp.text(), fixtures::WHOAMI_401_WIRE);
     assert_eq!(logs.audit("blocked").len(), nominations.len() + 1);
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
@@ -132,6 +133,7 @@ async fn connection_naming_the_clients_credential_only_takes_it_away() {
         );
         renew(&s).await;
     }
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
@@ -188,6 +190,7 @@ async fn connection_cannot_remove_what_the_gateway_sets_or_needs() {
         .expect("forwarded");
     assert_eq!(login.body_text(), body);
     assert_eq!(logs.audit("blocked").len(), 2);
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
@@ -238,4 +241,5 @@ async fn connection_content_type_cannot_hide_the_login_identifier() {
     let blocked = logs.audit("blocked");
     assert_eq!(blocked.len(), 1, "{}", logs.text());
     assert_eq!(blocked[0]["kind"], "login");
+    assert_still_serving(s.gw.public).await;
 }

@@ -18,7 +18,7 @@ use support::enforcement::{setup, wait_until, Setup, CSRF_SET_COOKIE, JSON, WAIT
 use support::fake_kratos::{Reply, Side};
 use support::fixtures;
 use support::logs;
-use support::raw::assert_no_credential_bytes;
+use support::raw::{assert_no_credential_bytes, assert_still_serving};
 use support::raw_h2;
 
 async fn h2(s: &Setup) -> SendRequest<Full<Bytes>> {
@@ -136,6 +136,7 @@ async fn listed_session_cookie_in_any_of_several_cookie_fields_is_refused() {
         assert_eq!(logs.audit("blocked").len(), n + 1, "{split:?}");
         renew(&s).await;
     }
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
@@ -216,10 +217,12 @@ async fn session_set_cookie_of_a_listed_login_never_reaches_an_http2_client() {
     assert_no_credential_bytes(answer.text.as_bytes(), &s.listed);
     assert_eq!(answer.set_cookies, vec![CSRF_SET_COOKIE.to_owned()]);
     assert_eq!(logs.audit("blocked").len(), 1);
+    assert_still_serving(s.gw.public).await;
 }
 
 #[tokio::test]
 async fn malformed_http2_cookie_fields_are_refused_before_kratos() {
+    let (logs, _guard) = logs::capture();
     let s = setup().await;
     let authority = s.gw.public.to_string();
     let listed = s.listed.cookie_header();
@@ -274,4 +277,5 @@ async fn malformed_http2_cookie_fields_are_refused_before_kratos() {
     .await;
     assert_eq!(outcome.status, Some(401), "{outcome:?}");
     assert_eq!(outcome.data, fixtures::WHOAMI_401_WIRE.as_bytes());
+    assert_eq!(logs.audit("blocked").len(), 1, "{}", logs.text());
 }

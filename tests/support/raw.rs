@@ -315,3 +315,13 @@ pub fn assert_no_credential_bytes(bytes: &[u8], p: &Person) {
         "an answer vouched for an identity:\n{text}"
     );
 }
+
+/// A plain `GET /health/alive` through `addr` is answered 200: the gateway is still serving.
+pub async fn assert_still_serving(addr: SocketAddr) {
+    let (resp, _) = exchange(
+        addr,
+        "GET /health/alive HTTP/1.1\r\nHost: auth.example.com\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 200, "the gateway stopped serving: {resp:?}");
+}

@@ -2,7 +2,8 @@
 //! library will produce: `Set-Cookie` in chunked trailers, informational responses carrying
 //! cookies, conflicting `Content-Length` fields, bodies split at chosen bytes. Each request is
 //! read (head, then a `Content-Length` or chunked body), recorded, answered with the bytes the
-//! handler returns, and the connection is closed.
+//! handler returns, and the connection is closed. `GET /health/alive` is always answered
+//! 200 (for "the gateway still serves" checks) and not recorded.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -132,6 +133,12 @@ async fn serve_one(
             }
             body.extend_from_slice(&chunk[..n]);
         }
+    }
+    if target == "/health/alive" {
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"status\":\"ok\"}")
+            .await?;
+        return stream.shutdown().await;
     }
     let request = RawRequest {
         method,
