@@ -340,9 +340,7 @@ async fn pipelined_requests_behind_a_blocked_login_are_answered_in_order() {
     let (logs, _guard) = logs::capture();
     let s = setup().await;
     script_listed_login(&s);
-    let login = format!(
-        "POST /self-service/login?flow=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
-    );
+    let login = "POST /self-service/login?flow=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
     let listed_whoami = smuggled(&s);
     let unlisted_whoami = format!(
         "GET /sessions/whoami HTTP/1.1\r\nHost: a\r\nX-Session-Token: {}\r\n\r\n",
@@ -398,7 +396,8 @@ async fn http2_transfer_encoding_or_short_content_length_cannot_smuggle_to_http1
     ];
     let te_body = format!("0\r\n\r\n{hidden}");
     let cl_body = format!("{{}}{hidden}");
-    let attempts: Vec<(&str, Vec<(&str, &str)>, String)> = vec![
+    type Attempt<'a> = (&'a str, Vec<(&'a str, &'a str)>, String);
+    let attempts: Vec<Attempt> = vec![
         (
             "H2.TE",
             vec![("transfer-encoding", "chunked")],

@@ -70,9 +70,12 @@ fn parse_fields(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Field lines as `(lower-cased name, value)`.
+type Fields = Vec<(String, String)>;
+
 /// Decodes a complete chunked body: `(body, trailers, bytes consumed)`; `None` while
 /// incomplete.
-fn dechunk(data: &[u8]) -> Option<(Vec<u8>, Vec<(String, String)>, usize)> {
+fn dechunk(data: &[u8]) -> Option<(Vec<u8>, Fields, usize)> {
     let mut out = Vec::new();
     let mut pos = 0;
     loop {
