@@ -207,7 +207,18 @@ async fn query_string_that_looks_like_a_path_is_never_matched_as_one() {
     );
 
     // On the public listener the query decides nothing either: whoami with a query naming
-    // another path is still whoami, and is refused for the listed identity.
+    // another path is still whoami, and is refused for the listed identity. (First let the
+    // refused extends' revocation land, so that it cannot hit the session registered below.)
+    assert!(
+        wait_until(WAIT, || s
+            .fake
+            .session_status(id)
+            .is_some_and(|st| st.revoked)
+            && metric(&s.metrics(), "kratos_gate_revocation_queue_depth ")
+                == 0.0)
+        .await,
+        "the refused extends' session was not revoked"
+    );
     for target in [
         "/sessions/whoami?/health/alive",
         "/sessions/whoami?redirect=/health/alive%3F",

@@ -14,7 +14,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use support::enforcement::{blocklist_with_reason, setup, wait_until, Person, JSON, WAIT};
+use support::enforcement::{blocklist_with_reason, metric, setup, wait_until, Person, JSON, WAIT};
 use support::fake_kratos::{FakeKratos, Reply, SESSION_COOKIE};
 use support::fixtures;
 use support::gateway::{start_gateway_with, TestGateway};
@@ -326,12 +326,14 @@ async fn whoami_with_two_session_cookies_in_two_spellings_gives_nothing() {
             "{what}: {}",
             logs.text()
         );
-        // Let the revocation land before the next round registers the session again.
+        // Let every revocation land before the next round registers the session again.
         assert!(
             wait_until(WAIT, || s
                 .fake
                 .session_status(p.session)
-                .is_none_or(|st| st.revoked))
+                .is_none_or(|st| st.revoked)
+                && metric(&s.metrics(), "kratos_gate_revocation_queue_depth ")
+                    == 0.0)
             .await,
             "{what}: not revoked"
         );
