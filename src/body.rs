@@ -136,7 +136,10 @@ pub enum Start {
     TooMuchWhitespace,
 }
 
-/// Reads just enough of `body` to see its first significant byte.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// Reads just enough of `body` to see its first significant byte (after white space and a
+/// UTF-8 byte-order mark, even one split across frames).
 pub async fn sniff<B>(mut body: B, max_whitespace: usize) -> Result<(Start, Prefixed<B>), BoxError>
 where
     B: HttpBody<Data = Bytes> + Unpin,
@@ -144,6 +147,9 @@ where
 {
     let mut frames = Vec::new();
     let mut seen = 0usize;
+    // The body's first bytes while they may still be the start of a byte-order mark.
+    let mut lead: Vec<u8> = Vec::with_capacity(BYTE_ORDER_MARK.len());
+    let mut past_lead = false;
     loop {
         let Some(frame) = body.frame().await else {
             return Ok((Start::Empty, Prefixed::new(frames, None)));
@@ -151,7 +157,21 @@ where
         let frame = frame.map_err(Into::into)?;
         let found = frame.data_ref().and_then(|d| {
             seen += d.len();
-            first_significant_byte(d)
+            if past_lead {
+                return first_significant_byte(d);
+            }
+            let take = (BYTE_ORDER_MARK.len() - lead.len()).min(d.len());
+            let (head, rest) = d.split_at(take);
+            lead.extend_from_slice(head);
+            if lead.len() < BYTE_ORDER_MARK.len() && BYTE_ORDER_MARK.starts_with(&lead) {
+                return None; // maybe a mark: wait for the next frame
+            }
+            past_lead = true;
+            let lead = lead.strip_prefix(BYTE_ORDER_MARK).unwrap_or(&lead);
+            lead.iter()
+                .chain(rest)
+                .copied()
+                .find(|b| !b.is_ascii_whitespace())
         });
         frames.push(frame);
         if let Some(b) = found {
@@ -242,6 +262,42 @@ mod tests {
             .await
             .expect("s");
         assert_eq!(start, Start::TooMuchWhitespace);
+    }
+
+    /// A body that yields the given data frames one by one.
+    struct Frames(VecDeque<Bytes>);
+
+    impl HttpBody for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(|d| Ok(Frame::data(d))))
+        }
+    }
+
+    #[tokio::test]
+    async fn sniff_sees_past_a_byte_order_mark_split_across_frames() {
+        let data = b"\xEF\xBB\xBF {\"a\":1}";
+        for split in [&[1usize, 1][..], &[2], &[1], &[3], &[0, 2]] {
+            let mut frames = VecDeque::new();
+            let mut at = 0;
+            for n in split {
+                frames.push_back(Bytes::copy_from_slice(&data[at..at + n]));
+                at += n;
+            }
+            frames.push_back(Bytes::copy_from_slice(&data[at..]));
+            let (start, rest) = sniff(Frames(frames), 1024).await.expect("sniff");
+            assert_eq!(start, Start::Byte(b'{'), "split {split:?}");
+            assert_eq!(&collect_limited(rest, 100).await.expect("c")[..], data);
+        }
+        // Not a mark after all: its first byte is what the body starts with.
+        let frames = [&b"\xEF"[..], b"\xBBx"].map(Bytes::from_static).into();
+        let (start, _) = sniff(Frames(frames), 1024).await.expect("s");
+        assert_eq!(start, Start::Byte(0xEF));
     }
 
     #[tokio::test]

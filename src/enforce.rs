@@ -92,10 +92,13 @@ impl Policy for Enforcer {
     ) -> Response<Body> {
         match exchange.listener {
             Listener::Admin => response.map(|b| b.map_err(Into::into).boxed()),
-            Listener::Public => match self.public_response(exchange, response).await {
-                Ok(r) => r,
-                Err(e) => self.fail_closed(exchange, e),
-            },
+            Listener::Public => {
+                let answer = match self.public_response(exchange, response).await {
+                    Ok(r) => r,
+                    Err(e) => self.fail_closed(exchange, e),
+                };
+                self.without_trailer_cookies(exchange, answer)
+            }
         }
     }
 }
@@ -581,6 +584,47 @@ impl Enforcer {
                 "session of a listed identity"
             );
         }
+    }
+
+    /// Removes session `Set-Cookie` fields from a streamed body's trailers. Trailers arrive
+    /// after the head has gone out, when the response can no longer be withheld, so a
+    /// credential in them is never attributed: it is dropped for everyone (HTTP/2 clients
+    /// would otherwise receive it; hyper never writes it to HTTP/1.1 clients).
+    fn without_trailer_cookies(
+        &self,
+        exchange: &Exchange,
+        answer: Response<Body>,
+    ) -> Response<Body> {
+        let session_cookie = self.session_cookie.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let request_id = exchange.request_id.clone();
+        let method = exchange.method.clone();
+        let path = exchange.path.clone();
+        let client_ip = exchange.peer.ip;
+        answer.map(|body| {
+            body.map_frame(move |frame| match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    let dropped =
+                        headers::strip_session_set_cookies(&mut trailers, &session_cookie);
+                    if dropped > 0 {
+                        metrics.fail_closed("trailer_cookie");
+                        tracing::warn!(
+                            target: "kratos_gate::audit",
+                            event = "trailer_cookie_dropped",
+                            dropped,
+                            client_ip = %client_ip,
+                            request_id = %request_id,
+                            method = %method,
+                            path = %path,
+                            "dropped a session cookie sent in response trailers"
+                        );
+                    }
+                    http_body::Frame::trailers(trailers)
+                }
+                Err(frame) => frame,
+            })
+            .boxed()
+        })
     }
 
     fn fail_closed(&self, exchange: &Exchange, error: GatewayError) -> Response<Body> {

@@ -174,14 +174,16 @@ pub fn set_cookie_value(value: &[u8]) -> &[u8] {
 /// `__Host-`/`__Secure-` prefixes: cookie names are case-sensitive for browsers, but a proxy
 /// that guards credentials withholds every spelling a client might still accept.
 pub fn is_session_cookie_name(name: &[u8], session_cookie: &str) -> bool {
-    let lower = |b: &[u8]| b.to_ascii_lowercase();
-    let mut n = lower(name);
-    for prefix in [&b"__host-"[..], b"__secure-"] {
-        if n.starts_with(prefix) {
-            n.drain(..prefix.len());
+    let bare = |b: &[u8]| {
+        let mut n = b.to_ascii_lowercase();
+        for prefix in [&b"__host-"[..], b"__secure-"] {
+            if n.starts_with(prefix) {
+                n.drain(..prefix.len());
+            }
         }
-    }
-    n == session_cookie.as_bytes().to_ascii_lowercase()
+        n
+    };
+    bare(name) == bare(session_cookie.as_bytes())
 }
 
 /// True when this `Set-Cookie` hands out the session cookie (a non-empty value; an empty
@@ -191,18 +193,18 @@ pub fn sets_session_cookie(value: &HeaderValue, session_cookie: &str) -> bool {
     is_session_cookie_name(set_cookie_name(v), session_cookie) && !set_cookie_value(v).is_empty()
 }
 
-/// The `name=value` pairs of every session `Set-Cookie` in a response.
+/// A `name=value` pair for every session `Set-Cookie` in a response, named `session_cookie`
+/// whatever spelling the response used: the value is what a client can present to Kratos
+/// under Kratos's own name, so that is how its owner is asked for.
 pub fn session_cookies(headers: &HeaderMap, session_cookie: &str) -> Vec<String> {
     headers
         .get_all(header::SET_COOKIE)
         .iter()
         .filter(|v| sets_session_cookie(v, session_cookie))
         .map(|v| {
-            let b = v.as_bytes();
             format!(
-                "{}={}",
-                String::from_utf8_lossy(set_cookie_name(b)),
-                String::from_utf8_lossy(set_cookie_value(b))
+                "{session_cookie}={}",
+                String::from_utf8_lossy(set_cookie_value(v.as_bytes()))
             )
         })
         .collect()
@@ -404,6 +406,17 @@ mod tests {
                 "{n}"
             );
         }
+        // A configured name with a prefix (Kratos's `session.cookie.name`) matches the same way.
+        for n in [
+            "__Host-ory_kratos_session",
+            "ory_kratos_session",
+            "__SECURE-Ory_Kratos_Session",
+        ] {
+            assert!(
+                is_session_cookie_name(n.as_bytes(), "__Host-ory_kratos_session"),
+                "{n}"
+            );
+        }
         for n in ["ory_kratos_session2", "csrf_token_abc", "ory_kratos", ""] {
             assert!(
                 !is_session_cookie_name(n.as_bytes(), "ory_kratos_session"),
@@ -419,7 +432,10 @@ mod tests {
             ("set-cookie", "ory_kratos_session=MTc1; Path=/; HttpOnly"),
             ("set-cookie", "ORY_KRATOS_SESSION=MTc2; Path=/"),
         ]);
-        assert_eq!(session_cookies(&h, "ory_kratos_session").len(), 2);
+        assert_eq!(
+            session_cookies(&h, "ory_kratos_session"),
+            vec!["ory_kratos_session=MTc1", "ory_kratos_session=MTc2"]
+        );
         assert_eq!(strip_session_set_cookies(&mut h, "ory_kratos_session"), 2);
         let left: Vec<_> = h.get_all("set-cookie").iter().collect();
         assert_eq!(left, vec!["csrf_token_ab=q1w2; Path=/; HttpOnly"]);

@@ -1,6 +1,11 @@
 //! Captures the gateway's log events (JSON lines) for assertions. Tests using it run on the
 //! current-thread runtime (the `#[tokio::test]` default), where every gateway task runs on
 //! the test's thread and so sees the thread-local subscriber.
+//!
+//! In a test binary whose tests assert on log events, every test should install a capture
+//! first: tracing caches each call site's interest process-wide, and a call site first hit
+//! on a thread with no subscriber can be cached as "never" while another test's thread is
+//! installing its own, which then misses that event.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

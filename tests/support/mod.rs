@@ -9,3 +9,6 @@ pub mod fake_kratos;
 pub mod fixtures;
 pub mod gateway;
 pub mod logs;
+pub mod raw;
+pub mod raw_h2;
+pub mod raw_upstream;
