@@ -2,10 +2,10 @@
 //! current-thread runtime (the `#[tokio::test]` default), where every gateway task runs on
 //! the test's thread and so sees the thread-local subscriber.
 //!
-//! In a test binary whose tests assert on log events, every test should install a capture
-//! first: tracing caches each call site's interest process-wide, and a call site first hit
-//! on a thread with no subscriber can be cached as "never" while another test's thread is
-//! installing its own, which then misses that event.
+//! tracing caches each call site's interest process-wide: a call site first hit on a thread
+//! with no subscriber could be cached as "never", and a capture on another thread would then
+//! miss that event. The first capture therefore also installs a global subscriber that
+//! listens to everything and writes nowhere, so no call site is ever cached as "never".
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,15 @@ impl Write for Captured {
 
 /// Installs a JSON subscriber for the current thread; keep the guard alive for the test.
 pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    static LISTEN_EVERYWHERE: std::sync::Once = std::sync::Once::new();
+    LISTEN_EVERYWHERE.call_once(|| {
+        let sink = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        // Another global subscriber already installed serves as well.
+        let _ = tracing::subscriber::set_global_default(sink);
+    });
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
