@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::metrics::metric;
+
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
@@ -15,14 +17,6 @@ const A: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
 const B: &str = "9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59";
 const C: &str = "11111111-2222-4333-8444-555555555555";
 const NOWHERE: &str = "http://127.0.0.1:9";
-
-fn metric(text: &str, line_prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test]
 async fn atomic_rename_is_in_force_within_a_second() {

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::metrics::metric;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -186,14 +188,6 @@ fn spawn(dir: &Path, extra_args: &[&str]) -> Child {
 }
 
 const SERVER_DEFAULT: &str = "server:\n  shutdown_grace: 5s\n";
-
-fn metric(text: &str, line_prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// Sends SIGTERM or SIGINT during a slow request and checks the whole drain.
 async fn drains_in_flight_requests_on(signal: &str) {

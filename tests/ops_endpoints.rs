@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::metrics::samples;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,35 +18,6 @@ use support::gateway::{blocklist_of, start_gateway};
 
 const A: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
 const B: &str = "9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59";
-
-type Sample = (String, BTreeMap<String, String>, f64);
-
-/// `name{labels} value` lines of a Prometheus text exposition.
-fn samples(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("sample line");
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').expect("label");
-                    (k.to_owned(), v.trim_matches('"').to_owned())
-                })
-                .collect();
-            let value = match value {
-                "+Inf" => f64::INFINITY,
-                v => v.parse().unwrap_or_else(|e| panic!("{l}: {e}")),
-            };
-            (name.to_owned(), labels, value)
-        })
-        .collect()
-}
 
 /// The series `name` with exactly these labels.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -3,35 +3,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use support::metrics::samples;
+
 use std::time::{Duration, Instant};
 
 use support::client::{self, Reply as ClientReply};
 use support::fake_kratos::{FakeKratos, Reply};
 use support::gateway::{start_gateway_with, TestGateway};
-
-/// `name{labels} value` lines of a Prometheus text exposition.
-fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("sample line");
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').expect("label");
-                    (k.to_owned(), v.trim_matches('"').to_owned())
-                })
-                .collect();
-            (name.to_owned(), labels, value.parse().expect("value"))
-        })
-        .collect()
-}
 
 /// The value of the series `name` with (at least) these labels; 0 when absent.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -3,6 +3,7 @@
 //! and the checks "no credential left", "the answer is Kratos's shape" and "the session was
 //! revoked at Kratos".
 
+pub use super::metrics::metric;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -336,15 +337,6 @@ pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> boo
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// The value of the first metric line starting with `prefix` (0 when absent).
-pub fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 impl Setup {

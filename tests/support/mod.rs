@@ -9,6 +9,7 @@ pub mod fake_kratos;
 pub mod fixtures;
 pub mod gateway;
 pub mod logs;
+pub mod metrics;
 pub mod raw;
 pub mod raw_h2;
 pub mod raw_upstream;
