@@ -37,6 +37,9 @@ pub struct Enforcer {
     pub session_cookie: String,
     pub body_limit: usize,
     pub login_body_limit: usize,
+    /// Longest wait for a body that must be read before the response can be judged
+    /// (`upstream.response_timeout`).
+    pub body_timeout: std::time::Duration,
     pub email_traits: Vec<String>,
     pub message: String,
     pub browser_redirect: Option<Uri>,
@@ -319,8 +322,23 @@ impl Enforcer {
         Ok(answer)
     }
 
-    /// Reads the body if it may carry a credential; otherwise leaves it streaming.
+    /// Reads the body if it may carry a credential; otherwise leaves it streaming. Reading
+    /// is bounded in time: a Kratos that stalls mid-body gets a 504, not a request (and an
+    /// upstream connection) held for as long as Kratos keeps it open.
     async fn read_findings(
+        &self,
+        headers: &http::HeaderMap,
+        incoming: Incoming,
+    ) -> Result<(Findings, Body), GatewayError> {
+        tokio::time::timeout(
+            self.body_timeout,
+            self.read_body_findings(headers, incoming),
+        )
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout(self.body_timeout))?
+    }
+
+    async fn read_body_findings(
         &self,
         headers: &http::HeaderMap,
         incoming: Incoming,

@@ -185,6 +185,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         session_cookie: config.inspection.session_cookie.clone(),
         body_limit: config.inspection.body_limit_bytes,
         login_body_limit: config.inspection.login_body_limit_bytes,
+        body_timeout: config.upstream.response_timeout.get(),
         email_traits: config.blocklist.email_traits.clone(),
         report_only,
         message: config.enforcement.message.clone(),

@@ -2,24 +2,11 @@
 //! and for the admin listener's extend check. Blocking on the public listener never depends
 //! on the path (see `inspection.rs`).
 
-use std::borrow::Cow;
-
-use percent_encoding::percent_decode_str;
-
 /// The path a permissive router would route: percent-decoded (repeatedly, so `%2577` is
 /// `w`), `\` taken as `/`, empty and `.` segments dropped, `..` resolved, lower-cased, without
 /// a trailing slash. Always starts with `/`.
 pub fn canonical_path(raw: &str) -> String {
-    let mut decoded: Cow<str> = Cow::Borrowed(raw);
-    for _ in 0..3 {
-        let next = percent_decode_str(&decoded)
-            .decode_utf8_lossy()
-            .into_owned();
-        if next == decoded {
-            break;
-        }
-        decoded = Cow::Owned(next);
-    }
+    let decoded = decode_fully(raw);
     let lower = decoded.replace('\\', "/").to_ascii_lowercase();
     let mut segments: Vec<&str> = Vec::new();
     for seg in lower.split('/') {
@@ -40,6 +27,30 @@ pub fn canonical_path(raw: &str) -> String {
         out.push('/');
     }
     out
+}
+
+/// Percent-decodes `raw` until no `%XX` escape is left, however many times it was encoded
+/// (`%252577` → `%2577` → `%77` → `w`). One pass: a decoded byte may complete an escape with
+/// the bytes before it, so the end of the output is decoded again as it grows. Linear in the
+/// length, and never leaves an escape behind for a second call to decode.
+fn decode_fully(raw: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    for &b in raw.as_bytes() {
+        out.push(b);
+        while let [.., b'%', h, l] = out.as_slice() {
+            let Some(byte) = hex(*h).zip(hex(*l)).map(|(h, l)| (h << 4) | l) else {
+                break;
+            };
+            out.truncate(out.len().saturating_sub(3));
+            out.push(byte);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The session id of an extend request (`/admin/sessions/{id}/extend`, or
@@ -106,6 +117,39 @@ mod tests {
         }
         assert_eq!(canonical_path(""), "/");
         assert_eq!(canonical_path("/../../"), "/");
+    }
+
+    /// Found by the `paths` fuzz target: a path percent-encoded four times or more kept an
+    /// escape after three rounds of decoding, which a second call then decoded, so
+    /// `canonical_path` was not idempotent and the extend check read
+    /// `/admin/sessions/{id}/%25252565xtend` as no extend.
+    #[test]
+    fn canonical_path_is_idempotent_however_deep_the_encoding() {
+        for raw in [
+            "/%25252577hoami",
+            "/sessions/%2525252577hoami",
+            "/a/%252525252e%252525252e/b",
+            "/%2525252525252f%252525252f",
+            // The input the `paths` fuzz target found (its first crash, after 43,500 runs).
+            "-######%64%%%\0-%%%333333333%3333%%3%%%$%%%%%%%%%%%%%%%%%%%%%%%33333%%%",
+        ] {
+            let once = canonical_path(raw);
+            assert_eq!(canonical_path(&once), once, "{raw}");
+        }
+        assert_eq!(
+            canonical_path("/sessions/%25252577hoami"),
+            "/sessions/whoami"
+        );
+        let id = "7efedf89-4dda-4636-8320-7506e58db1a3";
+        assert_eq!(
+            extend_session_id(&format!("/admin/sessions/{id}/%25252565xtend")).as_deref(),
+            Some(id)
+        );
+        // Decoding stays linear however deep the nesting.
+        let deep = format!("/%{}41", "25".repeat(30_000));
+        let started = std::time::Instant::now();
+        assert_eq!(canonical_path(&deep), "/a");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Revoker {
         }
         if self.pending.len() >= self.capacity {
             self.metrics.revocation("dropped");
-            tracing::error!(%target, capacity = self.capacity, "revocation queue full; revocation dropped");
+            tracing::error!(revocation = %target, capacity = self.capacity, "revocation queue full; revocation dropped");
             return;
         }
         if !self.pending.insert(target.clone()) {
@@ -68,7 +68,7 @@ impl Revoker {
             Err(e) => {
                 self.pending.remove(&target);
                 self.metrics.revocation("dropped");
-                tracing::error!(%target, error = %e, "revocation queue closed; revocation dropped");
+                tracing::error!(revocation = %target, error = %e, "revocation queue closed; revocation dropped");
             }
         }
     }
@@ -219,19 +219,19 @@ impl Worker {
                 Ok(()) => {
                     self.metrics.revocation("success");
                     self.confirmed.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(target: "kratos_gate::audit", event = "revoked", target = %target, attempt, "revoked at Kratos");
+                    tracing::info!(target: "kratos_gate::audit", event = "revoked", revocation = %target, attempt, "revoked at Kratos");
                     return;
                 }
                 Err(e) => {
                     self.metrics.revocation("retry");
-                    tracing::warn!(%target, attempt, error = %e, retry_in = ?backoff, "revocation failed; will retry");
+                    tracing::warn!(revocation = %target, attempt, error = %e, retry_in = ?backoff, "revocation failed; will retry");
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => {
                     if *stop.borrow() {
-                        tracing::error!(%target, "shutting down with a revocation still failing");
+                        tracing::error!(revocation = %target, "shutting down with a revocation still failing");
                         return;
                     }
                 }

@@ -176,6 +176,8 @@ pub struct RecordedCall {
     /// Number of body bytes received in total (may exceed `body.len()`).
     pub body_len: u64,
     pub version: Version,
+    /// When the fake recorded the call (before answering it).
+    pub at: std::time::Instant,
 }
 
 impl RecordedCall {
@@ -435,6 +437,7 @@ pub struct Reply {
     chunk_interval: Option<Duration>,
     known_length: bool,
     times: Option<usize>,
+    break_after: Option<(usize, Duration)>,
 }
 
 impl fmt::Debug for Reply {
@@ -480,6 +483,7 @@ impl Reply {
             chunk_interval: None,
             known_length: false,
             times: None,
+            break_after: None,
         }
     }
 
@@ -604,6 +608,21 @@ impl Reply {
         self
     }
 
+    /// Fault injection: announce the whole body (its `Content-Length`, or the gzipped one's),
+    /// send only its first `n` bytes, then drop the connection, like a Kratos that dies or a
+    /// network that resets mid-body. For [`Reply::json`]/[`Reply::raw`]-style full bodies.
+    pub fn break_after(mut self, n: usize) -> Reply {
+        self.break_after = Some((n, Duration::from_millis(50)));
+        self
+    }
+
+    /// Like [`Reply::break_after`], but the connection stalls for `stall` after the first
+    /// `n` bytes before it is dropped: a Kratos that hangs mid-body.
+    pub fn stall_after(mut self, n: usize, stall: Duration) -> Reply {
+        self.break_after = Some((n, stall));
+        self
+    }
+
     /// When scripted, the rule answers only `n` times and is then removed
     /// (`times(0)` never answers).
     pub fn times(mut self, n: usize) -> Reply {
@@ -627,6 +646,7 @@ impl Reply {
             inner.gzip |= reply.gzip;
             inner.known_length |= reply.known_length;
             inner.chunk_interval = inner.chunk_interval.or(reply.chunk_interval);
+            inner.break_after = inner.break_after.or(reply.break_after);
             reply = inner;
         }
         panic!("Reply::from_fn nested more than 16 levels deep")
@@ -1023,6 +1043,12 @@ impl FakeKratos {
     pub fn clear_calls(&self) {
         self.shared.lock().calls.clear();
     }
+
+    /// Takes all calls recorded so far, oldest first, and forgets them (long runs keep the
+    /// fake's memory bounded this way).
+    pub fn drain_calls(&self) -> Vec<RecordedCall> {
+        std::mem::take(&mut self.shared.lock().calls)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, side: Side, shared: Arc<Shared>) {
@@ -1168,6 +1194,7 @@ async fn handle(
         body: received.stored.clone(),
         body_len: received.total,
         version: parts.version,
+        at: std::time::Instant::now(),
     };
     shared.lock().calls.push(call.clone());
     shared.call_recorded.notify_waiters();
@@ -1241,11 +1268,21 @@ fn build_response(reply: Reply, call: &RecordedCall, received: Received) -> Resp
 
     let body: FakeBody = match reply.body {
         ReplyBody::Full(bytes) => {
-            if reply.gzip {
+            let bytes = if reply.gzip {
                 headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                full(gzip_bytes(&bytes))
+                gzip_bytes(&bytes)
             } else {
-                full(bytes)
+                bytes
+            };
+            match reply.break_after {
+                Some((n, stall)) => BrokenBody {
+                    total: bytes.len() as u64,
+                    part: Some(bytes.slice(..n.min(bytes.len()))),
+                    stall,
+                    pause: None,
+                }
+                .boxed_unsync(),
+                None => full(bytes),
             }
         }
         ReplyBody::Chunks { count, size } => {
@@ -1362,6 +1399,49 @@ impl Body for ChunkBody {
             Some(len) => SizeHint::with_exact(len),
             None => SizeHint::default(),
         }
+    }
+}
+
+/// A body that sends its first part, pauses (so the part is flushed), then fails, which
+/// makes hyper drop the connection short of the announced length.
+struct BrokenBody {
+    total: u64,
+    part: Option<Bytes>,
+    stall: Duration,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body for BrokenBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        if let Some(part) = this.part.take() {
+            if !part.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(part))));
+            }
+        }
+        let stall = this.stall;
+        let pause = this
+            .pause
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        ready!(pause.as_mut().poll(cx));
+        Poll::Ready(Some(Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "fake kratos: connection dropped mid-body (break_after)",
+        ))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.total)
     }
 }
 
