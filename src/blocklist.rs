@@ -3,6 +3,7 @@
 //! A parsed file becomes an immutable [`Blocklist`]; the reloader swaps whole snapshots
 //! (see `reload.rs`), so a lookup never locks and never sees half a file.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use serde_saphyr::{Location, Spanned};
 use uuid::Uuid;
 
 use crate::diagnostic::Diagnostic;
+
+mod scan;
 
 /// Whether a match is enforced or only reported (dry run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,9 +66,9 @@ impl std::fmt::Display for Matched<'_> {
 }
 
 /// An immutable, parsed blocklist.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Blocklist {
-    identities: HashMap<Uuid, Entry>,
+    identities: IdTable,
     /// Lower-cased addresses.
     emails: HashMap<String, Entry>,
     /// Lower-cased domains, without a trailing dot.
@@ -73,9 +76,170 @@ pub struct Blocklist {
     checksum: u64,
 }
 
+/// The identity entries, compact enough for millions of ids: the ids sorted, a directory
+/// over their top bits (random UUIDs spread evenly, so a lookup reads one or two ids), and
+/// per id its position plus, only for entries that have one, a `reason`/`until`/`mode`.
+/// About 32 bytes an id, where a `HashMap<Uuid, Entry>` took about 150.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct IdTable {
+    /// Sorted, unique (`Uuid::as_u128`, which orders like the bytes).
+    ids: Box<[u128]>,
+    /// Parallel to `ids`.
+    meta: Box<[Meta]>,
+    extras: Box<[Extra]>,
+    /// `dir[p]..dir[p + 1]` are the ids whose top `bits` bits are `p`.
+    dir: Box<[u32]>,
+    bits: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Meta {
+    line: u32,
+    column: u32,
+    /// Index into `extras`, or `NO_EXTRA`.
+    extra: u32,
+}
+
+const NO_EXTRA: u32 = u32::MAX;
+
+/// An identity entry while parsing: 32 bytes, so a million-id file needs little beside the
+/// table it becomes.
+#[derive(Debug, Clone, Copy)]
+struct IdRec {
+    id: u128,
+    line: u32,
+    column: u32,
+    /// Index into the collector's extras, or `NO_EXTRA`.
+    extra: u32,
+}
+
+impl Extra {
+    fn of(entry: &Entry) -> Option<Extra> {
+        (entry.reason.is_some() || entry.until.is_some() || entry.mode != Mode::Enforce).then(
+            || Extra {
+                reason: entry.reason.clone(),
+                until: entry.until,
+                mode: entry.mode,
+            },
+        )
+    }
+}
+
+/// What a bare entry does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extra {
+    reason: Option<Arc<str>>,
+    until: Option<i64>,
+    mode: Mode,
+}
+
+impl IdTable {
+    /// Builds the table from records sorted by id, without duplicates; `extras` are what
+    /// their `extra` fields point to.
+    fn build(recs: Vec<IdRec>, extras: &[Extra]) -> Self {
+        let n = recs.len();
+        // About one id per directory slot, at most 4M slots (16 MiB).
+        let bits = if n <= 1 {
+            0
+        } else {
+            (usize::BITS - (n - 1).leading_zeros()).min(22)
+        };
+        let mut dir = vec![0u32; (1usize << bits) + 1];
+        let mut ids = Vec::with_capacity(n);
+        let mut meta = Vec::with_capacity(n);
+        let mut kept = Vec::new();
+        for r in recs {
+            if let Some(slot) = dir.get_mut(prefix(r.id, bits) + 1) {
+                *slot += 1;
+            }
+            let extra = match extras.get(r.extra as usize) {
+                Some(x) => {
+                    kept.push(x.clone());
+                    u32::try_from(kept.len() - 1).unwrap_or(NO_EXTRA)
+                }
+                None => NO_EXTRA,
+            };
+            ids.push(r.id);
+            meta.push(Meta {
+                line: r.line,
+                column: r.column,
+                extra,
+            });
+        }
+        let mut total = 0u32;
+        for slot in dir.iter_mut() {
+            total += *slot;
+            *slot = total;
+        }
+        IdTable {
+            ids: ids.into(),
+            meta: meta.into(),
+            extras: kept.into(),
+            dir: dir.into(),
+            bits,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn index_of(&self, id: u128) -> Option<usize> {
+        let p = prefix(id, self.bits);
+        let lo = *self.dir.get(p)? as usize;
+        let hi = *self.dir.get(p + 1)? as usize;
+        let i = self.ids.get(lo..hi)?.binary_search(&id).ok()?;
+        Some(lo + i)
+    }
+
+    fn entry_at(&self, i: usize) -> Option<Entry> {
+        let m = self.meta.get(i)?;
+        let (reason, until, mode) = match self.extras.get(m.extra as usize) {
+            Some(x) => (x.reason.clone(), x.until, x.mode),
+            None => (None, None, Mode::Enforce),
+        };
+        Some(Entry {
+            reason,
+            until,
+            line: u64::from(m.line),
+            column: u64::from(m.column),
+            mode,
+        })
+    }
+
+    fn get(&self, id: &Uuid) -> Option<Entry> {
+        self.index_of(id.as_u128()).and_then(|i| self.entry_at(i))
+    }
+
+    /// Entries in id order.
+    fn iter(&self) -> impl Iterator<Item = (Uuid, Entry)> + '_ {
+        self.ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| Some((Uuid::from_u128(*id), self.entry_at(i)?)))
+    }
+
+    /// Entries with a `reason`, `until` or `mode` (the only ones that can expire).
+    fn iter_extra(&self) -> impl Iterator<Item = (Uuid, Entry)> + '_ {
+        self.meta
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.extra != NO_EXTRA)
+            .filter_map(|(i, _)| Some((Uuid::from_u128(*self.ids.get(i)?), self.entry_at(i)?)))
+    }
+}
+
+fn prefix(id: u128, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (id >> (128 - bits)) as usize
+    }
+}
+
 /// What parsing produced besides the list: things worth telling ops that do not make the file
 /// invalid.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Parsed {
     pub blocklist: Blocklist,
     pub warnings: Vec<Diagnostic>,
@@ -117,6 +281,14 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The three sections of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SectionKind {
+    Identities,
+    Emails,
+    Domains,
+}
+
 /// One section of the file: its YAML key, the key of its entries, and how an entry's text
 /// becomes a map key.
 struct Section {
@@ -140,51 +312,116 @@ const DOMAINS: Section = Section {
     parse: normalize_domain,
 };
 
-struct Collector<'a> {
-    source: &'a str,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+/// A 1-based line and column in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    line: u64,
+    column: u64,
 }
 
-impl Collector<'_> {
-    fn error(&mut self, at: Location, message: String) {
-        self.errors.push(Diagnostic::new(
-            self.source,
-            at.line(),
-            at.column(),
-            message,
-        ));
+impl From<Location> for Pos {
+    fn from(l: Location) -> Self {
+        Pos {
+            line: l.line(),
+            column: l.column(),
+        }
+    }
+}
+
+/// A text value and where it starts.
+type Value<'a> = (Cow<'a, str>, Pos);
+
+/// One list item as a parser read it, before validation.
+#[derive(Debug)]
+enum Item<'a> {
+    /// A bare value (`- 3f1c…`), at `Pos`.
+    Bare(Value<'a>),
+    /// A map (`- id: …` with optional `reason`, `until`, `mode`) starting at `at`.
+    Full {
+        at: Pos,
+        /// Which of `id`, `email`, `domain`, and its value.
+        key: Option<(Cow<'a, str>, Value<'a>)>,
+        reason: Option<Cow<'a, str>>,
+        until: Option<Value<'a>>,
+        mode: Option<Value<'a>>,
+    },
+}
+
+impl Item<'static> {
+    fn from_raw(item: Spanned<RawEntry>) -> Self {
+        let at = Pos::from(item.referenced);
+        let spanned = |v: Spanned<String>| (Cow::Owned(v.value), Pos::from(v.referenced));
+        match item.value {
+            RawEntry::Bare(v) => Item::Bare((Cow::Owned(v), at)),
+            RawEntry::Full {
+                key,
+                reason,
+                until,
+                mode,
+            } => Item::Full {
+                at,
+                key: key.map(|(k, v)| (Cow::Owned(k), spanned(v))),
+                reason: reason.map(Cow::Owned),
+                until: until.map(spanned),
+                mode: mode.map(spanned),
+            },
+        }
+    }
+}
+
+/// Validates items as they come (from either parser) and builds the list.
+struct Collector<'s> {
+    source: &'s str,
+    errors: Vec<Diagnostic>,
+    /// Identity entries in file order; duplicates are merged in [`Collector::finish`].
+    ids: Vec<IdRec>,
+    extras: Vec<Extra>,
+    /// Warnings per section, reported in section order whatever the order in the file.
+    email_warnings: Vec<Diagnostic>,
+    domain_warnings: Vec<Diagnostic>,
+    emails: HashMap<String, Entry>,
+    domains: HashMap<String, Entry>,
+}
+
+impl<'s> Collector<'s> {
+    fn new(source: &'s str) -> Self {
+        Collector {
+            source,
+            errors: Vec::new(),
+            ids: Vec::new(),
+            extras: Vec::new(),
+            email_warnings: Vec::new(),
+            domain_warnings: Vec::new(),
+            emails: HashMap::new(),
+            domains: HashMap::new(),
+        }
     }
 
-    /// Turns one raw item into (key text as written, entry), or records why it is invalid.
-    fn entry(
+    fn error(&mut self, at: Pos, message: String) {
+        self.errors
+            .push(Diagnostic::new(self.source, at.line, at.column, message));
+    }
+
+    /// Turns one item into (key text as written, entry), or records why it is invalid.
+    fn entry<'a>(
         &mut self,
-        item: Spanned<RawEntry>,
+        item: Item<'a>,
         section: &str,
         key: &str,
-    ) -> Option<(Spanned<String>, Entry)> {
-        let at = item.referenced;
-        let (value, reason, until, mode) = match item.value {
-            RawEntry::Bare(v) => (
-                Spanned {
-                    value: v,
-                    referenced: item.referenced,
-                    defined: item.defined,
-                },
-                None,
-                None,
-                None,
-            ),
-            RawEntry::Full {
+    ) -> Option<(Value<'a>, Entry)> {
+        let (at, value, reason, until, mode) = match item {
+            Item::Bare(v) => (v.1, v, None, None, None),
+            Item::Full {
+                at,
                 key: entry_key,
                 reason,
                 until,
                 mode,
             } => match entry_key {
-                Some((k, v)) if k == key => (v, reason, until, mode),
+                Some((k, v)) if k == key => (at, v, reason, until, mode),
                 Some((k, v)) => {
                     self.error(
-                        v.referenced,
+                        v.1,
                         format!("entries under `{section}` are written with `{key}:`, not `{k}:`"),
                     );
                     return None;
@@ -197,14 +434,14 @@ impl Collector<'_> {
         };
         let until = match until {
             None => None,
-            Some(u) => match parse_timestamp(&u.value) {
+            Some((u, upos)) => match parse_timestamp(&u) {
                 Some(ts) => Some(ts),
                 None => {
                     self.error(
-                        u.referenced,
+                        upos,
                         format!(
                             "`until: {}` is not an RFC 3339 timestamp (expected e.g. 2027-01-01T00:00:00Z)",
-                            u.value.trim()
+                            u.trim()
                         ),
                     );
                     return None;
@@ -213,12 +450,12 @@ impl Collector<'_> {
         };
         let mode = match mode {
             None => Mode::Enforce,
-            Some(m) => match m.value.trim() {
+            Some((m, mpos)) => match m.trim() {
                 "enforce" => Mode::Enforce,
                 "report" => Mode::Report,
                 other => {
                     self.error(
-                        m.referenced,
+                        mpos,
                         format!("`mode: {other}` is not a mode (expected enforce or report)"),
                     );
                     return None;
@@ -234,138 +471,239 @@ impl Collector<'_> {
             Entry {
                 reason,
                 until,
-                line: at.line(),
-                column: at.column(),
+                line: at.line,
+                column: at.column,
                 mode,
             },
         ))
     }
 
-    fn insert<K: std::hash::Hash + Eq + fmt::Display + Clone>(
-        &mut self,
-        map: &mut HashMap<K, Entry>,
-        key: K,
-        entry: Entry,
-        what: &str,
-    ) {
-        match map.get_mut(&key) {
-            Some(existing) => {
-                self.warnings.push(Diagnostic::new(
-                    self.source,
-                    entry.line,
-                    entry.column,
-                    format!(
-                        "{what} {key} is listed twice (first at line {}); the longer block applies",
-                        existing.line
-                    ),
-                ));
-                merge_entries(existing, entry);
-            }
-            None => {
-                map.insert(key, entry);
-            }
+    fn item(&mut self, section: SectionKind, item: Item<'_>) {
+        match section {
+            SectionKind::Identities => self.identity(item),
+            SectionKind::Emails => self.string(item, &EMAILS),
+            SectionKind::Domains => self.string(item, &DOMAINS),
         }
     }
 
-    fn strings(
-        &mut self,
-        items: Vec<Spanned<RawEntry>>,
-        section: &Section,
-        map: &mut HashMap<String, Entry>,
-    ) {
-        for item in items {
-            let Some((value, entry)) = self.entry(item, section.name, section.key) else {
-                continue;
-            };
-            match (section.parse)(&value.value) {
-                Some(k) => self.insert(map, k, entry, section.key),
-                None => self.error(
-                    value.referenced,
-                    format!(
-                        "`{}` is not {} (expected e.g. {})",
-                        value.value.trim(),
-                        if section.key == "email" {
-                            "an e-mail address"
-                        } else {
-                            "a domain"
-                        },
-                        section.example
-                    ),
-                ),
+    fn identity(&mut self, item: Item<'_>) {
+        let Some(((id, at), entry)) = self.entry(item, "identities", "id") else {
+            return;
+        };
+        match parse_uuid(&id) {
+            Some(uuid) => {
+                let extra = match Extra::of(&entry) {
+                    Some(x) => {
+                        self.extras.push(x);
+                        u32::try_from(self.extras.len() - 1).unwrap_or(NO_EXTRA)
+                    }
+                    None => NO_EXTRA,
+                };
+                self.ids.push(IdRec {
+                    id: uuid.as_u128(),
+                    line: u32::try_from(entry.line).unwrap_or(u32::MAX),
+                    column: u32::try_from(entry.column).unwrap_or(u32::MAX),
+                    extra,
+                });
             }
+            None => self.error(
+                at,
+                format!(
+                    "`{}` is not an identity id (expected a UUID such as 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10)",
+                    id.trim()
+                ),
+            ),
         }
     }
+
+    fn string(&mut self, item: Item<'_>, section: &Section) {
+        let Some(((value, at), entry)) = self.entry(item, section.name, section.key) else {
+            return;
+        };
+        match (section.parse)(&value) {
+            Some(k) => {
+                let (map, warnings) = if section.key == "email" {
+                    (&mut self.emails, &mut self.email_warnings)
+                } else {
+                    (&mut self.domains, &mut self.domain_warnings)
+                };
+                match map.get_mut(&k) {
+                    Some(existing) => {
+                        warnings.push(duplicate(self.source, section.key, &k, &entry, existing));
+                        merge_entries(existing, entry);
+                    }
+                    None => {
+                        map.insert(k, entry);
+                    }
+                }
+            }
+            None => self.error(
+                at,
+                format!(
+                    "`{}` is not {} (expected e.g. {})",
+                    value.trim(),
+                    if section.key == "email" {
+                        "an e-mail address"
+                    } else {
+                        "a domain"
+                    },
+                    section.example
+                ),
+            ),
+        }
+    }
+
+    /// Merges duplicate ids (the first keeps its place and reason; the longer block applies),
+    /// then builds the list. Warnings come in section order, each section in file order.
+    fn finish(mut self, checksum: u64) -> Result<Parsed, Vec<Diagnostic>> {
+        if !self.errors.is_empty() {
+            self.errors.sort_by_key(|d| (d.line, d.column));
+            return Err(self.errors);
+        }
+        let mut ids = std::mem::take(&mut self.ids);
+        // File order within one id: every entry has its own position.
+        ids.sort_unstable_by_key(|r| (r.id, r.line, r.column));
+        let mut warnings = Vec::new();
+        let extras = &mut self.extras;
+        let source = self.source;
+        ids.dedup_by(|later, first| {
+            if later.id != first.id {
+                return false;
+            }
+            let entry_of = |r: &IdRec, extras: &[Extra]| {
+                let x = extras.get(r.extra as usize);
+                Entry {
+                    reason: x.and_then(|x| x.reason.clone()),
+                    until: x.and_then(|x| x.until),
+                    line: u64::from(r.line),
+                    column: u64::from(r.column),
+                    mode: x.map_or(Mode::Enforce, |x| x.mode),
+                }
+            };
+            let mut existing = entry_of(first, extras);
+            let entry = entry_of(later, extras);
+            warnings.push(duplicate(
+                source,
+                "identity",
+                &Uuid::from_u128(first.id),
+                &entry,
+                &existing,
+            ));
+            merge_entries(&mut existing, entry);
+            first.extra = match Extra::of(&existing) {
+                Some(x) => {
+                    extras.push(x);
+                    u32::try_from(extras.len() - 1).unwrap_or(NO_EXTRA)
+                }
+                None => NO_EXTRA,
+            };
+            true
+        });
+        warnings.sort_by_key(|d| (d.line, d.column));
+        warnings.append(&mut self.email_warnings);
+        warnings.append(&mut self.domain_warnings);
+        Ok(Parsed {
+            blocklist: Blocklist {
+                identities: IdTable::build(ids, &self.extras),
+                emails: self.emails,
+                domains: self.domains,
+                checksum,
+            },
+            warnings,
+        })
+    }
+}
+
+fn duplicate(
+    source: &str,
+    what: &str,
+    key: &dyn fmt::Display,
+    entry: &Entry,
+    existing: &Entry,
+) -> Diagnostic {
+    Diagnostic::new(
+        source,
+        entry.line,
+        entry.column,
+        format!(
+            "{what} {key} is listed twice (first at line {}); the longer block applies",
+            existing.line
+        ),
+    )
 }
 
 impl Blocklist {
     /// Parses blocklist YAML. `source` names the file in diagnostics.
+    ///
+    /// The common shapes (block sections of bare values and one-key-a-line maps) are read
+    /// line by line; anything else, and every syntax error, goes through serde-saphyr. Both
+    /// give the same list, warnings and `file:line:column` errors.
     pub fn parse(text: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
         let checksum = checksum(text.as_bytes());
-        let raw: RawFile = if is_blank_yaml(text) {
-            RawFile::default()
-        } else {
-            match serde_saphyr::from_str::<Option<RawFile>>(text) {
-                Ok(raw) => raw.unwrap_or_default(),
-                Err(err) => return Err(vec![Diagnostic::from_yaml(source, &err)]),
-            }
-        };
-        let mut c = Collector {
-            source,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
-        let mut identities: HashMap<Uuid, Entry> = HashMap::new();
-        for item in raw.identities.unwrap_or_default() {
-            let Some((id, entry)) = c.entry(item, "identities", "id") else {
-                continue;
-            };
-            match parse_uuid(&id.value) {
-                Some(uuid) => c.insert(&mut identities, uuid, entry, "identity"),
-                None => c.error(
-                    id.referenced,
-                    format!(
-                        "`{}` is not an identity id (expected a UUID such as 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10)",
-                        id.value.trim()
-                    ),
-                ),
-            }
+        let mut c = Collector::new(source);
+        if is_blank_yaml(text) || scan::scan(text, &mut c) {
+            return c.finish(checksum);
         }
-        let mut emails = HashMap::new();
-        c.strings(raw.emails.unwrap_or_default(), &EMAILS, &mut emails);
-        let mut domains = HashMap::new();
-        c.strings(
-            raw.email_domains.unwrap_or_default(),
-            &DOMAINS,
-            &mut domains,
-        );
-
-        if !c.errors.is_empty() {
-            c.errors.sort_by_key(|d| (d.line, d.column));
-            return Err(c.errors);
-        }
-        Ok(Parsed {
-            blocklist: Blocklist {
-                identities,
-                emails,
-                domains,
-                checksum,
-            },
-            warnings: c.warnings,
-        })
+        Self::parse_with_serde_saphyr(text, source)
     }
 
-    /// The entry that blocks `id` now, if any. Allocation-free, O(1).
-    pub fn lookup(&self, id: &Uuid) -> Option<&Entry> {
+    /// [`Blocklist::parse`] without the line-oriented fast path (benchmarks and tests).
+    #[doc(hidden)]
+    pub fn parse_with_serde_saphyr(text: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
+        let checksum = checksum(text.as_bytes());
+        let mut c = Collector::new(source);
+        if !is_blank_yaml(text) {
+            // serde-saphyr's default budget stops at 250,000 nodes, a quarter of a
+            // million-id list. The file is written by ops, not by clients: allow work in
+            // proportion to its size (anchors and aliases keep their default limits).
+            let options = serde_saphyr::options! {
+                budget: serde_saphyr::budget! {
+                    max_nodes: 250_000usize.max(text.len() / 8),
+                    max_events: 1_000_000usize.max(text.len() / 4),
+                    max_total_scalar_bytes: (64usize << 20).max(text.len()),
+                },
+            };
+            let raw = match serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options) {
+                Ok(raw) => raw.unwrap_or_default(),
+                Err(err) => return Err(vec![Diagnostic::from_yaml(source, &err)]),
+            };
+            let sections = [
+                (SectionKind::Identities, raw.identities),
+                (SectionKind::Emails, raw.emails),
+                (SectionKind::Domains, raw.email_domains),
+            ];
+            for (section, items) in sections {
+                for item in items.unwrap_or_default() {
+                    c.item(section, Item::from_raw(item));
+                }
+            }
+        }
+        c.finish(checksum)
+    }
+
+    /// The fast path alone: `None` when it leaves the file to serde-saphyr.
+    #[doc(hidden)]
+    pub fn parse_fast_path_only(
+        text: &str,
+        source: &str,
+    ) -> Option<Result<Parsed, Vec<Diagnostic>>> {
+        let mut c = Collector::new(source);
+        (is_blank_yaml(text) || scan::scan(text, &mut c))
+            .then(|| c.finish(checksum(text.as_bytes())))
+    }
+
+    /// The entry that blocks `id` now, if any. Allocation-free, O(1) for random ids.
+    pub fn lookup(&self, id: &Uuid) -> Option<Entry> {
         self.lookup_at(id, unix_now())
     }
 
-    pub fn lookup_at(&self, id: &Uuid, now: i64) -> Option<&Entry> {
+    pub fn lookup_at(&self, id: &Uuid, now: i64) -> Option<Entry> {
         self.identities.get(id).filter(|e| e.in_force_at(now))
     }
 
     /// Like [`Blocklist::lookup`] for an id in text form (a header, a JSON string).
     /// Text that is not a UUID matches nothing.
-    pub fn lookup_str(&self, id: &str) -> Option<(Uuid, &Entry)> {
+    pub fn lookup_str(&self, id: &str) -> Option<(Uuid, Entry)> {
         let uuid = parse_uuid(id)?;
         self.lookup(&uuid).map(|e| (uuid, e))
     }
@@ -373,14 +711,14 @@ impl Blocklist {
     /// The entry that blocks an e-mail address now: the address itself, or its domain or a
     /// parent domain (label-wise: `evil.example` matches `a.evil.example`, not
     /// `notevil.example`). Case-insensitive, surrounding white space ignored.
-    pub fn lookup_address(&self, address: &str, now: i64) -> Option<(Matched<'_>, &Entry)> {
+    pub fn lookup_address(&self, address: &str, now: i64) -> Option<(Matched<'_>, Entry)> {
         if self.emails.is_empty() && self.domains.is_empty() {
             return None;
         }
         let normalized = address.trim().to_lowercase();
         if let Some((k, e)) = self.emails.get_key_value(&normalized) {
             if e.in_force_at(now) {
-                return Some((Matched::Email(k), e));
+                return Some((Matched::Email(k), e.clone()));
             }
         }
         let (_, domain) = normalized.rsplit_once('@')?;
@@ -388,7 +726,7 @@ impl Blocklist {
         loop {
             if let Some((k, e)) = self.domains.get_key_value(candidate) {
                 if e.in_force_at(now) {
-                    return Some((Matched::Domain(k), e));
+                    return Some((Matched::Domain(k), e.clone()));
                 }
             }
             match candidate.split_once('.') {
@@ -416,30 +754,36 @@ impl Blocklist {
         self.len() == 0
     }
 
-    fn entries(&self) -> impl Iterator<Item = &Entry> {
+    /// Every entry that has an `until` (bare identity entries, the bulk of a large list,
+    /// cannot expire and are skipped).
+    fn entries_with_until(&self) -> impl Iterator<Item = Entry> + '_ {
         self.identities
-            .values()
-            .chain(self.emails.values())
-            .chain(self.domains.values())
+            .iter_extra()
+            .map(|(_, e)| e)
+            .chain(self.emails.values().cloned())
+            .chain(self.domains.values().cloned())
+            .filter(|e| e.until.is_some())
     }
 
     /// Entries with an `until` that has not passed yet.
     pub fn expiring_count(&self, now: i64) -> usize {
-        self.entries()
+        self.entries_with_until()
             .filter(|e| e.until.is_some_and(|u| now < u))
             .count()
     }
 
     /// Entries whose `until` has passed: they match nothing.
     pub fn expired_count(&self, now: i64) -> usize {
-        self.entries().filter(|e| !e.in_force_at(now)).count()
+        self.entries_with_until()
+            .filter(|e| !e.in_force_at(now))
+            .count()
     }
 
     /// Things worth fixing that do not make the file invalid: expired entries (they match
     /// nothing), addresses already covered by a listed domain.
     pub fn lint(&self, source: &str, now: i64) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        for e in self.entries().filter(|e| !e.in_force_at(now)) {
+        for e in self.entries_with_until().filter(|e| !e.in_force_at(now)) {
             let until = e.until.map(format_timestamp).unwrap_or_default();
             out.push(Diagnostic::new(
                 source,
@@ -448,11 +792,11 @@ impl Blocklist {
                 format!("entry expired at {until}; it matches nothing and can be removed"),
             ));
         }
+        let domain_only = Blocklist {
+            domains: self.domains.clone(),
+            ..Blocklist::default()
+        };
         for (email, e) in &self.emails {
-            let domain_only = Blocklist {
-                domains: self.domains.clone(),
-                ..Blocklist::default()
-            };
             if let Some((Matched::Domain(d), de)) = domain_only.lookup_address(email, now) {
                 out.push(Diagnostic::new(
                     source,
@@ -475,7 +819,7 @@ impl Blocklist {
     }
 
     /// Enforced ids in force now, for sweeps.
-    pub fn identities_in_force(&self, now: i64) -> impl Iterator<Item = &Uuid> {
+    pub fn identities_in_force(&self, now: i64) -> impl Iterator<Item = Uuid> + '_ {
         self.identities
             .iter()
             .filter(move |(_, e)| e.in_force_at(now) && e.mode == Mode::Enforce)
@@ -493,7 +837,7 @@ impl Blocklist {
     /// What changed from `self` (older) to `newer`, judged at `now`. Entries in report mode
     /// count as not listed.
     pub fn changes_to(&self, newer: &Blocklist, now: i64) -> Changes {
-        let (added, extended, removed) = diff(&self.identities, &newer.identities, now);
+        let (added, extended, removed) = diff_ids(&self.identities, &newer.identities, now);
         let (mut added_emails, extended_emails, removed_emails) =
             diff(&self.emails, &newer.emails, now);
         added_emails.extend(extended_emails);
@@ -511,6 +855,39 @@ impl Blocklist {
     }
 }
 
+/// [`diff`] for the identity tables: both are sorted, so one merge pass, already in order.
+fn diff_ids(old: &IdTable, new: &IdTable, now: i64) -> (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) {
+    let enforced = |e: &Entry| e.in_force_at(now) && e.mode == Mode::Enforce;
+    let mut added = Vec::new();
+    let mut extended = Vec::new();
+    let mut removed = Vec::new();
+    let mut old_iter = old.iter().filter(|(_, e)| enforced(e)).peekable();
+    for (id, new_entry) in new.iter().filter(|(_, e)| enforced(e)) {
+        while let Some((gone, _)) = old_iter.next_if(|(o, _)| *o < id) {
+            removed.push(gone);
+        }
+        match old_iter.next_if(|(o, _)| *o == id) {
+            None => added.push(id),
+            Some((_, old_entry)) => {
+                if extends(&old_entry, &new_entry) {
+                    extended.push(id);
+                }
+            }
+        }
+    }
+    removed.extend(old_iter.map(|(id, _)| id));
+    (added, extended, removed)
+}
+
+/// True when `new` blocks longer than `old`.
+fn extends(old: &Entry, new: &Entry) -> bool {
+    match (old.until, new.until) {
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => b > a,
+        _ => false,
+    }
+}
+
 /// (added, extended, removed) keys between two maps, for enforced entries in force at `now`.
 fn diff<K: Clone + Ord + std::hash::Hash + Eq>(
     old: &HashMap<K, Entry>,
@@ -525,12 +902,7 @@ fn diff<K: Clone + Ord + std::hash::Hash + Eq>(
         match old.get(k).filter(enforced) {
             None => added.push(k.clone()),
             Some(old_entry) => {
-                let longer = match (old_entry.until, new_entry.until) {
-                    (Some(_), None) => true,
-                    (Some(a), Some(b)) => b > a,
-                    _ => false,
-                };
-                if longer {
+                if extends(old_entry, new_entry) {
                     extended.push(k.clone());
                 }
             }
@@ -940,5 +1312,335 @@ mod tests {
         assert_eq!(c.added_emails, vec!["b@x.example".to_owned()]);
         assert_eq!(c.removed_emails, vec!["a@x.example".to_owned()]);
         assert_eq!(c.added_domains, vec!["y.example".to_owned()]);
+    }
+
+    // --- the fast path gives what serde-saphyr gives --------------------------------------
+
+    /// Parses `text` both ways; when the fast path takes it, both results must be equal.
+    /// Returns whether the fast path took it.
+    fn same_both_ways(text: &str) -> bool {
+        let slow = Blocklist::parse_with_serde_saphyr(text, "bl.yaml");
+        match Blocklist::parse_fast_path_only(text, "bl.yaml") {
+            Some(fast) => {
+                assert_eq!(fast, slow, "the two readers disagree on:\n{text}");
+                assert_eq!(Blocklist::parse(text, "bl.yaml"), slow);
+                true
+            }
+            None => {
+                assert_eq!(Blocklist::parse(text, "bl.yaml"), slow);
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_shapes_and_agrees() {
+        let common = [
+            format!("identities:\n  - {A}\n  - id: {B}\n    reason: chargeback fraud, ticket OPS-123\n    until: 2027-01-01T00:00:00Z\n"),
+            format!("# list\n---\nidentities:\n- {A}   # a comment\n- id: {B}\n  mode: report\n\nemails:\n  - spammer@example.com\n  - email: x@y.example\n    reason: abuse # why\nemail_domains:\n  - throwaway.example\n  - domain: evil.example.\n"),
+            format!("emails: []\nidentities:\n    -   id: {B}\n        reason: \"quoted: text\"\n    - '{A}'\n    - \"{A}\"\n"),
+            format!("identities:\n  - {A}\n  - {}\n  - id: {A}\n    until: 2000-01-01T00:00:00Z\n", A.to_uppercase()),
+            format!("identities:\n  - not-a-uuid\n  - id: {A}\n    until: tomorrow\n  - id: {B}\n    mode: maybe\n  - reason: no id\nemails:\n  - id: {A}\n  - not an address\nemail_domains:\n  - bad..domain\n"),
+            format!("identities:\n  - reason: first\n    id: {A}\n  - mode: enforce\n    until: 2999-01-01T00:00:00+02:00\n    id: {B}\n"),
+            "email_domains:\n  - x.example\n  - x.example\nemails:\n  - a@x.example\n  - A@X.example\n  - email: a@x.example\n    until: 2001-01-01T00:00:00Z\n".to_owned(),
+            format!("identities:\n  - id: {A}\n    reason: Betrug – Ticket ÄÖÜ [OPS-1] {{x}}, 50%\n"),
+            format!("identities:\n  - id: {A}\n    reason: \"\"\n  - ''\n"),
+            "identities:\n".to_owned(),
+            "identities: [] # none\nemails:\nemail_domains: []\n".to_owned(),
+        ];
+        for text in &common {
+            assert!(same_both_ways(text), "the fast path should take:\n{text}");
+        }
+    }
+
+    #[test]
+    fn fast_path_leaves_everything_else_to_serde_saphyr() {
+        let other = [
+            format!("identities: [{A}, {B}]\n"),
+            format!("identities:\n  - &a {A}\n  - *a\n"),
+            format!("identities:\n  - !!str {A}\n"),
+            format!("identities:\n\t- {A}\n"),
+            format!("identities:\r\n  - {A}\r\n"),
+            format!("identities:\n  - id: {A}\n    reason: >\n      folded\n"),
+            format!("identities:\n  - id: {A}\n    reason: two\n      lines\n"),
+            format!("identities:\n  - {A}\n   - {B}\n"),
+            format!("identities:\n  - id: {A}\n    id: {B}\n"),
+            format!("identities:\n  - id: {A}\n    email: a@b.example\n"),
+            format!("identities:\n  - id: {A}\n    reasn: typo\n"),
+            format!("identities:\n  - {A}\nidentities:\n  - {B}\n"),
+            "identity:\n  - x\n".to_owned(),
+            "identities:\n  - [unclosed\n".to_owned(),
+            "identities:\n  - ~\n  - null\n".to_owned(),
+            "identities:\n  - 123\n  - 1e5\n  - 0x1F\n  - yes\n".to_owned(),
+            "identities:\n  -\n".to_owned(),
+            "identities:\n  - id:\n".to_owned(),
+            "identities:\n  - 'it''s'\n".to_owned(),
+            "identities:\n  - \"esc\\n\"\n".to_owned(),
+            "identities:\n  - a: b: c\n".to_owned(),
+            "identities:# x\n".to_owned(),
+            "--- # x\nidentities:\n".to_owned(),
+            "identities:\n  - x\n...\n".to_owned(),
+            "\u{feff}identities:\n".to_owned(),
+            "identities:\n  - a\u{2028}b\n".to_owned(),
+            "identities:\n  - id: x\n      reason: deeper\n".to_owned(),
+            "identities:\n  - - nested\n".to_owned(),
+            "- a\n".to_owned(),
+            "identities:\n  foo: bar\n".to_owned(),
+        ];
+        for text in &other {
+            assert!(
+                !same_both_ways(text),
+                "the fast path should leave:\n{text:?}"
+            );
+        }
+    }
+
+    /// A small deterministic generator (xorshift), so that the test needs no crate and fails
+    /// the same way every time.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    const SCALARS: &[&str] = &[
+        A,
+        B,
+        "3F1C7F52-7E43-4A3E-9A8E-2C1D7B7F6A10",
+        "11111111-2222-4333-8444-555555555555",
+        "12345678-1234-4e34-8234-123456789012",
+        "not-a-uuid",
+        "spammer@example.com",
+        "Spammer@Example.COM",
+        "x@evil.example",
+        "evil.example",
+        "evil.example.",
+        "bad..domain",
+        "@evil.example",
+        "2027-01-01T00:00:00Z",
+        "2001-01-01T00:00:00Z",
+        "2027-01-01",
+        "tomorrow",
+        "report",
+        "enforce",
+        "maybe",
+        "chargeback fraud, ticket OPS-123",
+        "fraud [OPS-1] {x}",
+        "Betrug – ÄÖÜ",
+        "a #b",
+        "a # comment",
+        "a: b",
+        "a:b",
+        "'single'",
+        "\"double\"",
+        "''",
+        "\"\"",
+        "'it''s'",
+        "\"tab\\t\"",
+        "null",
+        "~",
+        "yes",
+        "No",
+        "on",
+        "true",
+        "123",
+        "-1",
+        "1.5",
+        "1e5",
+        ".inf",
+        "0x1F",
+        "0o17",
+        "0b101",
+        "0b3f1c7f-7e43-4a3e-9a8e-2c1d7b7f6a10",
+        "0xabc.example",
+        "1e5-x",
+        "2027-01-01x",
+        "1_000",
+        "12:30",
+        "-x",
+        "?x",
+        "*alias",
+        "&anchor x",
+        "!tag x",
+        "|",
+        ">",
+        "%x",
+        "`x`",
+        "x ",
+        "[a]",
+        "{a: b}",
+        "",
+    ];
+    const KEYS: &[&str] = &[
+        "id", "email", "domain", "reason", "until", "mode", "Id", "reasn",
+    ];
+
+    fn random_item(rng: &mut Rng, indent: &str, out: &mut String) {
+        let dash_spaces = if rng.chance(90) { " " } else { "   " };
+        if rng.chance(45) {
+            out.push_str(&format!("{indent}-{dash_spaces}{}\n", rng.pick(SCALARS)));
+            return;
+        }
+        let key_indent = format!("{indent} {dash_spaces}");
+        let n = 1 + rng.below(4);
+        for k in 0..n {
+            let key = if k == 0 && rng.chance(70) {
+                rng.pick(&["id", "email", "domain"])
+            } else if rng.chance(90) {
+                rng.pick(&KEYS[3..6])
+            } else {
+                rng.pick(KEYS)
+            };
+            let value = rng.pick(SCALARS);
+            let comment = if rng.chance(10) { "  # note" } else { "" };
+            if k == 0 {
+                out.push_str(&format!("{indent}-{dash_spaces}{key}: {value}{comment}\n"));
+            } else {
+                let extra = if rng.chance(3) { " " } else { "" };
+                out.push_str(&format!("{key_indent}{extra}{key}: {value}{comment}\n"));
+            }
+            if rng.chance(5) {
+                out.push_str(&format!("{key_indent}# between keys\n"));
+            }
+        }
+    }
+
+    fn random_document(rng: &mut Rng) -> String {
+        let mut out = String::new();
+        if rng.chance(10) {
+            out.push_str("---\n");
+        }
+        if rng.chance(10) {
+            out.push_str("# header\n\n");
+        }
+        let sections = 1 + rng.below(3);
+        for _ in 0..sections {
+            let name = if rng.chance(97) {
+                rng.pick(&["identities", "emails", "email_domains"])
+            } else {
+                "identity"
+            };
+            if rng.chance(8) {
+                out.push_str(&format!("{name}: []\n"));
+                continue;
+            }
+            out.push_str(&format!("{name}:\n"));
+            let indent = rng.pick(&["", "  ", "    "]);
+            for _ in 0..rng.below(6) {
+                random_item(rng, indent, &mut out);
+                if rng.chance(5) {
+                    out.push('\n');
+                }
+            }
+        }
+        if rng.chance(3) {
+            out = out.replacen('\n', "\n\t", 1);
+        }
+        if rng.chance(3) {
+            out = out.replace('\n', "\r\n");
+        }
+        if rng.chance(10) && out.ends_with('\n') {
+            out.pop();
+        }
+        out
+    }
+
+    #[test]
+    fn fast_path_agrees_with_serde_saphyr_on_generated_files() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut taken = 0;
+        let total = 4000;
+        for _ in 0..total {
+            let text = random_document(&mut rng);
+            if same_both_ways(&text) {
+                taken += 1;
+            }
+        }
+        // Most generated files have some odd value in them; a good share must still be taken.
+        assert!(
+            taken > total / 10,
+            "the fast path took only {taken} of {total}"
+        );
+    }
+
+    #[test]
+    fn fast_path_agrees_on_every_single_scalar() {
+        for section in ["identities", "emails", "email_domains"] {
+            for v in SCALARS {
+                same_both_ways(&format!("{section}:\n  - {v}\n"));
+                for key in KEYS {
+                    same_both_ways(&format!("{section}:\n  - {key}: {v}\n"));
+                    same_both_ways(&format!("{section}:\n  - id: {A}\n    {key}: {v}\n"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_generated_list_parses_the_same_both_ways() {
+        let mut rng = Rng(42);
+        let mut text = String::from("identities:\n");
+        for i in 0..20_000u64 {
+            let id = Uuid::from_u64_pair(rng.next(), rng.next());
+            if i % 97 == 0 {
+                text.push_str(&format!(
+                    "  - id: {id}\n    reason: r{i}\n    until: 2099-01-01T00:00:00Z\n"
+                ));
+            } else {
+                text.push_str(&format!("  - {id}\n"));
+            }
+            if i % 1000 == 0 {
+                text.push_str(&format!("  - {}\n", id.to_string().to_uppercase()));
+            }
+        }
+        assert!(same_both_ways(&text));
+        let list = parse(&text).expect("valid").blocklist;
+        assert_eq!(list.len(), 20_000);
+    }
+
+    #[test]
+    fn compact_table_lookups() {
+        let mut rng = Rng(7);
+        let ids: Vec<Uuid> = (0..5000)
+            .map(|_| Uuid::from_u64_pair(rng.next(), rng.next()))
+            .collect();
+        let mut text = String::from("identities:\n");
+        for id in &ids {
+            text.push_str(&format!("  - {id}\n"));
+        }
+        // Ids at the ends of the key space.
+        text.push_str("  - 00000000-0000-4000-8000-000000000000\n");
+        text.push_str("  - ffffffff-ffff-4fff-bfff-ffffffffffff\n");
+        let list = parse(&text).expect("valid").blocklist;
+        for (i, id) in ids.iter().enumerate() {
+            let e = list.lookup(id).expect("listed");
+            assert_eq!(e.line, i as u64 + 2);
+            assert_eq!(e.column, 5);
+        }
+        for s in [
+            "00000000-0000-4000-8000-000000000000",
+            "ffffffff-ffff-4fff-bfff-ffffffffffff",
+        ] {
+            assert!(list.lookup_str(s).is_some(), "{s}");
+        }
+        for _ in 0..5000 {
+            let other = Uuid::from_u64_pair(rng.next(), rng.next());
+            assert!(list.lookup(&other).is_none());
+        }
+        assert!(Blocklist::default().lookup(&ids[0]).is_none());
     }
 }

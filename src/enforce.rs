@@ -687,14 +687,14 @@ fn match_suspect(list: &Blocklist, s: &Suspect, now: i64) -> Option<Hit> {
         return Some(Hit {
             identity: s.id,
             matched: "identity".to_owned(),
-            entry: entry.clone(),
+            entry,
         });
     }
     s.addresses.iter().find_map(|a| {
         list.lookup_address(a, now).map(|(m, entry)| Hit {
             identity: s.id,
             matched: m.to_string(),
-            entry: entry.clone(),
+            entry,
         })
     })
 }

@@ -345,7 +345,7 @@ fn sweep(list: &blocklist::Blocklist, revoker: &revocation::Revoker) {
     let now = blocklist::unix_now();
     let mut n = 0usize;
     for id in list.identities_in_force(now) {
-        revoker.revoke(revocation::Target::IdentitySessions(*id));
+        revoker.revoke(revocation::Target::IdentitySessions(id));
         n += 1;
     }
     for email in list.emails_in_force(now) {
