@@ -73,6 +73,13 @@ struct Verdict {
     reported: Vec<Hit>,
 }
 
+impl Verdict {
+    /// Nobody listed: the response passes, nothing to log (the common case, kept cheap).
+    fn is_empty(&self) -> bool {
+        self.enforced.is_empty() && self.reported.is_empty()
+    }
+}
+
 impl Policy for Enforcer {
     async fn on_request(
         &self,
@@ -145,7 +152,7 @@ impl Enforcer {
                 tracing::debug!(request_id = %exchange.request_id, error = %e, "client request body broke off");
                 Err(
                     GatewayError::BadRequest("The request body could not be read.")
-                        .into_response(Some(&exchange.request_id)),
+                        .into_response(Some(exchange.request_id.as_str())),
                 )
             }
         }
@@ -202,7 +209,7 @@ impl Enforcer {
         self.revoker.revoke(Target::Session(session_id));
         Err(respond::identity_disabled(
             &self.message,
-            Some(&exchange.request_id),
+            Some(exchange.request_id.as_str()),
         ))
     }
 
@@ -223,6 +230,12 @@ impl Enforcer {
             self.metrics.lookup("header", "found");
             let suspect = self.with_addresses(identity).await?;
             let verdict = self.judge(&[suspect]);
+            if verdict.is_empty() {
+                return Ok(Response::from_parts(
+                    parts,
+                    incoming.map_err(Into::into).boxed(),
+                ));
+            }
             let kind = kind_of(exchange, "whoami");
             self.report(
                 exchange,
@@ -262,6 +275,9 @@ impl Enforcer {
         };
 
         let verdict = self.judge(&suspects);
+        if verdict.is_empty() {
+            return Ok(Response::from_parts(parts, body));
+        }
         let session_ids: Vec<Uuid> = findings.sessions.iter().filter_map(|s| s.id).collect();
         let (kind, status) = match findings.shape {
             Shape::Session => (kind_of(exchange, "whoami"), StatusCode::UNAUTHORIZED),
@@ -293,7 +309,8 @@ impl Enforcer {
                 r
             }
             Shape::Other => {
-                let mut r = respond::identity_disabled(&self.message, Some(&exchange.request_id));
+                let mut r =
+                    respond::identity_disabled(&self.message, Some(exchange.request_id.as_str()));
                 keep_other_cookies(&parts.headers, r.headers_mut(), &self.session_cookie);
                 r
             }
@@ -318,16 +335,18 @@ impl Enforcer {
         let limit = self.body_limit;
         // Every field line counts: codings listed over several lines apply in order, like
         // one comma-separated list (RFC 9110 5.3, 8.4).
-        let encoding = Some(
-            headers
-                .get_all(header::CONTENT_ENCODING)
-                .iter()
-                .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
-                .filter(|e| !e.is_empty())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
-        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        let encoding = headers
+            .contains_key(header::CONTENT_ENCODING)
+            .then(|| {
+                headers
+                    .get_all(header::CONTENT_ENCODING)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
+                    .filter(|e| !e.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
 
         if let Some(encoding) = encoding {
             // An encoded body cannot be sniffed; read (bounded), decode (bounded), inspect,
@@ -569,7 +588,7 @@ impl Enforcer {
                 client_ip = %exchange.peer.ip,
                 request_id = %exchange.request_id,
                 method = %exchange.method,
-                path = %exchange.path,
+                path = %exchange.path(),
                 outcome = status.as_u16(),
                 "session of a listed identity"
             );
@@ -581,16 +600,16 @@ impl Enforcer {
         tracing::error!(
             target: "kratos_gate::audit",
             event = "fail_closed",
-            kind = paths::request_kind(&exchange.path),
+            kind = paths::request_kind(exchange.path()),
             client_ip = %exchange.peer.ip,
             request_id = %exchange.request_id,
             method = %exchange.method,
-            path = %exchange.path,
+            path = %exchange.path(),
             error = %error,
             outcome = error.status().as_u16(),
             "withheld a response that may carry a credential"
         );
-        error.into_response(Some(&exchange.request_id))
+        error.into_response(Some(exchange.request_id.as_str()))
     }
 }
 
@@ -632,7 +651,7 @@ fn match_suspect(list: &Blocklist, s: &Suspect, now: i64) -> Option<Hit> {
 
 /// The audit kind: from the request path when it names one, else `fallback`.
 fn kind_of(exchange: &Exchange, fallback: &'static str) -> &'static str {
-    match paths::request_kind(&exchange.path) {
+    match paths::request_kind(exchange.path()) {
         "other" => fallback,
         k => k,
     }
