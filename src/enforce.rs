@@ -76,6 +76,13 @@ struct Verdict {
     reported: Vec<Hit>,
 }
 
+impl Verdict {
+    /// Nobody listed: the response passes, nothing to log (the common case, kept cheap).
+    fn is_empty(&self) -> bool {
+        self.enforced.is_empty() && self.reported.is_empty()
+    }
+}
+
 impl Policy for Enforcer {
     async fn on_request(
         &self,
@@ -116,8 +123,8 @@ impl Enforcer {
         // that reveals the admin URL, and where both share one origin (Ory Network) an
         // extend sent here would bypass the admin listener's check.
         if paths::is_admin_path(request.uri().path()) {
-            tracing::info!(request_id = %exchange.request_id, path = %exchange.path, "admin path refused on the public listener");
-            return Err(GatewayError::NotFound.into_response(Some(&exchange.request_id)));
+            tracing::info!(request_id = %exchange.request_id.as_str(), path = %exchange.path(), "admin path refused on the public listener");
+            return Err(GatewayError::NotFound.into_response(Some(exchange.request_id.as_str())));
         }
         // Bodies the gateway may have to read must arrive readable (CONTRACT.md §10).
         request.headers_mut().insert(
@@ -158,7 +165,7 @@ impl Enforcer {
                 tracing::debug!(request_id = %exchange.request_id, error = %e, "client request body broke off");
                 Err(
                     GatewayError::BadRequest("The request body could not be read.")
-                        .into_response(Some(&exchange.request_id)),
+                        .into_response(Some(exchange.request_id.as_str())),
                 )
             }
         }
@@ -215,7 +222,7 @@ impl Enforcer {
         self.revoker.revoke(Target::Session(session_id));
         Err(respond::identity_disabled(
             &self.message,
-            Some(&exchange.request_id),
+            Some(exchange.request_id.as_str()),
         ))
     }
 
@@ -236,6 +243,12 @@ impl Enforcer {
             self.metrics.lookup("header", "found");
             let suspect = self.with_addresses(identity).await?;
             let verdict = self.judge(&[suspect]);
+            if verdict.is_empty() {
+                return Ok(Response::from_parts(
+                    parts,
+                    incoming.map_err(Into::into).boxed(),
+                ));
+            }
             let kind = kind_of(exchange, "whoami");
             self.report(
                 exchange,
@@ -275,6 +288,9 @@ impl Enforcer {
         };
 
         let verdict = self.judge(&suspects);
+        if verdict.is_empty() {
+            return Ok(Response::from_parts(parts, body));
+        }
         let session_ids: Vec<Uuid> = findings.sessions.iter().filter_map(|s| s.id).collect();
         let (kind, status) = match findings.shape {
             Shape::Session => (kind_of(exchange, "whoami"), StatusCode::UNAUTHORIZED),
@@ -306,7 +322,8 @@ impl Enforcer {
                 r
             }
             Shape::Other => {
-                let mut r = respond::identity_disabled(&self.message, Some(&exchange.request_id));
+                let mut r =
+                    respond::identity_disabled(&self.message, Some(exchange.request_id.as_str()));
                 keep_other_cookies(&parts.headers, r.headers_mut(), &self.session_cookie);
                 r
             }
@@ -346,16 +363,18 @@ impl Enforcer {
         let limit = self.body_limit;
         // Every field line counts: codings listed over several lines apply in order, like
         // one comma-separated list (RFC 9110 5.3, 8.4).
-        let encoding = Some(
-            headers
-                .get_all(header::CONTENT_ENCODING)
-                .iter()
-                .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
-                .filter(|e| !e.is_empty())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
-        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+        let encoding = headers
+            .contains_key(header::CONTENT_ENCODING)
+            .then(|| {
+                headers
+                    .get_all(header::CONTENT_ENCODING)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
+                    .filter(|e| !e.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
 
         if let Some(encoding) = encoding {
             // An encoded body cannot be sniffed; read (bounded), decode (bounded), inspect,
@@ -597,7 +616,7 @@ impl Enforcer {
                 client_ip = %exchange.peer.ip,
                 request_id = %exchange.request_id,
                 method = %exchange.method,
-                path = %exchange.path,
+                path = %exchange.path(),
                 outcome = status.as_u16(),
                 "session of a listed identity"
             );
@@ -615,9 +634,9 @@ impl Enforcer {
     ) -> Response<Body> {
         let session_cookie = self.session_cookie.clone();
         let metrics = Arc::clone(&self.metrics);
-        let request_id = exchange.request_id.clone();
+        let request_id = exchange.request_id.as_str().to_owned();
         let method = exchange.method.clone();
-        let path = exchange.path.clone();
+        let path = exchange.path().to_owned();
         let client_ip = exchange.peer.ip;
         answer.map(|body| {
             body.map_frame(move |frame| match frame.into_trailers() {
@@ -650,16 +669,16 @@ impl Enforcer {
         tracing::error!(
             target: "kratos_gate::audit",
             event = "fail_closed",
-            kind = paths::request_kind(&exchange.path),
+            kind = paths::request_kind(exchange.path()),
             client_ip = %exchange.peer.ip,
             request_id = %exchange.request_id,
             method = %exchange.method,
-            path = %exchange.path,
+            path = %exchange.path(),
             error = %error,
             outcome = error.status().as_u16(),
             "withheld a response that may carry a credential"
         );
-        error.into_response(Some(&exchange.request_id))
+        error.into_response(Some(exchange.request_id.as_str()))
     }
 }
 
@@ -701,7 +720,7 @@ fn match_suspect(list: &Blocklist, s: &Suspect, now: i64) -> Option<Hit> {
 
 /// The audit kind: from the request path when it names one, else `fallback`.
 fn kind_of(exchange: &Exchange, fallback: &'static str) -> &'static str {
-    match paths::request_kind(&exchange.path) {
+    match paths::request_kind(exchange.path()) {
         "other" => fallback,
         k => k,
     }

@@ -368,12 +368,14 @@ fn spawn_proxy<P: Policy>(
     stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) -> JoinHandle<()> {
+    // One shared proxy: cloning it per request would clone its client and upstream URL.
+    let proxy = Arc::new(proxy);
     tokio::spawn(server::serve(
         name,
         listener,
         builder,
         move |req, addr, tls| {
-            let proxy = proxy.clone();
+            let proxy = Arc::clone(&proxy);
             async move {
                 let peer = proxy.peer(addr, tls);
                 proxy.handle(req, peer).await

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -16,6 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::body::NotifyOnEnd;
 use crate::config::{Config, UpstreamUrl};
@@ -27,15 +29,65 @@ use crate::respond::{Body, GatewayError};
 #[derive(Debug)]
 pub struct Exchange {
     pub listener: Listener,
-    pub request_id: String,
+    pub request_id: RequestId,
     pub peer: Peer,
     pub method: Method,
-    /// The path as the client spelled it (audit and kind naming only).
-    pub path: String,
+    /// The target as the client spelled it (audit and kind naming only).
+    pub uri: Uri,
     /// The `identifier` the client submitted, when its request body was small enough to copy.
     pub login_identifier: Option<String>,
     /// A form or JSON request body was too large to copy, so its identifier is unknown.
     pub login_body_too_large: bool,
+}
+
+impl Exchange {
+    /// The path as the client spelled it.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+}
+
+/// A request's id: the client's `X-Request-Id`, or one the gateway makes up. A made-up id is
+/// only formatted when something uses it (an audit line, an error body), not per request.
+#[derive(Debug)]
+pub struct RequestId {
+    text: OnceLock<String>,
+    n: u64,
+}
+
+impl RequestId {
+    fn given(id: &str) -> Self {
+        RequestId {
+            text: OnceLock::from(id.to_owned()),
+            n: 0,
+        }
+    }
+
+    fn generated() -> Self {
+        RequestId {
+            text: OnceLock::new(),
+            n: REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.text.get_or_init(|| {
+            static PREFIX: OnceLock<u32> = OnceLock::new();
+            let prefix = PREFIX.get_or_init(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32) ^ std::process::id())
+                    .unwrap_or(0)
+            });
+            format!("kg-{prefix:08x}-{:x}", self.n)
+        })
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Hooks a policy plugs into the engine.
@@ -88,37 +140,46 @@ pub struct Proxy<P> {
     rewrite_host: bool,
     policy: Arc<P>,
     metrics: Arc<Metrics>,
+    /// This listener's series, resolved once: a family lookup per request takes a lock and
+    /// hashes the labels.
+    requests: RequestCounters,
+    upstream_seconds: Histogram,
 }
 
-impl<P> Clone for Proxy<P> {
-    fn clone(&self) -> Self {
-        Proxy {
-            listener: self.listener,
-            upstream: self.upstream.clone(),
-            client: self.client.clone(),
-            response_timeout: self.response_timeout,
-            trusted_proxies: Arc::clone(&self.trusted_proxies),
-            rewrite_host: self.rewrite_host,
-            policy: Arc::clone(&self.policy),
-            metrics: Arc::clone(&self.metrics),
+/// `kratos_gate_requests_total` of one listener, by status class.
+struct RequestCounters([Counter; 5]);
+
+impl RequestCounters {
+    fn new(metrics: &Metrics, listener: Listener) -> Self {
+        let get = |status| {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels { listener, status })
+                .clone()
+        };
+        RequestCounters([
+            get(StatusClass::Informational),
+            get(StatusClass::Success),
+            get(StatusClass::Redirection),
+            get(StatusClass::ClientError),
+            get(StatusClass::ServerError),
+        ])
+    }
+
+    fn inc(&self, status: http::StatusCode) {
+        let [informational, success, redirection, client_error, server_error] = &self.0;
+        match StatusClass::of(status) {
+            StatusClass::Informational => informational,
+            StatusClass::Success => success,
+            StatusClass::Redirection => redirection,
+            StatusClass::ClientError => client_error,
+            StatusClass::ServerError => server_error,
         }
+        .inc();
     }
 }
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn new_request_id() -> String {
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<u32> = OnceLock::new();
-    let prefix = PREFIX.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32) ^ std::process::id())
-            .unwrap_or(0)
-    });
-    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("kg-{prefix:08x}-{n:x}")
-}
 
 impl<P: Policy> Proxy<P> {
     pub fn new(
@@ -129,6 +190,10 @@ impl<P: Policy> Proxy<P> {
         policy: Arc<P>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let upstream_seconds = metrics
+            .upstream_seconds
+            .get_or_create(&ListenerLabels { listener })
+            .clone();
         Proxy {
             listener,
             upstream,
@@ -137,6 +202,8 @@ impl<P: Policy> Proxy<P> {
             trusted_proxies: config.forwarding.trusted_proxies.clone().into(),
             rewrite_host: config.upstream.rewrite_host,
             policy,
+            requests: RequestCounters::new(&metrics, listener),
+            upstream_seconds,
             metrics,
         }
     }
@@ -152,15 +219,16 @@ impl<P: Policy> Proxy<P> {
 
     /// Handles one request from a client; never fails (errors become responses).
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
-        let request_id = headers::request_id(request.headers())
-            .map(str::to_owned)
-            .unwrap_or_else(new_request_id);
+        let request_id = match headers::request_id(request.headers()) {
+            Some(id) => RequestId::given(id),
+            None => RequestId::generated(),
+        };
         let mut exchange = Exchange {
             listener: self.listener,
             request_id,
             peer,
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
+            uri: request.uri().clone(),
             login_identifier: None,
             login_body_too_large: false,
         };
@@ -175,20 +243,14 @@ impl<P: Policy> Proxy<P> {
                     listener = ?self.listener,
                     request_id = %exchange.request_id,
                     method = %exchange.method,
-                    path = %exchange.path,
+                    path = %exchange.path(),
                     error = %e,
                     "answering with an error"
                 );
-                e.into_response(Some(&exchange.request_id))
+                e.into_response(Some(exchange.request_id.as_str()))
             }
         };
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                listener: self.listener,
-                status: StatusClass::of(response.status()),
-            })
-            .inc();
+        self.requests.inc(response.status());
         response
     }
 
@@ -220,11 +282,7 @@ impl<P: Policy> Proxy<P> {
             r = self.client.request(request) => Ok(r),
             () = deadline => Err(()),
         };
-        self.metrics
-            .upstream_seconds
-            .get_or_create(&ListenerLabels {
-                listener: self.listener,
-            })
+        self.upstream_seconds
             .observe(started.elapsed().as_secs_f64());
         let mut response = match sent {
             Err(_) => return Err(GatewayError::UpstreamTimeout(self.response_timeout)),

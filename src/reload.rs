@@ -30,6 +30,8 @@ pub enum ReloadOutcome {
         changes: Changes,
         entries: usize,
         warnings: Vec<Diagnostic>,
+        /// From reading the file to the new list being in force.
+        elapsed: Duration,
     },
     Failed(Vec<Diagnostic>),
 }
@@ -98,6 +100,7 @@ impl BlocklistStore {
     /// async workers.
     pub fn reload(&self) -> ReloadOutcome {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
         let name = self.path.display().to_string();
         let bytes = match read_file(&self.path) {
             Ok(b) => b,
@@ -129,6 +132,7 @@ impl BlocklistStore {
                     changes,
                     entries,
                     warnings: parsed.warnings,
+                    elapsed: started.elapsed(),
                 }
             }
             Err(errors) => self.failed(errors),
@@ -201,15 +205,17 @@ pub async fn run_reloader(
                 if *shutdown.borrow() { break } else { continue }
             }
         };
+        // Parsing, diffing and the change listener (which may queue a revocation per added
+        // id) all run off the async workers, so requests keep being served meanwhile.
         let s = Arc::clone(&store);
-        let outcome = match tokio::task::spawn_blocking(move || s.reload()).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "blocklist reload task failed");
-                continue;
-            }
-        };
-        report(&store, source, outcome, on_change.as_ref());
+        let listener = on_change.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let outcome = s.reload();
+            report(&s, source, outcome, listener.as_ref());
+        });
+        if let Err(e) = done.await {
+            tracing::error!(error = %e, "blocklist reload task failed");
+        }
     }
     drop(watcher);
 }
@@ -229,6 +235,7 @@ fn report(
             changes,
             entries,
             warnings,
+            elapsed,
         } => {
             for w in &warnings {
                 tracing::warn!(%file, "{w}");
@@ -242,6 +249,7 @@ fn report(
                 extended = changes.extended.len(),
                 added_ids = %preview(&changes.added),
                 removed_ids = %preview(&changes.removed),
+                elapsed_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
                 "blocklist reloaded"
             );
             if let Some(listener) = on_change {

@@ -50,6 +50,14 @@ pub struct Revoker {
     pending: Arc<Pending>,
     capacity: usize,
     metrics: Arc<Metrics>,
+    drops: Arc<Mutex<DropLog>>,
+}
+
+/// Drops beyond the first are logged at most once a second, with their count: a reload that
+/// adds a million ids would otherwise write a line per id it could not queue.
+struct DropLog {
+    last: Option<Instant>,
+    unlogged: u64,
 }
 
 /// Revocations queued, waiting for a retry or under way, each with whether it was asked for
@@ -66,7 +74,7 @@ impl Revoker {
         }
         if self.pending.len() >= self.capacity {
             self.metrics.revocation("dropped");
-            tracing::error!(revocation = %target, capacity = self.capacity, "revocation queue full; revocation dropped");
+            self.log_drop(&target);
             return;
         }
         match self.pending.entry(target.clone()) {
@@ -88,6 +96,22 @@ impl Revoker {
                 tracing::error!(revocation = %target, error = %e, "revocation queue closed; revocation dropped");
             }
         }
+    }
+
+    fn log_drop(&self, target: &Target) {
+        let mut log = self.drops.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if log
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
+        {
+            log.unlogged += 1;
+            return;
+        }
+        let also = std::mem::take(&mut log.unlogged);
+        log.last = Some(now);
+        drop(log);
+        tracing::error!(revocation = %target, capacity = self.capacity, also_dropped_before = also, "revocation queue full; revocation dropped");
     }
 
     /// Revocations queued or retrying.
@@ -147,6 +171,10 @@ pub fn start(
         pending: Arc::clone(&pending),
         capacity: settings.queue_capacity.max(1),
         metrics: Arc::clone(&metrics),
+        drops: Arc::new(Mutex::new(DropLog {
+            last: None,
+            unlogged: 0,
+        })),
     };
     let worker = Arc::new(Worker {
         client,
