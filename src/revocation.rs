@@ -2,12 +2,17 @@
 //! bounded concurrency, a rate limit, and retries with exponential backoff until Kratos
 //! confirms or the process stops. Every call is idempotent at Kratos (404 = nothing left), so
 //! several replicas revoking the same thing is harmless.
+//!
+//! De-duplication never swallows a request: a revocation asked for while the same one is
+//! queued is covered by the attempt still to come, and one asked for after an attempt has
+//! been sent (which may have missed a session created since) gets one more attempt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashmap::DashSet;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -42,15 +47,21 @@ impl std::fmt::Display for Target {
 #[derive(Clone)]
 pub struct Revoker {
     tx: mpsc::Sender<Target>,
-    pending: Arc<DashSet<Target>>,
+    pending: Arc<Pending>,
     capacity: usize,
     metrics: Arc<Metrics>,
 }
 
+/// Revocations queued, waiting for a retry or under way, each with whether it was asked for
+/// again after its current attempt was sent.
+type Pending = DashMap<Target, bool>;
+
 impl Revoker {
-    /// Queues a revocation unless the same one is already queued or running.
+    /// Queues a revocation. If the same one is already queued, the attempt still to come
+    /// covers this request; if an attempt is already under way, another one follows it.
     pub fn revoke(&self, target: Target) {
-        if self.pending.contains(&target) {
+        if let Some(mut again) = self.pending.get_mut(&target) {
+            *again = true;
             return;
         }
         if self.pending.len() >= self.capacity {
@@ -58,8 +69,14 @@ impl Revoker {
             tracing::error!(revocation = %target, capacity = self.capacity, "revocation queue full; revocation dropped");
             return;
         }
-        if !self.pending.insert(target.clone()) {
-            return;
+        match self.pending.entry(target.clone()) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() = true;
+                return;
+            }
+            Entry::Vacant(e) => {
+                e.insert(false);
+            }
         }
         match self.tx.try_send(target.clone()) {
             Ok(()) => {
@@ -112,7 +129,7 @@ struct Worker {
     permits: Semaphore,
     pacer: Pacer,
     metrics: Arc<Metrics>,
-    pending: Arc<DashSet<Target>>,
+    pending: Arc<Pending>,
     confirmed: AtomicU64,
 }
 
@@ -124,7 +141,7 @@ pub fn start(
     stop: watch::Receiver<bool>,
 ) -> (Revoker, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
-    let pending = Arc::new(DashSet::new());
+    let pending = Arc::new(Pending::new());
     let revoker = Revoker {
         tx,
         pending: Arc::clone(&pending),
@@ -172,7 +189,6 @@ async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watc
         let stop = stop.clone();
         tasks.spawn(async move {
             w.revoke_until_done(&target, stop).await;
-            w.pending.remove(&target);
             w.metrics.revocation_queue.dec();
         });
         // Reap finished tasks so the set does not grow.
@@ -194,6 +210,10 @@ impl Worker {
         // Take a turn first, then a permit: permits are held only while a call is in flight.
         self.pacer.wait_turn().await;
         let _permit = self.permits.acquire().await;
+        // This attempt covers every request for the target made until now.
+        if let Some(mut again) = self.pending.get_mut(target) {
+            *again = false;
+        }
         match target {
             Target::Session(id) => self.client.revoke_session(*id).await,
             Target::IdentitySessions(id) => self.client.revoke_identity_sessions(*id).await,
@@ -211,6 +231,8 @@ impl Worker {
         }
     }
 
+    /// Calls until Kratos confirms an attempt sent after the last request for `target`, then
+    /// forgets the target (also when stopping).
     async fn revoke_until_done(&self, target: &Target, mut stop: watch::Receiver<bool>) {
         let mut backoff = self.settings.initial_backoff;
         let mut attempt: u32 = 1;
@@ -220,7 +242,13 @@ impl Worker {
                     self.metrics.revocation("success");
                     self.confirmed.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(target: "kratos_gate::audit", event = "revoked", revocation = %target, attempt, "revoked at Kratos");
-                    return;
+                    // Asked for again while this attempt was under way: it may have missed
+                    // a session created meanwhile, so go once more.
+                    if self.pending.remove_if(target, |_, again| !*again).is_some() {
+                        return;
+                    }
+                    attempt = attempt.saturating_add(1);
+                    continue;
                 }
                 Err(e) => {
                     self.metrics.revocation("retry");
@@ -232,6 +260,7 @@ impl Worker {
                 _ = stop.changed() => {
                     if *stop.borrow() {
                         tracing::error!(revocation = %target, "shutting down with a revocation still failing");
+                        self.pending.remove(target);
                         return;
                     }
                 }
