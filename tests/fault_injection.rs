@@ -22,7 +22,7 @@ use support::enforcement::{
     assert_identity_disabled, assert_no_credential, assert_revoked, login_json, metric, send,
     setup, setup_with, wait_until, Person, Revocation, Setup, JSON, WAIT,
 };
-use support::fake_kratos::{FakeKratos, Reply, Side};
+use support::fake_kratos::{FakeKratos, Reply, SessionSpec, Side};
 use support::fixtures;
 use support::gateway::{blocklist_of, replace_atomically, start_gateway, write_file};
 use support::logs::{self, Captured};
@@ -440,6 +440,53 @@ async fn admin_api_failing_for_a_while_loses_no_revocation() {
          ({retries} retries counted during the outage), 16 confirmed, 0 dropped"
     );
     gw.shutdown().await;
+}
+
+/// A slow admin API: Kratos has already deleted the identity's sessions, but its answer is
+/// still on the way when another session of that identity is caught. That session must be
+/// revoked too; the revocation under way was sent before it existed.
+#[tokio::test]
+async fn admin_api_slow_to_answer_still_revokes_a_session_caught_meanwhile() {
+    let s = setup().await;
+    let p = s.listed.clone();
+    s.fake.set_admin_delay(Duration::from_millis(800));
+    let whoami = |token: String| {
+        let url = s.public("/sessions/whoami");
+        async move {
+            send(
+                Method::GET,
+                &url,
+                &[("x-session-token", token.as_str())],
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        whoami(p.token.clone()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Kratos has acted on the DELETE (its answer is delayed, not its work).
+    assert!(wait_until(WAIT, || s.fake.session_status(p.session).is_none()).await);
+    // A new session of the same identity appears (a login that did not pass the gateway)
+    // and is used through the gateway while the first revocation is still under way.
+    let (second, token) = (
+        support::fake_kratos::fresh_uuid(),
+        support::fake_kratos::fresh_token(),
+    );
+    s.fake
+        .add_session(SessionSpec::new(p.identity, second).token(token.clone()));
+    assert_eq!(whoami(token).await.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        wait_until(WAIT, || s.fake.session_status(second).is_none()).await,
+        "the session caught while a revocation of its identity was under way is still alive"
+    );
+    let deletes = s.fake.calls_matching(
+        Side::Admin,
+        Method::DELETE,
+        &format!("/admin/identities/{}/sessions", p.identity),
+    );
+    assert_eq!(deletes.len(), 2, "one revocation per caught session");
 }
 
 // ---------------------------------------------------------------------------------------
