@@ -24,6 +24,16 @@
 //! ```sh
 //! SOAK_SECONDS=300 SOAK_CLIENTS=64 cargo test --release --test soak -- --nocapture
 //! ```
+//!
+//! Runs on the shared 2-core development machine (2026-11-27, release build):
+//! `SOAK_SECONDS=240 SOAK_CLIENTS=64`: 463,151 requests (308,238 logins, 154,913 whoami),
+//! 290,099 credentials out, 173,052 refused; 106,008 responses checked while listed,
+//! 210,256 while unlisted, 146,887 straddling one of 1,549 rewrites (plus 4,844 explicit
+//! reloads); 199,675 revocations confirmed, none dropped; RSS 32 MiB after warm-up, flat
+//! at 56-57 MiB from the 20th second on. An earlier 240 s run at 719,280 requests asked
+//! for revocations faster than `revocation.rate_per_second` (1000/s): the queue held about
+//! 10,000, a caught session stayed alive at Kratos for 10 s and more, and RSS followed the
+//! queue's high-water mark (83 MiB), flat otherwise.
 
 mod support;
 
