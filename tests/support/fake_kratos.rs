@@ -694,6 +694,9 @@ struct Inner {
     admin_delay: Option<Duration>,
     public_delay: Option<Duration>,
     loose_routing: bool,
+    /// Sessions ended through `DELETE /admin/sessions/{id}` and
+    /// `DELETE /admin/identities/{id}/sessions`, with when it happened.
+    ended: Vec<(Uuid, std::time::Instant)>,
 }
 
 impl Inner {
@@ -1048,6 +1051,14 @@ impl FakeKratos {
     /// fake's memory bounded this way).
     pub fn drain_calls(&self) -> Vec<RecordedCall> {
         std::mem::take(&mut self.shared.lock().calls)
+    }
+
+    /// Takes the sessions ended by the admin API's `DELETE /admin/sessions/{id}` and
+    /// `DELETE /admin/identities/{id}/sessions` so far, each with the instant it happened
+    /// (taken while the registry was changed, so a request answered after it saw the
+    /// session gone).
+    pub fn drain_ended_sessions(&self) -> Vec<(Uuid, std::time::Instant)> {
+        std::mem::take(&mut self.shared.lock().ended)
     }
 }
 
@@ -2079,13 +2090,13 @@ fn admin_revoke_session(shared: &Shared, id: &str) -> Reply {
         Ok(id) => id,
         Err(reply) => return *reply,
     };
-    match shared.lock().session_mut(id) {
-        Some(entry) => {
-            entry.revoked = true;
-            Reply::empty(204)
-        }
-        None => error_404(),
-    }
+    let mut inner = shared.lock();
+    let Some(entry) = inner.session_mut(id) else {
+        return error_404();
+    };
+    entry.revoked = true;
+    inner.ended.push((id, std::time::Instant::now()));
+    Reply::empty(204)
 }
 
 fn admin_extend_session(shared: &Shared, id: &str) -> Reply {
@@ -2212,6 +2223,14 @@ fn admin_delete_identity_sessions(shared: &Shared, id: &str) -> Reply {
     };
     let mut inner = shared.lock();
     let before = inner.sessions.len();
+    let now = std::time::Instant::now();
+    let gone: Vec<(Uuid, std::time::Instant)> = inner
+        .sessions
+        .iter()
+        .filter(|s| s.spec.identity_id == id)
+        .map(|s| (s.spec.session_id, now))
+        .collect();
+    inner.ended.extend(gone);
     inner.sessions.retain(|s| s.spec.identity_id != id);
     if inner.sessions.len() == before {
         Reply::json(

@@ -183,7 +183,7 @@ pub fn check_strip_session_set_cookies(mut h: HeaderMap, cookie: &str) {
         "session_cookies after stripping: {h:?}"
     );
     assert!(
-        !h.get_all(header::SET_COOKIE).iter().any(&is_session),
+        !h.get_all(header::SET_COOKIE).iter().any(is_session),
         "a session Set-Cookie survived: {h:?}"
     );
     let kept_cookies: Vec<&HeaderValue> = before
