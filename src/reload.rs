@@ -209,9 +209,13 @@ pub async fn run_reloader(
         // id) all run off the async workers, so requests keep being served meanwhile.
         let s = Arc::clone(&store);
         let listener = on_change.clone();
+        // The blocking thread logs through the same subscriber as this task.
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let done = tokio::task::spawn_blocking(move || {
-            let outcome = s.reload();
-            report(&s, source, outcome, listener.as_ref());
+            tracing::dispatcher::with_default(&dispatch, || {
+                let outcome = s.reload();
+                report(&s, source, outcome, listener.as_ref());
+            })
         });
         if let Err(e) = done.await {
             tracing::error!(error = %e, "blocklist reload task failed");
