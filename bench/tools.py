@@ -107,7 +107,8 @@ def parse_oha(path):
     lat = d.get("latencyPercentiles") or {}
     codes = d.get("statusCodeDistribution") or {}
     errors = sum(v for k, v in codes.items() if not k.startswith(("2", "3")))
-    errors += sum((d.get("errorDistribution") or {}).values())
+    # Requests still in flight when -z ends are "aborted due to deadline": not errors.
+    errors += sum(v for k, v in (d.get("errorDistribution") or {}).items() if "deadline" not in k)
     p50 = lat.get("p50")
     p99 = lat.get("p99")
     if p50 is None or p99 is None:
@@ -340,6 +341,15 @@ def cmd_report(out_dir, md_path, command):
     check("idle RSS", v, "≤ 20 MB", None if v is None else v <= 20, fmt(v, "%.1f MB"))
     v = f("upload_rss_delta")
     check("RSS increase during a 100 MB upload", v, "< 10 MB", None if v is None else v < 10, fmt(v, "%.1f MB"))
+
+    micro = os.path.join(out_dir, "micro.txt")
+    if os.path.exists(micro):
+        p("")
+        p("### Micro-benchmarks (`cargo run --release --example micro`)")
+        p("")
+        for line in open(micro):
+            if line.startswith("|"):
+                p(line.rstrip("\n"))
 
     p("")
     p("### Targets")
