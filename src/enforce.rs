@@ -103,11 +103,20 @@ impl Policy for Enforcer {
         match exchange.listener {
             Listener::Admin => response.map(|b| b.map_err(Into::into).boxed()),
             Listener::Public => {
+                // Kratos is spoken to in HTTP/1.1, where only a chunked body has trailers; a
+                // body of known length has none to filter.
+                let may_have_trailers = http_body::Body::size_hint(response.body())
+                    .exact()
+                    .is_none();
                 let answer = match self.public_response(exchange, response).await {
                     Ok(r) => r,
                     Err(e) => self.fail_closed(exchange, e),
                 };
-                self.without_trailer_cookies(exchange, answer)
+                if may_have_trailers {
+                    self.without_trailer_cookies(exchange, answer)
+                } else {
+                    answer
+                }
             }
         }
     }

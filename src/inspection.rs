@@ -3,10 +3,12 @@
 
 use std::io::Read;
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::blocklist::parse_uuid;
+
+mod tree;
+pub use tree::{JsonView, Node};
 
 /// A session object found in a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +85,7 @@ pub fn inspect_json(body: &[u8], email_traits: &[String]) -> Result<Findings, Un
     if !NEEDLES.iter().any(|n| contains(body, n)) {
         return Ok(Findings::default());
     }
-    let value: Value = match serde_json::from_slice(body) {
+    let tree = match Node::parse(body) {
         Ok(v) => v,
         Err(_) => {
             return if contains(body, b"session_token")
@@ -97,14 +99,11 @@ pub fn inspect_json(body: &[u8], email_traits: &[String]) -> Result<Findings, Un
         }
     };
     let mut f = Findings::default();
-    walk(&value, email_traits, &mut f);
-    f.shape = match &value {
-        Value::Object(o) if session_ref(o).is_some() => Shape::Session,
-        Value::Array(items)
-            if !items.is_empty()
-                && items
-                    .iter()
-                    .all(|i| i.as_object().and_then(session_ref).is_some()) =>
+    walk(&tree, email_traits, &mut f);
+    f.shape = match &tree {
+        Node::Object(_) if session_ref(&tree).is_some() => Shape::Session,
+        Node::Array(items)
+            if !items.is_empty() && items.iter().all(|i| session_ref(i).is_some()) =>
         {
             Shape::SessionList
         }
@@ -116,44 +115,48 @@ pub fn inspect_json(body: &[u8], email_traits: &[String]) -> Result<Findings, Un
 /// An object is a session when it has an `id`, an `identity` key (maybe `null`) and a field
 /// only sessions have. `expires_at` and `issued_at` do not count: every self-service flow has
 /// them too, and a settings flow also has `id` and `identity` (api.json `settingsFlow`).
-fn session_ref(o: &serde_json::Map<String, Value>) -> Option<SessionRef> {
-    if !o.contains_key("identity") || !o.contains_key("id") {
-        return None;
-    }
+fn session_ref(o: &Node) -> Option<SessionRef> {
+    let id = o.member("id")?;
+    let identity = o.member("identity")?;
     let has_session_field = [
         "authenticated_at",
         "authenticator_assurance_level",
         "authentication_methods",
     ]
     .iter()
-    .any(|k| o.contains_key(*k));
+    .any(|k| o.member(k).is_some());
     if !has_session_field {
         return None;
     }
     Some(SessionRef {
-        id: o.get("id").and_then(Value::as_str).and_then(parse_uuid),
-        identity_id: o
-            .get("identity")
-            .and_then(|i| i.get("id"))
-            .and_then(Value::as_str)
+        id: id.text().and_then(parse_uuid),
+        identity_id: identity
+            .member("id")
+            .and_then(JsonView::text)
             .and_then(parse_uuid),
     })
 }
 
-fn walk(v: &Value, email_traits: &[String], f: &mut Findings) {
+/// Every member of every object, duplicates included: a credential under a repeated key is
+/// found whichever copy a client reads.
+fn walk(v: &Node, email_traits: &[String], f: &mut Findings) {
     match v {
-        Value::Object(o) => {
-            if let Some(s) = session_ref(o) {
+        Node::Object(members) => {
+            if let Some(s) = session_ref(v) {
                 f.sessions.push(s);
             }
-            for (k, child) in o {
-                match (k.as_str(), child) {
-                    ("session_token" | "ory_session_token", Value::String(t)) if !t.is_empty() => {
-                        f.tokens.push(t.clone())
+            for (k, child) in members {
+                match (k.as_ref(), child) {
+                    ("session_token" | "ory_session_token", Node::Str(t)) if !t.is_empty() => {
+                        f.tokens.push(t.as_ref().to_owned())
                     }
-                    ("tokenized", Value::String(t)) if !t.is_empty() => f.tokenized = true,
-                    ("identity", identity @ Value::Object(i)) => {
-                        if let Some(id) = i.get("id").and_then(Value::as_str).and_then(parse_uuid) {
+                    ("tokenized", Node::Str(t)) if !t.is_empty() => f.tokenized = true,
+                    ("identity", identity @ Node::Object(_)) => {
+                        if let Some(id) = identity
+                            .member("id")
+                            .and_then(JsonView::text)
+                            .and_then(parse_uuid)
+                        {
                             if !f.identities.contains(&id) {
                                 f.identities.push(id);
                             }
@@ -169,7 +172,7 @@ fn walk(v: &Value, email_traits: &[String], f: &mut Findings) {
                 walk(child, email_traits, f);
             }
         }
-        Value::Array(items) => {
+        Node::Array(items) => {
             for i in items {
                 walk(i, email_traits, f);
             }
@@ -181,14 +184,13 @@ fn walk(v: &Value, email_traits: &[String], f: &mut Findings) {
 /// The e-mail addresses of an identity object: `verifiable_addresses[].value`,
 /// `recovery_addresses[].value` and the string (or strings) at each of `email_traits`
 /// (dot-separated paths such as `traits.email`), trimmed and lower-cased.
-pub fn identity_addresses(identity: &Value, email_traits: &[String]) -> Vec<String> {
+pub fn identity_addresses<J: JsonView>(identity: &J, email_traits: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut push = |v: &Value| {
-        let strings: Vec<&str> = match v {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
+    let mut push = |v: &J| {
+        let single = v.text();
+        let strings = single
+            .into_iter()
+            .chain(v.elements().iter().filter_map(JsonView::text));
         for s in strings {
             let a = s.trim().to_lowercase();
             if a.contains('@') && !out.contains(&a) {
@@ -197,9 +199,9 @@ pub fn identity_addresses(identity: &Value, email_traits: &[String]) -> Vec<Stri
         }
     };
     for list in ["verifiable_addresses", "recovery_addresses"] {
-        if let Some(Value::Array(items)) = identity.get(list) {
-            for item in items {
-                if let Some(v) = item.get("value") {
+        if let Some(items) = identity.member(list) {
+            for item in items.elements() {
+                if let Some(v) = item.member("value") {
                     push(v);
                 }
             }
@@ -208,7 +210,7 @@ pub fn identity_addresses(identity: &Value, email_traits: &[String]) -> Vec<Stri
     for path in email_traits {
         let mut v = Some(identity);
         for seg in path.split('.') {
-            v = v.and_then(|x| x.get(seg));
+            v = v.and_then(|x| x.member(seg));
         }
         if let Some(v) = v {
             push(v);
@@ -291,44 +293,39 @@ const IDENTIFIER_FIELDS: [&str; 2] = ["identifier", "password_identifier"];
 /// the media types of the comma-separated `Content-Type` value, parameters ignored, JSON
 /// before form. A parameter that merely mentions "json" does not make a form body JSON.
 pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<String> {
-    let media_types: Vec<String> = content_type
-        .unwrap_or("")
-        .split(',')
-        .map(|v| {
+    let media_type = |wanted: &str| {
+        content_type.unwrap_or("").split(',').any(|v| {
             v.split(';')
                 .next()
                 .unwrap_or("")
                 .trim()
-                .to_ascii_lowercase()
+                .eq_ignore_ascii_case(wanted)
         })
-        .collect();
-    let is_json = media_types.iter().any(|m| m == "application/json");
-    let is_form = media_types
-        .iter()
-        .any(|m| m == "application/x-www-form-urlencoded");
-    let field = |name: &str| -> Option<String> {
-        if is_json {
-            serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v.get(name).and_then(Value::as_str).map(str::to_owned))
-        } else if is_form {
+    };
+    let usable = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.len() <= 512).then(|| s.to_owned())
+    };
+    if media_type("application/json") {
+        let tree = Node::parse(body).ok()?;
+        IDENTIFIER_FIELDS
+            .iter()
+            .find_map(|name| tree.member(name).and_then(JsonView::text).and_then(usable))
+    } else if media_type("application/x-www-form-urlencoded") {
+        IDENTIFIER_FIELDS.iter().find_map(|name| {
             form_urlencoded::parse(body)
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        } else {
-            None
-        }
-    };
-    IDENTIFIER_FIELDS.iter().find_map(|name| {
-        field(name)
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty() && s.len() <= 512)
-    })
+                .and_then(|(_, v)| usable(&v))
+        })
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";
 
@@ -428,6 +425,14 @@ mod tests {
             inspect_json(body, &traits()).expect("p").tokens,
             vec!["ory_st_esc"]
         );
+    }
+
+    #[test]
+    fn every_copy_of_a_repeated_key_is_read() {
+        // A client library may read either copy; both are credentials.
+        let body = br#"{"session_token":"ory_st_first","session_token":"ory_st_second"}"#;
+        let f = inspect_json(body, &traits()).unwrap();
+        assert_eq!(f.tokens, ["ory_st_first", "ory_st_second"]);
     }
 
     #[test]
