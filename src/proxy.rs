@@ -268,19 +268,26 @@ impl<P: Policy> Proxy<P> {
             Err(answer) => return Ok(answer),
         };
 
-        // The response timeout runs from the moment the request body has been sent: a large
-        // upload is not a slow Kratos.
-        let body_sent = Arc::new(tokio::sync::Notify::new());
-        let request = request.map(|b| NotifyOnEnd::new(b, Arc::clone(&body_sent)).boxed());
         let started = Instant::now();
         let timeout = self.response_timeout;
-        let deadline = async {
-            body_sent.notified().await;
-            tokio::time::sleep(timeout).await;
-        };
-        let sent = tokio::select! {
-            r = self.client.request(request) => Ok(r),
-            () = deadline => Err(()),
+        let sent = if http_body::Body::is_end_stream(request.body()) {
+            // Nothing to upload (most requests): the response timeout starts now.
+            tokio::time::timeout(timeout, self.client.request(request))
+                .await
+                .map_err(|_| ())
+        } else {
+            // The response timeout runs from the moment the request body has been sent: a
+            // large upload is not a slow Kratos.
+            let body_sent = Arc::new(tokio::sync::Notify::new());
+            let request = request.map(|b| NotifyOnEnd::new(b, Arc::clone(&body_sent)).boxed());
+            let deadline = async {
+                body_sent.notified().await;
+                tokio::time::sleep(timeout).await;
+            };
+            tokio::select! {
+                r = self.client.request(request) => Ok(r),
+                () = deadline => Err(()),
+            }
         };
         self.upstream_seconds
             .observe(started.elapsed().as_secs_f64());

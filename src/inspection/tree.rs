@@ -165,7 +165,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        // serde_json gives no size hint; most objects in Kratos bodies have a handful of
+        // members, and starting at eight saves the first reallocations.
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
         while let Some((Text(k), v)) = map.next_entry::<Text<'de>, Node<'de>>()? {
             members.push((k, v));
         }
