@@ -7,14 +7,17 @@
 # The upstream is nginx imitating Kratos with the repository's fixtures (whoami with the
 # identity header, native login with a session_token). Every cell runs once per round and the
 # rounds are interleaved, so machine noise hits every target alike; the table shows medians.
-# Writes the results into BENCHMARKS.md (between the bench markers) and prints PASS/FAIL per
-# target.
+# Load: wrk (Debian) at fixed concurrency; at a fixed rate kratos-gate-bench-load
+# (bench/load.rs, built with the gateway by `cargo build --release --features bench`: open
+# loop like wrk2, coordinated-omission corrected). Writes the results into BENCHMARKS.md
+# (between the bench markers) and prints PASS/FAIL per target.
 #
 # Usage: bench/run.sh [--quick] [--baseline GIT-REV] [--no-install] [--no-build]
 #   --quick          one round of 2 s per cell, no import run (a smoke test, ~2 min)
-#   --baseline REV   also build REV and run it as an extra target ("kratos-gate baseline")
-#   --no-install     do not apt-get/cargo install anything (tools must be on PATH)
-#   --no-build       use the release binary already built
+#   --baseline REV   also build REV and run it as an extra target ("kratos-gate baseline"; the
+#                    load generator still comes from this tree)
+#   --no-install     do not apt-get install anything (tools must be on PATH)
+#   --no-build       use the release binaries already built (gateway and load generator)
 #   --micro          also run the micro-benchmarks (cargo run --release --example micro; builds
 #                    the dev-dependencies, a few minutes more on a fresh machine)
 # Environment: ROUNDS (3), DURATION (3 s), CONNS (32), RATE (auto: half the slowest cell),
@@ -46,8 +49,7 @@ done
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench}
-TOOLS_ROOT=$CARGO_TARGET_DIR/bench-tools
-export PATH="$TOOLS_ROOT/bin:$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cargo/bin:$PATH"
 PY=python3
 T0=$(date +%s)
 
@@ -80,26 +82,15 @@ if [ "$INSTALL" = 1 ]; then
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v curl >/dev/null || missing+=(curl)
   command -v python3 >/dev/null || missing+=(python3)
-  if ! command -v oha >/dev/null; then
-    # oha is built with native-tls (OpenSSL) instead of its default rustls, which would
-    # compile aws-lc-rs: much faster on a small machine.
-    command -v pkg-config >/dev/null || missing+=(pkg-config)
-    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
-  fi
   if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     # Only the binaries: Debian's nginx packages try to start a service, which is not wanted.
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  if ! command -v oha >/dev/null; then
-    echo "installing oha from crates.io (fixed-rate load runs)"
-    cargo install oha --locked --no-default-features --features native-tls --version '~1.16' \
-      --root "$TOOLS_ROOT" --quiet
-  fi
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-for t in wrk oha curl python3; do command -v $t >/dev/null || die "$t is missing"; done
+for t in wrk curl python3; do command -v $t >/dev/null || die "$t is missing"; done
 [ -x "$NGINX" ] || die "nginx is missing"
 # Debian's package may have started its own nginx on :80; it is not ours and stays untouched.
 
@@ -113,6 +104,7 @@ DAV=$RUN/dav
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then DAV=$(mktemp -d /dev/shm/kratos-gate-bench.XXXXXX); fi
 mkdir -p "$DAV/upload" "$DAV/tmp"
 BIN=$CARGO_TARGET_DIR/release/kratos-gate
+LOAD=$CARGO_TARGET_DIR/release/kratos-gate-bench-load
 BUILD_INFO="reused"
 if [ "$BUILD" = 1 ]; then
   BASE_CACHE=""
@@ -126,7 +118,7 @@ if [ "$BUILD" = 1 ]; then
     git -C "$ROOT" archive "$BASELINE" | tar -x -C "$OUT/baseline-src"
     # Both trees are the same package in one target dir (shared dependencies): cargo can
     # take either for fresh while release/kratos-gate is the other's, so clean the package
-    # before each build.
+    # before each build. The current tree is built after it (with the load generator).
     (cd "$OUT/baseline-src" && cargo clean -p kratos-gate --release --quiet \
       && cargo build --release --locked --quiet)
     cp "$CARGO_TARGET_DIR/release/kratos-gate" "$OUT/kratos-gate-baseline"
@@ -135,10 +127,11 @@ if [ "$BUILD" = 1 ]; then
   fi
   log "build"
   b0=$(date +%s)
-  (cd "$ROOT" && cargo build --release --locked --quiet)
-  BUILD_INFO="cargo build --release in $(( $(date +%s) - b0 )) s at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+  (cd "$ROOT" && cargo build --release --locked --features bench --quiet)
+  BUILD_INFO="cargo build --release --features bench in $(( $(date +%s) - b0 )) s at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
 fi
 [ -x "$BIN" ] || die "no release binary at $BIN"
+[ -x "$LOAD" ] || die "no load generator at $LOAD (cargo build --release --features bench)"
 if [ -n "$BASELINE" ] && [ "$BUILD" = 0 ]; then
   cached=$OUT/kratos-gate-$(git -C "$ROOT" rev-parse --short "$BASELINE")
   [ -x "$cached" ] && cp "$cached" "$OUT/kratos-gate-baseline"
@@ -155,7 +148,7 @@ MEASURE_T0=$(date +%s)
   echo "mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
   echo "kernel=$(uname -r)"
   echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "tools=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(oha --version), $(rustc --version | cut -d' ' -f1-2)"
+  echo "tools=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | sed 's/.*: //'), kratos-gate-bench-load (bench/load.rs), $(rustc --version | cut -d' ' -f1-2)"
   echo "build=$BUILD_INFO"
 } > "$RUN/machine.txt"
 cat "$RUN/machine.txt"
@@ -349,11 +342,12 @@ wrk.headers["Accept"] = "application/json"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '$LOGIN_REQUEST'
 EOF
-oha_args() { # workload -> OHA_ARGS
+load_args() { # workload -> LOAD_ARGS
   case "$1" in
-    pass) OHA_ARGS=(-H "Accept: application/json") ;;
-    whoami) OHA_ARGS=(-H "Accept: application/json" -H "X-Session-Token: $TOKEN") ;;
-    login) OHA_ARGS=(-m POST -H "Accept: application/json" -T application/json -d "$LOGIN_REQUEST") ;;
+    pass) LOAD_ARGS=(-H "Accept: application/json") ;;
+    whoami) LOAD_ARGS=(-H "Accept: application/json" -H "X-Session-Token: $TOKEN") ;;
+    login) LOAD_ARGS=(--method POST -H "Accept: application/json" -H "Content-Type: application/json"
+      --body "$LOGIN_REQUEST") ;;
   esac
 }
 
@@ -368,13 +362,13 @@ run_wrk() { # round workload target
   printf 'conc\t%s\t%s\t%s\t%s\n' "$2" "$3" "$1" "$r" >> "$RESULTS"
   printf '  round %s %-7s %-7s %s\n' "$1" "$2" "$3" "$r"
 }
-run_oha() { # round workload target rate [kind] [duration]
-  local f="$RUN/wrk/oha-$2-$3-$1-${5:-rate}.json" d=${6:-$DURATION}
-  oha_args "$2"
-  timeout $((d + 30)) oha -z "${d}s" -q "$4" -c "$CONNS" --latency-correction --no-tui \
-    --output-format json "${OHA_ARGS[@]}" "$(url "$3" "$2")" > "$f" 2>"$f.err" || die "oha failed: $(cat "$f.err")"
+run_load() { # round workload target rate [kind] [duration]
+  local f="$RUN/wrk/load-$2-$3-$1-${5:-rate}.json" d=${6:-$DURATION}
+  load_args "$2"
+  timeout $((d + 30)) "$LOAD" --url "$(url "$3" "$2")" --rate "$4" --duration "$d" \
+    --connections "$CONNS" "${LOAD_ARGS[@]}" > "$f" 2>"$f.err" || die "load generator failed: $(cat "$f.err")"
   local r
-  r=$($PY "$ROOT/bench/tools.py" parse oha "$f")
+  r=$($PY "$ROOT/bench/tools.py" parse load "$f")
   printf '%s\t%s\t%s\t%s\t%s\n' "${5:-rate}" "$2" "$3" "$1" "$r" >> "$RESULTS"
   printf '  round %s %-7s %-7s %-5s %s\n' "$1" "$2" "$3" "${5:-rate}" "$r"
 }
@@ -383,9 +377,9 @@ run_oha() { # round workload target rate [kind] [duration]
 log "smoke checks"
 for t in direct nginx "${GATEWAYS[@]}"; do
   for w in pass whoami login; do
-    oha_args "$w"
-    code=$(oha -n 1 -c 1 --no-tui --output-format json "${OHA_ARGS[@]}" "$(url "$t" "$w")" \
-      | $PY -c 'import json,sys; print(",".join(json.load(sys.stdin)["statusCodeDistribution"]))')
+    load_args "$w"
+    code=$(timeout 20 "$LOAD" --url "$(url "$t" "$w")" --count 1 "${LOAD_ARGS[@]}" \
+      | $PY -c 'import json,sys; print(",".join(json.load(sys.stdin)["status"]))')
     [ "$code" = 200 ] || die "$t $w answered $code"
   done
 done
@@ -442,7 +436,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for ((i = 0; i < n; i++)); do
     if ((r % 2)); then j=$(((i + (r - 1) * 4) % n)); else j=$(((n - 1 - i + (r - 1) * 4) % n)); fi
     c=${CELLS[$j]}
-    run_oha "$r" "${c%%:*}" "${c##*:}" "$RATE"
+    run_load "$r" "${c%%:*}" "${c##*:}" "$RATE"
   done
 done
 
@@ -451,7 +445,7 @@ log "upstream calls per whoami"
 upstream_requests() { curl -fsS "http://127.0.0.1:$UP/nginx_status" | awk 'NR==3{print $3}'; }
 for g in gw10 gwmail; do
   a=$(upstream_requests)
-  timeout 60 oha -n 200 -c 4 --no-tui --output-format json -H "X-Session-Token: $TOKEN" "$(url "$g" whoami)" > /dev/null
+  timeout 60 "$LOAD" --url "$(url "$g" whoami)" --count 200 --connections 4 -H "X-Session-Token: $TOKEN" > /dev/null
   b=$(upstream_requests)
   # One status request is counted between a and b.
   calls=$(calc "($b - $a - 1) / 200" 2)
@@ -532,10 +526,10 @@ rewriter() {
 }
 before=$(grep -c 'blocklist reloaded' "$RUN/logs/gw1m.log" || true)
 for ((r = 1; r <= ROUNDS; r++)); do
-  run_oha "$r" whoami gw1m "$RATE" quiet "$RD"
+  run_load "$r" whoami gw1m "$RATE" quiet "$RD"
   rewriter &
   RELOADER_PID=$!
-  run_oha "$r" whoami gw1m "$RATE" busy "$RD"
+  run_load "$r" whoami gw1m "$RATE" busy "$RD"
   kill "$RELOADER_PID"; wait "$RELOADER_PID" 2>/dev/null || true
   RELOADER_PID=""
   sleep 1.5

@@ -100,24 +100,27 @@ def parse_wrk(path):
     return float(rps.group(1)), wrk_ms(p50.group(1)), wrk_ms(p99.group(1)), errors
 
 
-def parse_oha(path):
-    """requests/s, p50 ms, p99 ms, errors from `oha --output-format json`."""
-    d = json.load(open(path))
-    s = d["summary"]
-    lat = d.get("latencyPercentiles") or {}
-    codes = d.get("statusCodeDistribution") or {}
-    errors = sum(v for k, v in codes.items() if not k.startswith(("2", "3")))
-    # Requests still in flight when -z ends are "aborted due to deadline": not errors.
-    errors += sum(v for k, v in (d.get("errorDistribution") or {}).items() if "deadline" not in k)
-    p50 = lat.get("p50")
-    p99 = lat.get("p99")
+def parse_load(path):
+    """requests/s, p50 ms, p99 ms, errors from kratos-gate-bench-load (bench/load.rs) JSON."""
+    try:
+        d = json.load(open(path))
+        codes = d["status"]
+        # Connection errors and timeouts, and answers that are neither 2xx nor 3xx. Requests
+        # still running 2 s after the end are "unfinished": not errors (and not in p99).
+        errors = d["errors"] + sum(v for k, v in codes.items() if not k.startswith(("2", "3")))
+        rps, p50, p99 = d["rps"], d["p50_ms"], d["p99_ms"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise SystemExit("cannot parse load generator output %s: %s" % (path, e))
     if p50 is None or p99 is None:
-        raise SystemExit("cannot parse oha output %s" % path)
-    return s["requestsPerSec"], p50 * 1000.0, p99 * 1000.0, errors
+        raise SystemExit("no responses in %s" % path)
+    return rps, p50, p99, errors
 
 
 def cmd_parse(kind, path):
-    rps, p50, p99, errors = (parse_wrk if kind == "wrk" else parse_oha)(path)
+    parsers = {"wrk": parse_wrk, "load": parse_load}
+    if kind not in parsers:
+        raise SystemExit("unknown output kind %s" % kind)
+    rps, p50, p99, errors = parsers[kind](path)
     print("%.1f\t%.3f\t%.3f\t%d" % (rps, p50, p99, errors))
 
 
@@ -217,7 +220,7 @@ def cmd_report(out_dir, md_path, command):
                 WORKLOAD_NAMES[w], TARGET_NAMES[t], fmt(s["rps"]), fmt(s["p50"], "%.3f"),
                 fmt(s["p99"], "%.3f"), fmt(s["spread"], "%.1f"), s["errors"], rss or "–"))
     p("")
-    p("### Latency at a fixed rate (oha -q %s req/s, %s connections, latency-corrected, median of %s rounds)"
+    p("### Latency at a fixed rate (kratos-gate-bench-load, %s req/s open loop, %s connections, coordinated-omission corrected, median of %s rounds)"
       % (kv.get("rate", "?"), kv.get("conns", "?"), kv.get("rounds", "?")))
     p("")
     p("| workload | target | achieved req/s | p50 ms | p99 ms | errors |")
