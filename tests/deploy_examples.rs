@@ -72,3 +72,34 @@ fn every_shipped_gateway_config_passes_check() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `docker build` fails when Cargo.toml names a target whose file the image does not have
+/// (cargo refuses the manifest): every `path = "…"` outside `src/` must be copied by the
+/// Dockerfile and let through by its `.dockerignore`.
+#[test]
+fn the_image_build_gets_every_file_cargo_toml_names() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).expect("Dockerfile");
+    let ignore = std::fs::read_to_string(deploy_dir().join("Dockerfile.dockerignore"))
+        .expect("Dockerfile.dockerignore");
+    let named: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("path = \""))
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|p| !p.starts_with("src/"))
+        .collect();
+    assert!(!named.is_empty(), "Cargo.toml names bench targets");
+    for path in named {
+        assert!(
+            dockerfile
+                .lines()
+                .any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == path)),
+            "deploy/Dockerfile does not copy {path}"
+        );
+        assert!(
+            ignore.lines().any(|l| l.trim() == format!("!{path}")),
+            "deploy/Dockerfile.dockerignore does not let {path} through"
+        );
+    }
+}
