@@ -430,8 +430,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(plan)) {
         Ok(report) => {
-            println!("{report}");
-            ExitCode::SUCCESS
+            // A reader that went away (a closed pipe) is an error, not a panic.
+            use std::io::Write;
+            match writeln!(std::io::stdout(), "{report}") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kratos-gate-bench-load: cannot write the report: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(message) => {
             eprintln!("kratos-gate-bench-load: {message}");

@@ -88,7 +88,8 @@ impl BlocklistStore {
         self.metrics
             .blocklist_entries
             .set(i64::try_from(list.len()).unwrap_or(i64::MAX));
-        self.current.store(Arc::new(list));
+        let old = self.current.swap(Arc::new(list));
+        free_here(old);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -142,6 +143,25 @@ impl BlocklistStore {
     fn failed(&self, errors: Vec<Diagnostic>) -> ReloadOutcome {
         self.metrics.reload(ReloadResult::Failure);
         ReloadOutcome::Failed(errors)
+    }
+}
+
+/// Frees a replaced list on the calling (reload) thread. A request that still holds the last
+/// reference would otherwise free a million-entry table on a request thread, in the middle of
+/// a request. Requests hold a snapshot only briefly; after a short wait the list is left to
+/// whoever drops it last.
+fn free_here(mut old: Arc<Blocklist>) {
+    for _ in 0..50 {
+        match Arc::try_unwrap(old) {
+            Ok(list) => {
+                drop(list);
+                return;
+            }
+            Err(shared) => {
+                old = shared;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
     }
 }
 
