@@ -9,7 +9,8 @@
 # rounds are interleaved, so machine noise hits every target alike; the table shows medians.
 # Load: wrk (Debian) at fixed concurrency; at a fixed rate kratos-gate-bench-load
 # (bench/load.rs, built with the gateway by `cargo build --release --features bench`: open
-# loop like wrk2, coordinated-omission corrected). Writes the results into BENCHMARKS.md
+# loop like wrk2, coordinated-omission corrected). Every proxy cell also records the proxy's CPU
+# time per request (see cpu_ticks). Writes the results into BENCHMARKS.md
 # (between the bench markers) and prints PASS/FAIL per target.
 #
 # Usage: bench/run.sh [--quick] [--baseline GIT-REV] [--no-install] [--no-build]
@@ -351,24 +352,47 @@ load_args() { # workload -> LOAD_ARGS
   esac
 }
 
+# CPU time per request of the proxy under test: what its throughput becomes once the machine
+# is saturated, and less at the mercy of the other processes than requests/s, which moves by
+# 10-30 % between rounds on a shared machine. Not immune either (batching and caches change
+# with contention): compare medians of several rounds. user+system clock ticks of the
+# target's processes: nginx's master and workers, a gateway's process. /proc/PID/stat covers
+# every thread, including threads that exited (a sum over /proc/PID/task/*/stat would lose
+# those). Fields 14 and 15, counted after the last ')' since comm may contain spaces.
+cpu_ticks() { # target -> clock ticks, or - for direct
+  local pids
+  case "$1" in
+    direct) echo -; return ;;
+    nginx) pids="${PIDS[nginx]} $(pgrep -P "${PIDS[nginx]}")" ;; # master and workers
+    *) pids=${PIDS[$1]} ;;
+  esac
+  for p in $pids; do cat "/proc/$p/stat"; done \
+    | awk '{ sub(/.*\) /, ""); t += $12 + $13 } END { print t }'
+}
+cpu_delta() { # ticks-before ticks-after -> ticks, or -
+  if [ "$1" = - ]; then echo -; else echo $(($2 - $1)); fi
+}
+
 RESULTS=$RUN/results.tsv
 : > "$RESULTS"
 run_wrk() { # round workload target
-  local f="$RUN/wrk/$2-$3-$1.txt"
+  local f="$RUN/wrk/$2-$3-$1.txt" c0
+  c0=$(cpu_ticks "$3")
   timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency \
     -s "$RUN/wrk/$2.lua" "$(url "$3" "$2")" > "$f" 2>&1 || die "wrk failed: $(cat "$f")"
   local r
-  r=$($PY "$ROOT/bench/tools.py" parse wrk "$f")
+  r=$($PY "$ROOT/bench/tools.py" parse wrk "$f" "$(cpu_delta "$c0" "$(cpu_ticks "$3")")")
   printf 'conc\t%s\t%s\t%s\t%s\n' "$2" "$3" "$1" "$r" >> "$RESULTS"
   printf '  round %s %-7s %-7s %s\n' "$1" "$2" "$3" "$r"
 }
 run_load() { # round workload target rate [kind] [duration]
-  local f="$RUN/wrk/load-$2-$3-$1-${5:-rate}.json" d=${6:-$DURATION}
+  local f="$RUN/wrk/load-$2-$3-$1-${5:-rate}.json" d=${6:-$DURATION} c0
   load_args "$2"
+  c0=$(cpu_ticks "$3")
   timeout $((d + 30)) "$LOAD" --url "$(url "$3" "$2")" --rate "$4" --duration "$d" \
     --connections "$CONNS" "${LOAD_ARGS[@]}" > "$f" 2>"$f.err" || die "load generator failed: $(cat "$f.err")"
   local r
-  r=$($PY "$ROOT/bench/tools.py" parse load "$f")
+  r=$($PY "$ROOT/bench/tools.py" parse load "$f" "$(cpu_delta "$c0" "$(cpu_ticks "$3")")")
   printf '%s\t%s\t%s\t%s\t%s\n' "${5:-rate}" "$2" "$3" "$1" "$r" >> "$RESULTS"
   printf '  round %s %-7s %-7s %-5s %s\n' "$1" "$2" "$3" "${5:-rate}" "$r"
 }

@@ -84,9 +84,10 @@ def wrk_ms(text):
 
 
 def parse_wrk(path):
-    """requests/s, p50 ms, p99 ms, errors from `wrk --latency` output."""
+    """requests/s, p50 ms, p99 ms, errors, requests from `wrk --latency` output."""
     text = open(path).read()
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    requests = re.search(r"^\s*(\d+) requests in", text, re.M)
     p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
     errors = 0
@@ -95,33 +96,40 @@ def parse_wrk(path):
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if m:
         errors += sum(int(x) for x in m.groups())
-    if not (rps and p50 and p99):
+    if not (rps and p50 and p99 and requests):
         raise SystemExit("cannot parse wrk output %s:\n%s" % (path, text))
-    return float(rps.group(1)), wrk_ms(p50.group(1)), wrk_ms(p99.group(1)), errors
+    return (float(rps.group(1)), wrk_ms(p50.group(1)), wrk_ms(p99.group(1)), errors,
+            int(requests.group(1)))
 
 
 def parse_load(path):
-    """requests/s, p50 ms, p99 ms, errors from kratos-gate-bench-load (bench/load.rs) JSON."""
+    """requests/s, p50 ms, p99 ms, errors, requests from kratos-gate-bench-load (bench/load.rs)
+    JSON."""
     try:
         d = json.load(open(path))
         codes = d["status"]
         # Connection errors and timeouts, and answers that are neither 2xx nor 3xx. Requests
         # still running 2 s after the end are "unfinished": not errors (and not in p99).
         errors = d["errors"] + sum(v for k, v in codes.items() if not k.startswith(("2", "3")))
-        rps, p50, p99 = d["rps"], d["p50_ms"], d["p99_ms"]
+        rps, p50, p99, requests = d["rps"], d["p50_ms"], d["p99_ms"], d["requests"]
     except (ValueError, KeyError, TypeError) as e:
         raise SystemExit("cannot parse load generator output %s: %s" % (path, e))
     if p50 is None or p99 is None:
         raise SystemExit("no responses in %s" % path)
-    return rps, p50, p99, errors
+    return rps, p50, p99, errors, requests
 
 
-def cmd_parse(kind, path):
+def cmd_parse(kind, path, ticks="-"):
+    """One results.tsv tail: rps, p50, p99, errors, CPU µs per request of the proxy (`ticks`:
+    its user+system clock ticks during the run, "-" when there is no proxy)."""
     parsers = {"wrk": parse_wrk, "load": parse_load}
     if kind not in parsers:
         raise SystemExit("unknown output kind %s" % kind)
-    rps, p50, p99, errors = parsers[kind](path)
-    print("%.1f\t%.3f\t%.3f\t%d" % (rps, p50, p99, errors))
+    rps, p50, p99, errors, requests = parsers[kind](path)
+    cpu = "-"
+    if ticks != "-" and requests > 0:
+        cpu = "%.1f" % (int(ticks) / os.sysconf("SC_CLK_TCK") / requests * 1e6)
+    print("%.1f\t%.3f\t%.3f\t%d\t%s" % (rps, p50, p99, errors, cpu))
 
 
 # --- report -------------------------------------------------------------------------------
@@ -142,16 +150,18 @@ WORKLOAD_NAMES = {
 
 
 def load_results(path):
-    """results.tsv: kind, workload, target, round, rps, p50, p99, errors."""
+    """results.tsv: kind, workload, target, round, rps, p50, p99, errors, CPU µs per request
+    ("-" without a proxy; missing in files written before it was measured)."""
     rows = {}
     if not os.path.exists(path):
         return rows
     for line in open(path):
         if not line.strip() or line.startswith("#"):
             continue
-        kind, workload, target, rnd, rps, p50, p99, errors = line.rstrip("\n").split("\t")
+        kind, workload, target, rnd, rps, p50, p99, errors, *cpu = line.rstrip("\n").split("\t")
+        cpu = float(cpu[0]) if cpu and cpu[0] != "-" else None
         rows.setdefault((kind, workload, target), []).append(
-            (float(rps), float(p50), float(p99), int(errors))
+            (float(rps), float(p50), float(p99), int(errors), cpu)
         )
     return rows
 
@@ -179,6 +189,7 @@ def summary(rows, kind, workload, target):
         "p50": med([x[1] for x in r]),
         "p99": med([x[2] for x in r]),
         "errors": sum(x[3] for x in r),
+        "cpu": med([x[4] for x in r if x[4] is not None]),
         "n": len(r),
         "spread": (max(x[0] for x in r) - min(x[0] for x in r)) / med([x[0] for x in r]) * 100
         if med([x[0] for x in r])
@@ -208,36 +219,37 @@ def cmd_report(out_dir, md_path, command):
     p("### Throughput at fixed concurrency (wrk, %s connections, %s s × %s rounds, median)"
       % (kv.get("conns", "?"), kv.get("duration", "?"), kv.get("rounds", "?")))
     p("")
-    p("| workload | target | requests/s | p50 ms | p99 ms | spread % | errors | RSS after MB |")
-    p("|---|---|---:|---:|---:|---:|---:|---:|")
+    p("| workload | target | requests/s | p50 ms | p99 ms | spread % | errors | CPU µs/req | RSS after MB |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for w in ["pass", "whoami", "login"]:
         for t in targets:
             s = summary(rows, "conc", w, t)
             if not s:
                 continue
             rss = kv.get("rss_after_%s" % t)
-            p("| %s | %s | %s | %s | %s | %s | %d | %s |" % (
+            p("| %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
                 WORKLOAD_NAMES[w], TARGET_NAMES[t], fmt(s["rps"]), fmt(s["p50"], "%.3f"),
-                fmt(s["p99"], "%.3f"), fmt(s["spread"], "%.1f"), s["errors"], rss or "–"))
+                fmt(s["p99"], "%.3f"), fmt(s["spread"], "%.1f"), s["errors"],
+                fmt(s["cpu"], "%.1f"), rss or "–"))
     p("")
     p("### Latency at a fixed rate (kratos-gate-bench-load, %s req/s open loop, %s connections, coordinated-omission corrected, median of %s rounds)"
       % (kv.get("rate", "?"), kv.get("conns", "?"), kv.get("rounds", "?")))
     p("")
-    p("| workload | target | achieved req/s | p50 ms | p99 ms | errors |")
-    p("|---|---|---:|---:|---:|---:|")
+    p("| workload | target | achieved req/s | p50 ms | p99 ms | errors | CPU µs/req |")
+    p("|---|---|---:|---:|---:|---:|---:|")
     for w in ["pass", "whoami", "login"]:
         for t in targets:
             s = summary(rows, "rate", w, t)
             if not s:
                 continue
-            p("| %s | %s | %s | %s | %s | %d |" % (
+            p("| %s | %s | %s | %s | %s | %d | %s |" % (
                 WORKLOAD_NAMES[w], TARGET_NAMES[t], fmt(s["rps"]), fmt(s["p50"], "%.3f"),
-                fmt(s["p99"], "%.3f"), s["errors"]))
+                fmt(s["p99"], "%.3f"), s["errors"], fmt(s["cpu"], "%.1f")))
     p("")
     p("### Ratios (same run)")
     p("")
-    p("| workload | gateway/nginx req/s | gateway/direct req/s | gateway/nginx p99 (fixed rate) | gateway/direct p99 (fixed rate) |")
-    p("|---|---:|---:|---:|---:|")
+    p("| workload | gateway/nginx req/s | gateway/direct req/s | gateway/nginx p99 (fixed rate) | gateway/direct p99 (fixed rate) | gateway/nginx CPU per request |")
+    p("|---|---:|---:|---:|---:|---:|")
     for w in ["pass", "whoami", "login"]:
         g = summary(rows, "conc", w, "gw10")
         n = summary(rows, "conc", w, "nginx")
@@ -245,12 +257,30 @@ def cmd_report(out_dir, md_path, command):
         gr = summary(rows, "rate", w, "gw10")
         nr = summary(rows, "rate", w, "nginx")
         dr = summary(rows, "rate", w, "direct")
-        p("| %s | %s | %s | %s | %s |" % (
+        p("| %s | %s | %s | %s | %s | %s |" % (
             WORKLOAD_NAMES[w],
             fmt(ratio(g and g["rps"], n and n["rps"]), "%.2f"),
             fmt(ratio(g and g["rps"], d and d["rps"]), "%.2f"),
             fmt(ratio(gr and gr["p99"], nr and nr["p99"]), "%.2f"),
-            fmt(ratio(gr and gr["p99"], dr and dr["p99"]), "%.2f")))
+            fmt(ratio(gr and gr["p99"], dr and dr["p99"]), "%.2f"),
+            fmt(ratio(g and g["cpu"], n and n["cpu"]), "%.2f")))
+    # CPU time per request: what requests/s becomes once the machine is saturated, and less
+    # disturbed by the other processes on a shared machine (see cpu_ticks in run.sh).
+    p("")
+    p("CPU time per request of the proxy (user+system of its processes / requests, median of the rounds):")
+    p("")
+    pairs = [("gw10", "nginx", "kratos-gate (10 ids) / nginx")]
+    if "gwbase" in targets:
+        pairs.append(("gw10", "gwbase", "this build / baseline"))
+    for a, b, label in pairs:
+        for kind, kind_name in [("conc", "fixed concurrency"), ("rate", "fixed rate")]:
+            parts = []
+            for w in ["pass", "whoami", "login"]:
+                x, y = summary(rows, kind, w, a), summary(rows, kind, w, b)
+                x, y = x and x["cpu"], y and y["cpu"]
+                parts.append("%s %s (%s vs %s µs)" % (
+                    w, fmt(ratio(x, y), "%.2f×"), fmt(x, "%.1f"), fmt(y, "%.1f")))
+            p("- %s, %s: %s" % (label, kind_name, ", ".join(parts)))
     if "gwbase" in targets:
         p("")
         p("### Baseline (`%s`) against this build, same run" % kv.get("baseline", "?"))
@@ -414,7 +444,7 @@ def main(argv):
             d = d[k]
         print(d)
     elif cmd == "parse":
-        cmd_parse(argv[2], argv[3])
+        cmd_parse(*argv[2:5])
     elif cmd == "report":
         cmd_report(argv[2], argv[3], argv[4])
     else:
