@@ -49,6 +49,40 @@ pub fn read_blocklist(path: &Path) -> Result<crate::blocklist::Parsed, Vec<Diagn
     Blocklist::parse(text, &name)
 }
 
+/// Reads the file once it has not been modified for `quiet`, and checks that it did not
+/// change during the read. A file written in place passes through every prefix of itself,
+/// and each prefix that ends at a line is a valid, shorter list: read too early, it would
+/// unblock the ids after it until the next event. A file still changing after `MAX_SETTLE`
+/// is an error (the last good list stays; the writer's next event tries again).
+fn read_settled_file(path: &Path, quiet: Duration) -> Result<Vec<u8>, String> {
+    let started = std::time::Instant::now();
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    loop {
+        let before = stamp(path);
+        // A modification time in the future (another clock) gives no age: no wait.
+        let age = before
+            .and_then(|(_, modified)| modified)
+            .and_then(|m| SystemTime::now().duration_since(m).ok());
+        let in_time = started.elapsed() < MAX_SETTLE;
+        if let Some(age) = age.filter(|age| *age < quiet && in_time) {
+            std::thread::sleep(quiet.saturating_sub(age));
+            continue;
+        }
+        let bytes = read_file(path)?;
+        if stamp(path) == before {
+            return Ok(bytes);
+        }
+        if !in_time {
+            return Err("the file kept changing while it was read".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read blocklist: {e}"))?;
     if !meta.is_file() {
@@ -97,19 +131,29 @@ impl BlocklistStore {
         self.metrics.blocklist_last_success.set(now);
     }
 
-    /// Re-reads the file and swaps it in if it changed and is valid. Blocking: run it off the
-    /// async workers.
-    pub fn reload(&self) -> ReloadOutcome {
+    /// Re-reads the file (once it has been left alone for `quiet`) and swaps it in if it
+    /// changed and is valid. Blocking: run it off the async workers.
+    pub fn reload(&self, quiet: Duration) -> ReloadOutcome {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = std::time::Instant::now();
         let name = self.path.display().to_string();
-        let bytes = match read_file(&self.path) {
+        let bytes = match read_settled_file(&self.path, quiet) {
             Ok(b) => b,
             Err(m) => return self.failed(vec![Diagnostic::whole_file(&name, m)]),
         };
         if crate::blocklist::checksum(&bytes) == self.current.load().checksum() {
             self.metrics.reload(ReloadResult::Unchanged);
             return ReloadOutcome::Unchanged;
+        }
+        // Writing a file in place starts by truncating it: an empty file during a reload is
+        // far more likely a write in progress than a wish to unblock everyone. An empty list
+        // is written as `identities: []`.
+        if bytes.is_empty() {
+            return self.failed(vec![Diagnostic::whole_file(
+                &name,
+                "the file is empty (a write in progress?); to clear the list write `identities: []`"
+                    .to_owned(),
+            )]);
         }
         let text = match std::str::from_utf8(&bytes) {
             Ok(t) => t,
@@ -195,6 +239,28 @@ pub fn watch_folder(path: &Path, triggers: &ReloadTriggers) -> Option<notify::Re
     watcher
 }
 
+/// Waits until the folder has been quiet for `debounce`: a file written in place in several
+/// chunks is read once it is complete, not after its first chunk (a valid but shorter list
+/// would drop entries until the next event). Bounded, so that a folder that never stops
+/// changing still gets reloaded.
+async fn settle(events: &Notify, debounce: Duration) {
+    let deadline = tokio::time::Instant::now() + debounce.saturating_mul(10).max(MAX_SETTLE);
+    loop {
+        tokio::select! {
+            _ = events.notified() => {
+                if tokio::time::Instant::now() >= deadline {
+                    events.notify_one(); // reload now, and once more for this event
+                    return;
+                }
+            }
+            () = tokio::time::sleep(debounce) => return,
+        }
+    }
+}
+
+/// The longest a reload waits for a folder that keeps changing.
+const MAX_SETTLE: Duration = Duration::from_secs(1);
+
 /// Reloads on folder events, explicit triggers and the poll until `shutdown` turns true.
 pub async fn run_reloader(
     store: Arc<BlocklistStore>,
@@ -211,7 +277,7 @@ pub async fn run_reloader(
     loop {
         let source = tokio::select! {
             _ = triggers.fs_event.notified() => {
-                tokio::time::sleep(debounce).await;
+                settle(&triggers.fs_event, debounce).await;
                 "watch"
             }
             _ = triggers.now.notified() => "signal",
@@ -237,7 +303,7 @@ pub async fn run_reloader(
             .spawn(move || {
                 lower_this_threads_priority();
                 tracing::dispatcher::with_default(&dispatch, || {
-                    let outcome = s.reload();
+                    let outcome = s.reload(debounce);
                     report(&s, source, outcome, listener.as_ref());
                 });
                 let _ = done_tx.send(());

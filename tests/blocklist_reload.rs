@@ -143,3 +143,86 @@ async fn until_lapses_without_a_reload() {
     );
     gw.shutdown().await;
 }
+
+/// Ids that look like `n`-th test identities (valid version-4 UUIDs).
+fn nth_id(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+#[tokio::test]
+async fn a_file_truncated_in_place_keeps_the_list() {
+    // `cat new > blocklist.yaml` truncates first; a reload in between must not unblock
+    // everyone.
+    let gw = start_gateway(NOWHERE, NOWHERE, &blocklist_of(&[A])).await;
+    assert!(gw.wait_for_listed(A, true, Duration::from_secs(1)).await);
+    let failures = "kratos_gate_blocklist_reloads_total{result=\"failure\"}";
+    let before = metric(&gw.gateway().metrics().encode(), failures);
+    std::fs::File::create(gw.blocklist_path()).expect("truncate in place");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        gw.gateway().blocklist().snapshot().lookup_str(A).is_some(),
+        "an empty file emptied the list"
+    );
+    assert_eq!(
+        metric(&gw.gateway().metrics().encode(), failures),
+        before + 1.0
+    );
+    // The rest of the write arrives: applied as usual.
+    std::fs::write(gw.blocklist_path(), blocklist_of(&[B])).expect("write in place");
+    assert!(gw.wait_for_listed(B, true, Duration::from_secs(1)).await);
+    assert!(gw.wait_for_listed(A, false, Duration::from_secs(1)).await);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_file_written_in_place_in_chunks_is_read_whole() {
+    // A slow writer (a line every 10 ms, 320 ms in all; the debounce here is 200 ms, so that
+    // a loaded machine does not stretch a pause past it): each prefix ending at a line is a valid,
+    // shorter list. Reading one would unblock the ids after it until the next event.
+    let ids: Vec<String> = (1..=30).map(nth_id).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let gw = start_gateway_with(NOWHERE, NOWHERE, &blocklist_of(&refs), |c| {
+        c.blocklist.debounce = kratos_gate::config::HumanDuration(Duration::from_millis(200));
+    })
+    .await;
+    let last = ids.last().expect("ids").clone();
+    assert!(
+        gw.wait_for_listed(&last, true, Duration::from_secs(1))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut grown = refs.clone();
+    grown.push(C);
+    let text = blocklist_of(&grown);
+    let lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+    let path = gw.blocklist_path();
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&path).expect("truncate in place");
+        for line in &lines {
+            file.write_all(line.as_bytes()).expect("write");
+            file.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let store = gw.gateway().blocklist();
+    let mut shortest = usize::MAX;
+    while !writer.is_finished() {
+        shortest = shortest.min(store.snapshot().len());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    writer.await.expect("writer");
+    assert!(gw.wait_for_listed(C, true, Duration::from_secs(2)).await);
+    for _ in 0..100 {
+        shortest = shortest.min(store.snapshot().len());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        shortest,
+        ids.len(),
+        "the list shrank while the file was being written"
+    );
+    assert_eq!(store.snapshot().len(), ids.len() + 1);
+    gw.shutdown().await;
+}
