@@ -83,12 +83,36 @@ fn read_settled_file(path: &Path, quiet: Duration) -> Result<Vec<u8>, String> {
     }
 }
 
+/// The largest blocklist file read (about six million ids). A path pointed at a log or a
+/// disk image by mistake is refused with a clear error instead of exhausting the memory of
+/// the gateway that guards logins; the last good list stays in force.
+pub const MAX_BLOCKLIST_BYTES: u64 = 256 * 1024 * 1024;
+
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read blocklist: {e}"))?;
     if !meta.is_file() {
         return Err("cannot read blocklist: not a regular file".to_owned());
     }
-    std::fs::read(path).map_err(|e| format!("cannot read blocklist: {e}"))
+    let too_large = || {
+        format!(
+            "the file is larger than {} MiB, the most a blocklist may be",
+            MAX_BLOCKLIST_BYTES / (1024 * 1024)
+        )
+    };
+    if meta.len() > MAX_BLOCKLIST_BYTES {
+        return Err(too_large());
+    }
+    // Bounded again while reading: the file may grow after the size was looked at.
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read blocklist: {e}"))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_BLOCKLIST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read blocklist: {e}"))?;
+    if bytes.len() as u64 > MAX_BLOCKLIST_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 impl BlocklistStore {

@@ -178,3 +178,23 @@ fn lint_warns_about_expired_and_redundant_entries() {
         "{err}"
     );
 }
+
+#[test]
+fn a_blocklist_path_pointing_at_something_huge_is_refused_not_read() {
+    // A path set to a log or a disk image by mistake: refused by size (the file is sparse,
+    // so the test costs no disk), before a byte of it is held in memory.
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(kratos_gate::reload::MAX_BLOCKLIST_BYTES + 1)
+        .expect("sparse file");
+    let (code, _, err) = run(bin().args(["check", "--blocklist", &path.display().to_string()]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:1:1: the file is larger than 256 MiB, the most a blocklist may be",
+            path.display()
+        )),
+        "{err}"
+    );
+}
