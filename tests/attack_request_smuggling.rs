@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use support::enforcement::{setup, Setup, JSON};
+use support::enforcement::{setup, still_serving, Setup, JSON};
 use support::fake_kratos::{Reply, Side};
 use support::fixtures;
 use support::logs::{self, Captured};
@@ -60,29 +60,10 @@ fn assert_refused_by_hyper(s: &Setup, logs: &Captured, got: &[u8], what: &str, b
         .collect();
     assert!(public.is_empty(), "{what}: reached Kratos: {public:?}");
     assert!(
-        connection_errors(logs) > before,
+        logs.connection_errors() > before,
         "{what}: no log line: {}",
         logs.text()
     );
-}
-
-fn connection_errors(logs: &Captured) -> usize {
-    logs.events()
-        .iter()
-        .filter(|e| e["message"] == "connection ended with an error")
-        .count()
-}
-
-async fn still_serving(s: &Setup) {
-    let (resp, _) = exchange(
-        s.gw.public,
-        format!(
-            "GET /sessions/whoami HTTP/1.1\r\nHost: a\r\nX-Session-Token: {}\r\n\r\n",
-            s.unlisted.token
-        ),
-    )
-    .await;
-    assert_eq!(resp.status, 200, "the gateway stopped serving");
 }
 
 fn script_listed_login(s: &Setup) {
@@ -112,7 +93,7 @@ async fn content_length_with_a_sign_or_junk_is_rejected() {
         "",
         "99999999999999999999999",
     ] {
-        let before = connection_errors(&logs);
+        let before = logs.connection_errors();
         let request = format!(
             "POST /self-service/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {value}\r\n\r\n{{}}{hidden}"
         );
@@ -273,7 +254,7 @@ async fn content_length_and_transfer_encoding_together_cannot_smuggle() {
         "Transfer-Encoding: gzip",
     ] {
         s.fake.clear_calls();
-        let before = connection_errors(&logs);
+        let before = logs.connection_errors();
         let request = format!(
             "POST /self-service/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n{te}\r\nContent-Length: 2\r\n\r\n{{}}{hidden}"
         );
@@ -281,7 +262,7 @@ async fn content_length_and_transfer_encoding_together_cannot_smuggle() {
         assert_refused_by_hyper(&s, &logs, &got, te, before);
     }
     // HTTP/1.0 has no chunked coding.
-    let before = connection_errors(&logs);
+    let before = logs.connection_errors();
     let got = send_and_drain(
         s.gw.public,
         format!("POST /self-service/login HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"),
@@ -300,7 +281,7 @@ async fn duplicate_content_length_cannot_smuggle() {
     let hidden = smuggled(&s);
 
     // Two different lengths: refused.
-    let before = connection_errors(&logs);
+    let before = logs.connection_errors();
     let got = send_and_drain(
         s.gw.public,
         format!(

@@ -14,30 +14,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use kratos_gate::config::HumanDuration;
 use tokio::io::AsyncWriteExt;
 
-use support::enforcement::{setup, setup_with, Setup, WAIT};
+use support::enforcement::{setup, setup_with, still_serving, Setup, WAIT};
 use support::fake_kratos::{Reply, Side};
 use support::fixtures;
-use support::logs::{self, Captured};
+use support::logs;
 use support::raw::{assert_no_credential_bytes, exchange, first_status, send_and_drain, RawConn};
-
-fn connection_errors(logs: &Captured) -> usize {
-    logs.events()
-        .iter()
-        .filter(|e| e["message"] == "connection ended with an error")
-        .count()
-}
-
-async fn still_serving(s: &Setup) {
-    let (resp, _) = exchange(
-        s.gw.public,
-        format!(
-            "GET /sessions/whoami HTTP/1.1\r\nHost: a\r\nX-Session-Token: {}\r\n\r\n",
-            s.unlisted.token
-        ),
-    )
-    .await;
-    assert_eq!(resp.status, 200, "the gateway stopped serving");
-}
 
 fn public_calls(s: &Setup) -> usize {
     s.fake
@@ -64,7 +45,7 @@ async fn request_head_over_the_limit_is_refused_before_kratos() {
         format!("GET /sessions/whoami HTTP/1.1\r\nHost: a\r\n{many}X-Session-Token: {token}\r\n\r\n"),
     ];
     for head in &heads {
-        let before = connection_errors(&logs);
+        let before = logs.connection_errors();
         let got = send_and_drain(s.gw.public, head, Duration::from_secs(2)).await;
         // hyper answers 431 and closes; it does so while reading the head, before the
         // gateway sees a request, so the log line is the connection's error, not an audit
@@ -76,7 +57,7 @@ async fn request_head_over_the_limit_is_refused_before_kratos() {
             String::from_utf8_lossy(&got)
         );
         assert_no_credential_bytes(&got, &s.listed);
-        assert!(connection_errors(&logs) > before, "{}", logs.text());
+        assert!(logs.connection_errors() > before, "{}", logs.text());
     }
     assert_eq!(public_calls(&s), 0, "{:?}", s.fake.calls());
 
@@ -233,7 +214,7 @@ async fn slow_loris_heads_are_cut_off_by_the_header_read_timeout() {
     // None of them reached Kratos (the honest whoami did). hyper times out the head before
     // the gateway sees a request: the log line is each connection's error.
     assert_eq!(public_calls(&s), 1, "{:?}", s.fake.calls());
-    assert!(connection_errors(&logs) >= 20, "{}", logs.text());
+    assert!(logs.connection_errors() >= 20, "{}", logs.text());
     still_serving(&s).await;
 }
 
@@ -288,7 +269,7 @@ async fn http2_streams_opened_and_reset_in_a_burst_are_cut_off() {
         pos += 9 + len;
     }
     assert_eq!(goaway, Some(0xb), "{} bytes", received.len());
-    assert_eq!(connection_errors(&logs), 1, "{}", logs.text());
+    assert_eq!(logs.connection_errors(), 1, "{}", logs.text());
     assert!(
         s.fake
             .calls_matching(Side::Public, "ANY", "/sessions/whoami")

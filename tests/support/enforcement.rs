@@ -405,3 +405,16 @@ pub fn assert_same_as_upstream(via_gateway: &Answer, direct: &Answer) {
         );
     }
 }
+
+/// The gateway still answers an ordinary request after an attack on another connection.
+pub async fn still_serving(s: &Setup) {
+    let (resp, _) = super::raw::exchange(
+        s.gw.public,
+        format!(
+            "GET /sessions/whoami HTTP/1.1\r\nHost: a\r\nX-Session-Token: {}\r\n\r\n",
+            s.unlisted.token
+        ),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "the gateway stopped serving");
+}

@@ -31,6 +31,14 @@ impl Captured {
             .collect()
     }
 
+    /// Connections the server ended because of an error (a refused request, a reset).
+    pub fn connection_errors(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|e| e["message"] == "connection ended with an error")
+            .count()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
