@@ -293,9 +293,15 @@ async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watc
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    // Every `+` and `-` so far on disk before the process exits.
+    // Every `+` and `-` so far on disk before the process exits (bounded: a hung disk must
+    // not hang the shutdown).
     if let Some(j) = &worker.journal {
-        j.sync().await;
+        if tokio::time::timeout(Duration::from_secs(5), j.sync())
+            .await
+            .is_err()
+        {
+            tracing::error!("revocation journal not written within 5 s of the shutdown");
+        }
     }
 }
 
