@@ -95,6 +95,24 @@ impl Binary {
             .find_map(|e| e["requeued"].as_u64())
     }
 
+    /// SIGTERM, and waits for the exit (a graceful shutdown).
+    async fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                assert!(status.success(), "{status}:\n{}", self.stderr());
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -181,6 +199,34 @@ async fn a_pending_revocation_survives_kill_9_and_is_sent_after_the_restart() {
         pending(dir.path()).is_empty()
     })
     .await;
+    bin.kill_9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_keeps_the_unconfirmed_revocation_for_the_next_start() {
+    let fake = FakeKratos::start().await;
+    let id = fresh_uuid();
+    let dir = setup(&fake);
+    fake.set_admin_failures(usize::MAX / 2);
+    let bin = Binary::start(dir.path()).await;
+    replace_atomically(
+        &dir.path().join("blocklist.yaml"),
+        &blocklist_of(&[&id.to_string()]),
+    );
+    fake.wait_for_call(Side::Admin, "DELETE", &path_of(id), WAIT)
+        .await
+        .expect("revoke-on-add tried the revocation");
+    bin.terminate().await;
+    assert_eq!(pending(dir.path()), [identity_target(id)]);
+
+    fake.set_admin_failures(0);
+    fake.clear_calls();
+    replace_atomically(&dir.path().join("blocklist.yaml"), "identities: []\n");
+    let bin = Binary::start(dir.path()).await;
+    assert_eq!(bin.requeued(), Some(1), "{}", bin.stderr());
+    fake.wait_for_call(Side::Admin, "DELETE", &path_of(id), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("revocation not sent after the restart:\n{}", bin.stderr()));
     bin.kill_9();
 }
 

@@ -151,13 +151,25 @@ fn rewrite(dir: &Path, bytes: &[u8]) -> io::Result<File> {
     let tmp = dir.join(TMP_NAME);
     let path = dir.join(FILE_NAME);
     {
-        let mut f = File::create(&tmp)?;
+        let mut f = private_file()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
     OpenOptions::new().append(true).open(&path)
+}
+
+/// Files only the gateway's user reads: the journal names sessions and login addresses.
+fn private_file() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -227,8 +239,14 @@ fn open_with(dir: &Path, capacity: usize, compact_at: u64) -> Result<Opened, Str
     let fail = |what: &str, e: io::Error| {
         format!("revocation.journal: cannot {what} {}: {e}", dir.display())
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail("create the directory", e))?;
-    let lock = OpenOptions::new()
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| fail("create the directory", e))?;
+    let lock = private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -520,6 +538,13 @@ mod tests {
             String::from_utf8(compacted(expected[..3].iter())).unwrap()
         );
         assert!(!dir.join(TMP_NAME).exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&dir.join(FILE_NAME)), 0o600);
+        }
         drop(o);
     }
 
