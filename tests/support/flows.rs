@@ -413,6 +413,8 @@ pub struct Flow {
     pub kind: FlowKind,
     pub flow_type: FlowType,
     pub id: Uuid,
+    /// When the flow was created (`issued_at`; it expires an hour later), fixed like Kratos's.
+    pub issued_at: SystemTime,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -487,6 +489,7 @@ impl Flow {
             kind,
             flow_type,
             id: fresh_uuid(),
+            issued_at: SystemTime::now(),
         }
     }
 
@@ -505,7 +508,7 @@ impl Flow {
     /// The flow object in state `state`, with `messages` in `ui.messages`, the submitted
     /// fields in `ui.nodes[].attributes.value` and the submitted `transient_payload`.
     pub fn render(&self, state: &str, submitted: &Submitted, messages: Vec<Json>) -> Json {
-        let now = SystemTime::now();
+        let now = self.issued_at;
         let kind = self.kind.path();
         let text = |name: &str| submitted.text(name).map(Json::str);
         let mut nodes = vec![node(
@@ -713,8 +716,11 @@ fn show_settings_ui(settings_flow: Uuid) -> Json {
 /// - any other body is the "send code" step: [`recovery_code_sent`].
 ///
 /// Every flow answer echoes the submitted `transient_payload` and fields; none names the
-/// identity (`RecoveredIdentityID` is `json:"-"`).
+/// identity (`RecoveredIdentityID` is `json:"-"`). The same request gets the same bytes (the
+/// flow's times and the settings flow id are fixed when the reply is made), so a test can
+/// compare the gateway's answer with the one Kratos gives directly.
 pub fn recovery(registry: Registry, flow: Flow, spec: SessionSpec) -> Reply {
+    let settings = fresh_uuid();
     Reply::from_fn(move |call| {
         let submitted = Submitted::of(call);
         if call.method != Method::POST || submitted.field("code").is_none() {
@@ -724,7 +730,6 @@ pub fn recovery(registry: Registry, flow: Flow, spec: SessionSpec) -> Reply {
             );
         }
         registry.add_session(spec.clone());
-        let settings = fresh_uuid();
         let mut body = flow.render("passed_challenge", &submitted, Vec::new());
         let mut continue_with = Vec::new();
         match flow.flow_type {
