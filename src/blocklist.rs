@@ -45,6 +45,19 @@ impl Entry {
     pub fn in_force_at(&self, now: i64) -> bool {
         self.until.is_none_or(|until| now < until)
     }
+
+    /// True when `self` blocks harder than `other`: an enforced entry over one in report
+    /// mode, then, within one mode, the longer `until` (`None` = indefinitely).
+    pub fn is_stricter_than(&self, other: &Entry) -> bool {
+        self.strictness() > other.strictness()
+    }
+
+    fn strictness(&self) -> (bool, i128) {
+        (
+            self.mode == Mode::Enforce,
+            self.until.map_or(i128::MAX, i128::from),
+        )
+    }
 }
 
 /// What on the list matched a given identity.
@@ -553,8 +566,8 @@ impl<'s> Collector<'s> {
         }
     }
 
-    /// Merges duplicate ids (the first keeps its place and reason; the longer block applies),
-    /// then builds the list. Warnings come in section order, each section in file order.
+    /// Merges duplicate ids (the first keeps its place; the strictest entry applies, see
+    /// [`merge_entries`]), then builds the list. Warnings come in section order, each section in file order.
     fn finish(mut self, checksum: u64) -> Result<Parsed, Vec<Diagnostic>> {
         if !self.errors.is_empty() {
             self.errors.sort_by_key(|d| (d.line, d.column));
@@ -621,15 +634,18 @@ fn duplicate(
     entry: &Entry,
     existing: &Entry,
 ) -> Diagnostic {
-    Diagnostic::new(
-        source,
-        entry.line,
-        entry.column,
+    let message = if entry.mode == existing.mode {
         format!(
             "{what} {key} is listed twice (first at line {}); the longer block applies",
             existing.line
-        ),
-    )
+        )
+    } else {
+        format!(
+            "{what} {key} is listed twice (first at line {}), once with `mode: report` and once enforced; the enforced entry applies",
+            existing.line
+        )
+    };
+    Diagnostic::new(source, entry.line, entry.column, message)
 }
 
 impl Blocklist {
@@ -708,30 +724,63 @@ impl Blocklist {
         self.lookup(&uuid).map(|e| (uuid, e))
     }
 
-    /// The entry that blocks an e-mail address now: the address itself, or its domain or a
-    /// parent domain (label-wise: `evil.example` matches `a.evil.example`, not
-    /// `notevil.example`). Case-insensitive, surrounding white space ignored.
+    /// The entry that blocks an e-mail address now: the strictest of
+    /// [`Blocklist::address_matches`] (enforce over report, then the longest `until`; on a
+    /// tie the address itself, then the most specific domain). Allocation-free beyond the
+    /// normalised address and the returned entry.
     pub fn lookup_address(&self, address: &str, now: i64) -> Option<(Matched<'_>, Entry)> {
+        let mut best: Option<(Matched<'_>, &Entry)> = None;
+        self.each_address_match(address, now, |m, e| {
+            if best.is_none_or(|(_, b)| e.is_stricter_than(b)) {
+                best = Some((m, e));
+            }
+        });
+        best.map(|(m, e)| (m, e.clone()))
+    }
+
+    /// Every entry that matches an e-mail address now: the address itself, then its domain
+    /// and each parent domain, most specific first (label-wise: `evil.example` matches
+    /// `a.evil.example`, not `notevil.example`). Case-insensitive, surrounding white space
+    /// ignored.
+    pub fn address_matches(&self, address: &str, now: i64) -> Vec<(Matched<'_>, Entry)> {
+        let mut out = Vec::new();
+        self.each_address_match(address, now, |m, e| out.push((m, e.clone())));
+        out
+    }
+
+    /// Calls `f` for every entry in force at `now` that matches `address`, in the order of
+    /// [`Blocklist::address_matches`].
+    fn each_address_match<'a>(
+        &'a self,
+        address: &str,
+        now: i64,
+        mut f: impl FnMut(Matched<'a>, &'a Entry),
+    ) {
         if self.emails.is_empty() && self.domains.is_empty() {
-            return None;
+            return;
         }
         let normalized = address.trim().to_lowercase();
         if let Some((k, e)) = self.emails.get_key_value(&normalized) {
             if e.in_force_at(now) {
-                return Some((Matched::Email(k), e.clone()));
+                f(Matched::Email(k), e);
             }
         }
-        let (_, domain) = normalized.rsplit_once('@')?;
+        if self.domains.is_empty() {
+            return;
+        }
+        let Some((_, domain)) = normalized.rsplit_once('@') else {
+            return;
+        };
         let mut candidate = domain.trim_end_matches('.');
         loop {
             if let Some((k, e)) = self.domains.get_key_value(candidate) {
                 if e.in_force_at(now) {
-                    return Some((Matched::Domain(k), e.clone()));
+                    f(Matched::Domain(k), e);
                 }
             }
             match candidate.split_once('.') {
                 Some((_, parent)) if !parent.is_empty() => candidate = parent,
-                _ => return None,
+                _ => return,
             }
         }
     }
@@ -780,7 +829,10 @@ impl Blocklist {
     }
 
     /// Things worth fixing that do not make the file invalid: expired entries (they match
-    /// nothing), addresses already covered by a listed domain.
+    /// nothing), addresses already covered by a listed domain, and modes in conflict: an
+    /// e-mail (or domain) in report mode under an enforced domain, or the reverse. (The same
+    /// id, address or domain listed twice with both modes is a parse warning, see
+    /// [`Parsed::warnings`]: the merged list no longer knows.)
     pub fn lint(&self, source: &str, now: i64) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for e in self.entries_with_until().filter(|e| !e.in_force_at(now)) {
@@ -796,17 +848,54 @@ impl Blocklist {
             domains: self.domains.clone(),
             ..Blocklist::default()
         };
+        let conflict = |what: &str, e: &Entry, d: &str, de: &Entry| -> Option<String> {
+            match (e.mode, de.mode) {
+                (Mode::Report, Mode::Enforce) => Some(format!(
+                    "{what} is listed with `mode: report`, but the domain {d} (line {}) is enforced; the enforced entry applies",
+                    de.line
+                )),
+                (Mode::Enforce, Mode::Report) => Some(format!(
+                    "{what} is enforced, but the domain {d} (line {}) is listed with `mode: report`; for {what} the enforced entry applies",
+                    de.line
+                )),
+                _ => None,
+            }
+        };
         for (email, e) in &self.emails {
-            if let Some((Matched::Domain(d), de)) = domain_only.lookup_address(email, now) {
+            let in_force = e.in_force_at(now);
+            let mut covered = None;
+            let mut conflicted = false;
+            domain_only.each_address_match(email, now, |m, de| {
+                let Matched::Domain(d) = m else { return };
+                if let Some(message) = conflict(email, e, d, de).filter(|_| in_force) {
+                    conflicted = true;
+                    out.push(Diagnostic::new(source, e.line, e.column, message));
+                } else if covered.is_none() && !e.is_stricter_than(de) {
+                    covered = Some((d, de.line));
+                }
+            });
+            if let (Some((d, line)), false) = (covered, conflicted) {
                 out.push(Diagnostic::new(
                     source,
                     e.line,
                     e.column,
-                    format!(
-                        "{email} is already covered by the domain {d} (line {})",
-                        de.line
-                    ),
+                    format!("{email} is already covered by the domain {d} (line {line})"),
                 ));
+            }
+        }
+        for (domain, e) in self.domains.iter().filter(|(_, e)| e.in_force_at(now)) {
+            let mut parent = domain.as_str();
+            while let Some((_, p)) = parent.split_once('.') {
+                parent = p;
+                let Some((d, de)) = self.domains.get_key_value(parent) else {
+                    continue;
+                };
+                if !de.in_force_at(now) {
+                    continue;
+                }
+                if let Some(message) = conflict(domain, e, d, de) {
+                    out.push(Diagnostic::new(source, e.line, e.column, message));
+                }
             }
         }
         out.sort_by_key(|d| (d.line, d.column));
@@ -948,13 +1037,17 @@ pub fn normalize_domain(text: &str) -> Option<String> {
     ok.then_some(t)
 }
 
-/// Two entries for one id: the block that lasts longer wins, and the first reason stays.
+/// Two entries for one id, address or domain: the strictest wins (enforce over report, then
+/// the longer `until`, `None` being forever) with its reason, else the other's reason. The
+/// merged entry keeps the first one's place in the file. Both parsers merge through here.
 fn merge_entries(existing: &mut Entry, other: Entry) {
-    existing.until = match (existing.until, other.until) {
-        (None, _) | (_, None) => None,
-        (Some(a), Some(b)) => Some(a.max(b)),
-    };
-    if existing.reason.is_none() {
+    if other.is_stricter_than(existing) {
+        existing.mode = other.mode;
+        existing.until = other.until;
+        if other.reason.is_some() {
+            existing.reason = other.reason;
+        }
+    } else if existing.reason.is_none() {
         existing.reason = other.reason;
     }
 }
@@ -1198,6 +1291,221 @@ mod tests {
     fn syntax_errors_have_position() {
         let errs = parse("identities:\n  - [unclosed\n").expect_err("x");
         assert!(errs[0].line >= 2, "{errs:?}");
+    }
+
+    /// The merged entry for a key listed twice, whichever order the two are in, and whether
+    /// the file is read by the fast path or by serde-saphyr.
+    #[test]
+    fn strictest_duplicate_wins_in_either_order_and_either_parser() {
+        let report_forever = "mode: report\n    reason: trial";
+        let enforce_2999 = "until: 2999-01-01T00:00:00Z";
+        let enforce_2998 = "until: 2998-01-01T00:00:00Z\n    reason: old ticket";
+        let enforce_forever = "reason: fraud";
+        let y2999 = parse_timestamp("2999-01-01T00:00:00Z");
+        // (first, second, expected mode, until, reason)
+        let cases = [
+            (
+                report_forever,
+                enforce_2999,
+                Mode::Enforce,
+                y2999,
+                Some("trial"),
+            ),
+            (
+                enforce_2999,
+                report_forever,
+                Mode::Enforce,
+                y2999,
+                Some("trial"),
+            ),
+            (
+                enforce_2998,
+                enforce_2999,
+                Mode::Enforce,
+                y2999,
+                Some("old ticket"),
+            ),
+            (
+                enforce_2999,
+                enforce_forever,
+                Mode::Enforce,
+                None,
+                Some("fraud"),
+            ),
+            (
+                enforce_forever,
+                report_forever,
+                Mode::Enforce,
+                None,
+                Some("fraud"),
+            ),
+            (
+                enforce_2998,
+                enforce_forever,
+                Mode::Enforce,
+                None,
+                Some("fraud"),
+            ),
+        ];
+        let now = unix_now();
+        for (first, second, mode, until, reason) in cases {
+            let text = format!(
+                "identities:\n  - id: {A}\n    {first}\n  - id: {A}\n    {second}\nemails:\n  - email: a@x.example\n    {first}\n  - email: A@X.example\n    {second}\nemail_domains:\n  - domain: y.example\n    {first}\n  - domain: Y.example.\n    {second}\n"
+            );
+            assert!(same_both_ways(&text), "{text}");
+            let parsed = parse(&text).expect("valid");
+            assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
+            let list = parsed.blocklist;
+            let entries = [
+                list.lookup_str(A).expect("listed").1,
+                list.lookup_address("a@x.example", now).expect("listed").1,
+                list.lookup_address("b@y.example", now).expect("listed").1,
+            ];
+            // The merged entry keeps the first one's place.
+            let (f, s) = (first.lines().count() as u64, second.lines().count() as u64);
+            let lines = [2, 5 + f + s, 8 + 2 * (f + s)];
+            for (e, line) in entries.into_iter().zip(lines) {
+                assert_eq!(
+                    (e.mode, e.until, e.reason.as_deref(), e.line),
+                    (mode, until, reason, line),
+                    "{text}"
+                );
+            }
+            // The same file in flow style (serde-saphyr only) merges the same way.
+            let flow = format!(
+                "identities: [{{id: {A}, {}}}, {{id: {A}, {}}}]\n",
+                first.replace("\n    ", ", "),
+                second.replace("\n    ", ", ")
+            );
+            assert!(!same_both_ways(&flow), "{flow}");
+            let e = parse(&flow)
+                .expect("valid")
+                .blocklist
+                .lookup_str(A)
+                .expect("x")
+                .1;
+            assert_eq!(
+                (e.mode, e.until, e.reason.as_deref()),
+                (mode, until, reason)
+            );
+        }
+    }
+
+    #[test]
+    fn mixed_mode_duplicates_say_the_enforced_entry_applies() {
+        let text = format!("identities:\n  - id: {A}\n    mode: report\n  - {A}\nemail_domains:\n  - x.example\n  - domain: x.example\n    mode: report\n");
+        assert!(same_both_ways(&text));
+        let parsed = parse(&text).expect("valid");
+        let w: Vec<(u64, &str)> = parsed
+            .warnings
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w[0].0, 4);
+        assert_eq!(w[1].0, 7);
+        for (_, m) in &w {
+            assert!(
+                m.contains("`mode: report`") && m.contains("the enforced entry applies"),
+                "{m}"
+            );
+            assert!(!m.contains("longer block"), "{m}");
+        }
+        assert_eq!(
+            parsed.blocklist.lookup_str(A).expect("x").1.mode,
+            Mode::Enforce
+        );
+        assert_eq!(
+            parsed
+                .blocklist
+                .lookup_address("a@x.example", unix_now())
+                .expect("x")
+                .1
+                .mode,
+            Mode::Enforce
+        );
+    }
+
+    #[test]
+    fn address_matches_lists_every_entry_and_lookup_picks_the_strictest() {
+        let text = "emails:\n  - email: A@Sub.Evil.example\n    mode: report\nemail_domains:\n  - domain: sub.evil.example\n    until: 2999-01-01T00:00:00Z\n  - evil.example\n  - domain: example\n    mode: report\n  - domain: other.example\n    until: 2001-01-01T00:00:00Z\n";
+        let list = parse(text).expect("valid").blocklist;
+        let now = unix_now();
+        let all = list.address_matches(" a@SUB.evil.EXAMPLE ", now);
+        let matched: Vec<String> = all.iter().map(|(m, _)| m.to_string()).collect();
+        assert_eq!(
+            matched,
+            vec![
+                "email:a@sub.evil.example",
+                "email_domain:sub.evil.example",
+                "email_domain:evil.example",
+                "email_domain:example",
+            ]
+        );
+        assert_eq!(all[0].1.mode, Mode::Report);
+        assert_eq!(all[1].1.line, 5);
+        // The strictest: enforced, and forever beats 2999.
+        let (m, e) = list
+            .lookup_address("a@sub.evil.example", now)
+            .expect("listed");
+        assert_eq!(m, Matched::Domain("evil.example"));
+        assert_eq!((e.mode, e.until), (Mode::Enforce, None));
+        // Until 2999 the sub-domain and the parent are both enforced; after it, the parent.
+        let (m, _) = list
+            .lookup_address("b@sub.evil.example", now)
+            .expect("listed");
+        assert_eq!(m, Matched::Domain("evil.example"));
+        // A tie goes to the most specific match; report only where nothing is enforced.
+        let (m, e) = list.lookup_address("b@plain.example", now).expect("listed");
+        assert_eq!((m, e.mode), (Matched::Domain("example"), Mode::Report));
+        // Expired entries are left out.
+        let other = list.address_matches("b@other.example", now);
+        assert_eq!(other.len(), 1, "{other:?}");
+        assert_eq!(other[0].0, Matched::Domain("example"));
+        assert!(list.address_matches("nobody", now).is_empty());
+        assert!(list.address_matches("", now).is_empty());
+        assert!(Blocklist::default()
+            .address_matches("a@evil.example", now)
+            .is_empty());
+        // Without domains, the e-mail entry alone.
+        let only = parse("emails: [x@y.example]\n").expect("v").blocklist;
+        assert_eq!(only.address_matches("X@y.example", now).len(), 1);
+        assert!(only.lookup_address("x@z.example", now).is_none());
+    }
+
+    #[test]
+    fn lint_reports_mode_conflicts_between_addresses_and_domains() {
+        let text = "emails:\n  - email: a@evil.example\n    mode: report\n  - email: b@trial.example\n  - c@evil.example\n  - email: d@x.evil.example\n    until: 2999-01-01T00:00:00Z\nemail_domains:\n  - evil.example\n  - domain: trial.example\n    mode: report\n  - domain: sub.evil.example\n    mode: report\n";
+        let list = parse(text).expect("valid").blocklist;
+        let lint = list.lint("bl.yaml", unix_now());
+        let got: Vec<(u64, u64, &str)> = lint
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert_eq!((got[0].0, got[0].1), (2, 5));
+        assert!(got[0].2.contains("a@evil.example is listed with `mode: report`, but the domain evil.example (line 9) is enforced; the enforced entry applies"), "{got:#?}");
+        assert_eq!(got[1].0, 4);
+        assert!(got[1].2.contains("b@trial.example is enforced, but the domain trial.example (line 10) is listed with `mode: report`; for b@trial.example the enforced entry applies"), "{got:#?}");
+        assert_eq!(got[2].0, 5);
+        assert!(
+            got[2].2.contains("covered by the domain evil.example"),
+            "{got:#?}"
+        );
+        assert_eq!(got[3].0, 6);
+        assert!(
+            got[3].2.contains("covered by the domain evil.example"),
+            "{got:#?}"
+        );
+        assert_eq!((got[4].0, got[4].1), (12, 5));
+        assert!(got[4].2.contains("sub.evil.example is listed with `mode: report`, but the domain evil.example (line 9) is enforced"), "{got:#?}");
+    }
+
+    #[test]
+    fn an_address_that_outlasts_its_domain_is_not_covered() {
+        let text = "emails:\n  - x@evil.example\nemail_domains:\n  - domain: evil.example\n    until: 2999-01-01T00:00:00Z\n";
+        let list = parse(text).expect("valid").blocklist;
+        assert!(list.lint("bl.yaml", unix_now()).is_empty());
     }
 
     #[test]

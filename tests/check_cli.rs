@@ -198,3 +198,23 @@ fn a_blocklist_path_pointing_at_something_huge_is_refused_not_read() {
         "{err}"
     );
 }
+
+#[test]
+fn check_warns_about_mode_conflicts_and_names_the_enforced_entry() {
+    let dir = setup(&format!(
+        "identities:\n  - id: {A}\n    mode: report\n  - {A}\nemails:\n  - email: x@evil.example\n    mode: report\nemail_domains:\n  - evil.example\n"
+    ));
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 warnings"), "{out}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    assert!(
+        err.contains(&format!("{file}:4:5: identity {A} is listed twice (first at line 2), once with `mode: report` and once enforced; the enforced entry applies (warning)")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:6:5: x@evil.example is listed with `mode: report`, but the domain evil.example (line 9) is enforced; the enforced entry applies (warning)")),
+        "{err}"
+    );
+    assert!(!err.contains("longer block"), "{err}");
+}
