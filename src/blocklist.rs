@@ -308,21 +308,21 @@ struct Section {
     name: &'static str,
     key: &'static str,
     example: &'static str,
-    parse: fn(&str) -> Option<String>,
+    parse: fn(&str) -> Result<String, Invalid>,
 }
 
 const EMAILS: Section = Section {
     name: "emails",
     key: "email",
     example: "spammer@example.com",
-    parse: normalize_email,
+    parse: email_key,
 };
 
 const DOMAINS: Section = Section {
     name: "email_domains",
     key: "domain",
     example: "throwaway.example",
-    parse: normalize_domain,
+    parse: domain_key,
 };
 
 /// A 1-based line and column in the file.
@@ -534,7 +534,7 @@ impl<'s> Collector<'s> {
             return;
         };
         match (section.parse)(&value) {
-            Some(k) => {
+            Ok(k) => {
                 let (map, warnings) = if section.key == "email" {
                     (&mut self.emails, &mut self.email_warnings)
                 } else {
@@ -550,19 +550,24 @@ impl<'s> Collector<'s> {
                     }
                 }
             }
-            None => self.error(
-                at,
-                format!(
-                    "`{}` is not {} (expected e.g. {})",
-                    value.trim(),
-                    if section.key == "email" {
-                        "an e-mail address"
-                    } else {
-                        "a domain"
-                    },
-                    section.example
-                ),
-            ),
+            Err(invalid) => {
+                let what = if section.key == "email" {
+                    "an e-mail address"
+                } else {
+                    "a domain"
+                };
+                let value = value.trim();
+                let message = match invalid {
+                    Invalid::Malformed => {
+                        format!("`{value}` is not {what} (expected e.g. {})", section.example)
+                    }
+                    Invalid::Idn => format!(
+                        "`{value}` is not {what}: its domain is not a valid internationalised domain name (IDNA/UTS-46; expected e.g. {})",
+                        section.example
+                    ),
+                };
+                self.error(at, message);
+            }
         }
     }
 
@@ -759,8 +764,10 @@ impl Blocklist {
         if self.emails.is_empty() && self.domains.is_empty() {
             return;
         }
-        let normalized = address.trim().to_lowercase();
-        if let Some((k, e)) = self.emails.get_key_value(&normalized) {
+        let normalized = address_key(address);
+        // `a@x.example.` is `a@x.example`: a suffix, so no copy.
+        let normalized = normalized.trim_end_matches('.');
+        if let Some((k, e)) = self.emails.get_key_value(normalized) {
             if e.in_force_at(now) {
                 f(Matched::Email(k), e);
             }
@@ -771,7 +778,7 @@ impl Blocklist {
         let Some((_, domain)) = normalized.rsplit_once('@') else {
             return;
         };
-        let mut candidate = domain.trim_end_matches('.');
+        let mut candidate = domain;
         loop {
             if let Some((k, e)) = self.domains.get_key_value(candidate) {
                 if e.in_force_at(now) {
@@ -1008,33 +1015,116 @@ fn diff<K: Clone + Ord + std::hash::Hash + Eq>(
     (added, extended, removed)
 }
 
-/// Lower-cases and checks an e-mail address: one `@`-separated local part and domain.
-pub fn normalize_email(text: &str) -> Option<String> {
-    let t = text.trim().to_lowercase();
-    let (local, domain) = t.rsplit_once('@')?;
-    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    normalize_domain(domain)?;
-    Some(t)
+/// Why a value is not an e-mail address or a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Invalid {
+    /// Not the shape of one.
+    Malformed,
+    /// The domain is not a valid internationalised domain name (IDNA/UTS-46).
+    Idn,
 }
 
-/// Lower-cases and checks a domain: dot-separated labels of letters, digits, `-` and `_`.
+/// Lower-cases and checks an e-mail address: one `@`-separated local part and a domain,
+/// the domain in its ASCII (punycode) form, see [`normalize_domain`].
+pub fn normalize_email(text: &str) -> Option<String> {
+    email_key(text).ok()
+}
+
+/// Checks a domain and gives its one spelling: ASCII, lower-case, without a trailing dot.
+/// An internationalised name is converted to punycode by UTS-46 (as browsers do), so
+/// `Bücher.example` and `xn--bcher-kva.example` are the same domain. Labels are letters,
+/// digits, `-` and `_`.
 pub fn normalize_domain(text: &str) -> Option<String> {
-    let t = text.trim().trim_end_matches('.').to_lowercase();
-    if t.is_empty() || t.len() > 253 {
-        return None;
+    domain_key(text).ok()
+}
+
+fn email_key(text: &str) -> Result<String, Invalid> {
+    let t = text.trim();
+    let (local, domain) = t.rsplit_once('@').ok_or(Invalid::Malformed)?;
+    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::Malformed);
     }
-    let ok = t.split('.').all(|label| {
+    let domain = domain_key(domain)?;
+    let mut key = local.to_lowercase();
+    key.push('@');
+    key.push_str(&domain);
+    Ok(key)
+}
+
+fn domain_key(text: &str) -> Result<String, Invalid> {
+    let t = text.trim().trim_end_matches('.');
+    if t.is_empty() || t.len() > 1024 {
+        return Err(Invalid::Malformed);
+    }
+    let ascii = domain_to_ascii(t)?;
+    let ascii = ascii.trim_end_matches('.');
+    if ascii.is_empty() || ascii.len() > 253 {
+        return Err(Invalid::Malformed);
+    }
+    let ok = ascii.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
             && label
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     });
-    ok.then_some(t)
+    if ok {
+        Ok(ascii.to_owned())
+    } else {
+        Err(Invalid::Malformed)
+    }
+}
+
+/// UTS-46 ToASCII (non-transitional, as in URLs): maps (lower-cases, NFC), checks, and
+/// punycode-encodes every label that is not ASCII; checks every `xn--` label too. A name that
+/// is ASCII but not a valid domain (`bad..domain`, `@x`) is left for the label check, so that
+/// it reads as malformed rather than as a bad IDN.
+fn domain_to_ascii(domain: &str) -> Result<Cow<'_, str>, Invalid> {
+    let is_idn = !domain.is_ascii()
+        || domain
+            .split('.')
+            .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
+    match idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::URL) {
+        Ok(ascii) => Ok(ascii),
+        Err(_) if is_idn => Err(Invalid::Idn),
+        Err(_) => Err(Invalid::Malformed),
+    }
+}
+
+/// An address as [`Blocklist::address_matches`] compares it: trimmed, lower-case, the domain
+/// in ASCII. An ASCII address (nearly all) costs one lower-cased copy, as before; only an
+/// address with non-ASCII characters goes through UTS-46. In a domain that UTS-46 refuses,
+/// each label it accepts is converted alone, so the domain's listed parents still match.
+fn address_key(address: &str) -> String {
+    let t = address.trim();
+    if t.is_ascii() {
+        return t.to_ascii_lowercase();
+    }
+    match t.rsplit_once('@') {
+        Some((local, domain)) => {
+            let mut key = local.to_lowercase();
+            key.push('@');
+            match domain_to_ascii(domain) {
+                Ok(ascii) => key.push_str(&ascii),
+                // Label by label: the labels UTS-46 accepts in their ASCII form.
+                Err(_) => {
+                    for (i, label) in domain.split('.').enumerate() {
+                        if i > 0 {
+                            key.push('.');
+                        }
+                        match domain_to_ascii(label) {
+                            Ok(ascii) => key.push_str(&ascii),
+                            Err(_) => key.push_str(&label.to_lowercase()),
+                        }
+                    }
+                }
+            }
+            key
+        }
+        None => t.to_lowercase(),
+    }
 }
 
 /// Two entries for one id, address or domain: the strictest wins (enforce over report, then
@@ -1474,6 +1564,103 @@ mod tests {
     }
 
     #[test]
+    fn unicode_and_punycode_spellings_are_one_entry() {
+        let now = unix_now();
+        let unicode = parse("emails:\n  - Anna@Bücher.Example\nemail_domains:\n  - BÜCHER.example.\n  - domain: straße.example\n").expect("valid");
+        let puny = parse("emails:\n  - anna@XN--BCHER-KVA.example\nemail_domains:\n  - xn--bcher-kva.EXAMPLE\n  - domain: xn--strae-oqa.example\n").expect("valid");
+        for list in [&unicode.blocklist, &puny.blocklist] {
+            // One spelling in the list: ASCII, lower-case, no trailing dot.
+            let mut keys: Vec<&str> = list.domains.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, ["xn--bcher-kva.example", "xn--strae-oqa.example"]);
+            assert!(list.emails.contains_key("anna@xn--bcher-kva.example"));
+            for address in [
+                "anna@bücher.example",
+                "ANNA@BÜCHER.EXAMPLE",
+                "anna@xn--bcher-kva.example",
+                "Anna@XN--Bcher-Kva.Example.",
+                " anna@Bücher.example ",
+            ] {
+                let all = list.address_matches(address, now);
+                let got: Vec<String> = all.iter().map(|(m, _)| m.to_string()).collect();
+                assert_eq!(
+                    got,
+                    [
+                        "email:anna@xn--bcher-kva.example",
+                        "email_domain:xn--bcher-kva.example"
+                    ],
+                    "{address}"
+                );
+            }
+            for address in [
+                "x@straße.example",
+                "x@XN--STRAE-OQA.example",
+                "x@sub.Straße.example",
+            ] {
+                assert!(
+                    matches!(
+                        list.lookup_address(address, now),
+                        Some((Matched::Domain("xn--strae-oqa.example"), _))
+                    ),
+                    "{address}"
+                );
+            }
+            // Non-transitional UTS-46: ß is not ss.
+            assert!(list.lookup_address("x@strasse.example", now).is_none());
+            // A domain UTS-46 refuses still matches its listed parents.
+            assert!(list
+                .lookup_address("x@a\u{200d}\u{5d0}.bücher.example", now)
+                .is_some());
+            assert!(list.lookup_address("x@bücher.example.evil", now).is_none());
+        }
+        assert!(same_both_ways(
+            "email_domains:\n  - Bücher.example\n  - xn--bcher-kva.example\n"
+        ));
+        // Both spellings in one file are one entry listed twice.
+        let both =
+            parse("email_domains:\n  - Bücher.example\n  - xn--bcher-kva.example\n").expect("v");
+        assert_eq!(both.blocklist.len(), 1);
+        assert_eq!(both.warnings.len(), 1);
+        assert!(both.warnings[0]
+            .message
+            .contains("xn--bcher-kva.example is listed twice"));
+    }
+
+    #[test]
+    fn an_invalid_idn_is_an_error_with_its_position() {
+        let text = "email_domains:\n  - fine.example\n  - xn--zz.example\n  - domain: a\u{200d}b.example\nemails:\n  - email: a@xn--a-ecp.example\n  - bad@xn--.example\n";
+        for errs in [
+            parse(text).expect_err("invalid"),
+            Blocklist::parse_with_serde_saphyr(text, "blocklist.yaml").expect_err("invalid"),
+        ] {
+            let at: Vec<(u64, u64)> = errs.iter().map(|e| (e.line, e.column)).collect();
+            assert_eq!(at, vec![(3, 5), (4, 13), (6, 12), (7, 5)], "{errs:?}");
+            for e in &errs {
+                assert!(
+                    e.message
+                        .contains("not a valid internationalised domain name"),
+                    "{e}"
+                );
+            }
+            assert!(
+                errs[0]
+                    .to_string()
+                    .starts_with("blocklist.yaml:3:5: `xn--zz.example` is not a domain"),
+                "{}",
+                errs[0]
+            );
+        }
+        // Malformed ASCII stays "not a domain" without IDN talk.
+        let errs = parse("email_domains:\n  - bad..domain\n  - -x.example\n").expect_err("x");
+        assert_eq!(errs.len(), 2);
+        assert!(
+            errs.iter()
+                .all(|e| !e.message.contains("internationalised")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn lint_reports_mode_conflicts_between_addresses_and_domains() {
         let text = "emails:\n  - email: a@evil.example\n    mode: report\n  - email: b@trial.example\n  - c@evil.example\n  - email: d@x.evil.example\n    until: 2999-01-01T00:00:00Z\nemail_domains:\n  - evil.example\n  - domain: trial.example\n    mode: report\n  - domain: sub.evil.example\n    mode: report\n";
         let list = parse(text).expect("valid").blocklist;
@@ -1768,6 +1955,10 @@ mod tests {
         "evil.example.",
         "bad..domain",
         "@evil.example",
+        "Bücher.example",
+        "x@bücher.example",
+        "xn--bcher-kva.example",
+        "xn--zz.example",
         "2027-01-01T00:00:00Z",
         "2001-01-01T00:00:00Z",
         "2027-01-01",

@@ -218,3 +218,31 @@ fn check_warns_about_mode_conflicts_and_names_the_enforced_entry() {
     );
     assert!(!err.contains("longer block"), "{err}");
 }
+
+#[test]
+fn check_accepts_unicode_and_punycode_domains_as_one_entry() {
+    let dir = setup("email_domains:\n  - Bücher.example\n  - xn--bcher-kva.example\nemails:\n  - anna@BÜCHER.example\n");
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 entries"), "{out}");
+    assert!(
+        err.contains(":3:5: domain xn--bcher-kva.example is listed twice (first at line 2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":5:5: anna@xn--bcher-kva.example is already covered by the domain xn--bcher-kva.example"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_an_invalid_idn_with_its_position() {
+    let dir = setup("email_domains:\n  - good.example\n  - xn--zz.example\n");
+    let (code, _, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{err}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    assert!(
+        err.starts_with(&format!("{file}:3:5: `xn--zz.example` is not a domain: its domain is not a valid internationalised domain name")),
+        "{err}"
+    );
+}

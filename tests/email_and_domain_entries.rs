@@ -194,3 +194,43 @@ async fn registration_with_a_listed_address_gets_no_session() {
     .expect("the new session is revoked");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn unicode_and_punycode_spellings_of_a_domain_are_one_entry() {
+    let unicode = "email_domains:\n  - Bücher.Example\nemails:\n  - anna@straße.example\n";
+    let punycode =
+        "email_domains:\n  - xn--bcher-kva.example\nemails:\n  - anna@XN--STRAE-OQA.example\n";
+    for list in [unicode, punycode] {
+        for email in [
+            "x@bücher.example",
+            "x@BÜCHER.example",
+            "x@xn--bcher-kva.example",
+            "x@Mail.XN--Bcher-Kva.Example",
+            "anna@straße.example",
+            "Anna@xn--strae-oqa.example",
+        ] {
+            let (status, body, _) = login_as(email, list).await;
+            assert_eq!(status, 403, "{list}{email}: {body}");
+            assert!(!body.contains("ory_st_"), "{email}: token leaked");
+        }
+        for email in [
+            "x@bucher.example",
+            "anna@strasse.example",
+            "bob@straße.example",
+        ] {
+            let (status, _, _) = login_as(email, list).await;
+            assert_eq!(status, 200, "{list}{email}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_enforced_domain_wins_over_an_address_in_report_mode() {
+    let list = "emails:\n  - email: x@evil.example\n    mode: report\nemail_domains:\n  - evil.example\n  - domain: trial.example\n    mode: report\n";
+    let (status, body, _) = login_as("x@evil.example", list).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("ory_st_"), "token leaked");
+    // Report mode alone lets the login through.
+    let (status, body, _) = login_as("x@trial.example", list).await;
+    assert_eq!(status, 200, "{body}");
+}
