@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Method;
 use uuid::Uuid;
 
-use super::fake_kratos::{fresh_uuid, RecordedCall, Registry, Reply, SessionSpec, SESSION_COOKIE};
+use super::fake_kratos::{
+    fresh_uuid, RecordedCall, Registry, Reply, SessionSpec, JSON_UTF8, SESSION_COOKIE,
+};
 use super::fixtures::Json;
 
 /// Where the fake's flows say Kratos and its UI live.
@@ -657,7 +659,10 @@ pub fn flow_reply(flow: Flow, status: u16, state: &str, messages: Vec<Json>) -> 
     let state = state.to_owned();
     Reply::from_fn(move |call| {
         let submitted = Submitted::of(call);
+        // A flow body is written with herodot's `WriteCode`, not `WriteError`: the success
+        // content type, whatever the status.
         Reply::json(status, flow.render(&state, &submitted, messages.clone()))
+            .header("content-type", JSON_UTF8)
     })
 }
 
