@@ -322,7 +322,7 @@ const DOMAINS: Section = Section {
     name: "email_domains",
     key: "domain",
     example: "throwaway.example",
-    parse: domain_key,
+    parse: domain_entry_key,
 };
 
 /// A 1-based line and column in the file.
@@ -561,6 +561,10 @@ impl<'s> Collector<'s> {
                     Invalid::Malformed => {
                         format!("`{value}` is not {what} (expected e.g. {})", section.example)
                     }
+                    Invalid::PublicSuffix => format!(
+                        "{} entry `{value}` is a public suffix: it would block every address under it (list the domains under it instead)",
+                        section.name
+                    ),
                     Invalid::Idn => format!(
                         "`{value}` is not {what}: its domain is not a valid internationalised domain name (IDNA/UTS-46; expected e.g. {})",
                         section.example
@@ -1022,6 +1026,8 @@ enum Invalid {
     Malformed,
     /// The domain is not a valid internationalised domain name (IDNA/UTS-46).
     Idn,
+    /// A domain entry that is a public suffix (`com`, `co.uk`, `github.io`).
+    PublicSuffix,
 }
 
 /// Lower-cases and checks an e-mail address: one `@`-separated local part and a domain,
@@ -1075,6 +1081,34 @@ fn domain_key(text: &str) -> Result<String, Invalid> {
     } else {
         Err(Invalid::Malformed)
     }
+}
+
+/// An `email_domains` entry: a domain ([`domain_key`]) that is not itself a public suffix.
+fn domain_entry_key(text: &str) -> Result<String, Invalid> {
+    let key = domain_key(text)?;
+    if is_public_suffix(&key) {
+        return Err(Invalid::PublicSuffix);
+    }
+    Ok(key)
+}
+
+/// True when `domain` (ASCII, lower-case, no trailing dot) is itself a suffix on the Public
+/// Suffix List compiled into the `psl` crate: an ICANN one (`com`, `co.uk`, `公司.cn`) or a
+/// private one (`github.io`, `blogspot.com`), each of whose subdomains belongs to someone
+/// else. A name the list does not know (`example`, `internal`) is not one.
+pub fn is_public_suffix(domain: &str) -> bool {
+    use psl::Psl;
+    // The compiled list holds internationalised suffixes in Unicode only.
+    let unicode;
+    let name = if domain.split('.').any(|l| l.starts_with("xn--")) {
+        unicode = idna::domain_to_unicode(domain).0;
+        unicode.as_str()
+    } else {
+        domain
+    };
+    psl::List
+        .suffix(name.as_bytes())
+        .is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
 }
 
 /// UTS-46 ToASCII (non-transitional, as in URLs): maps (lower-cases, NFC), checks, and
@@ -1658,6 +1692,42 @@ mod tests {
                 .all(|e| !e.message.contains("internationalised")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn public_suffixes_are_refused_as_domain_entries() {
+        for suffix in [
+            "com",
+            "co.uk",
+            "CO.UK.",
+            "github.io",
+            "blogspot.com",
+            "公司.cn",
+            "xn--55qx5d.cn",
+            "uk",
+            "foo.ck",
+        ] {
+            let text = format!("email_domains:\n  - good.example\n  - domain: {suffix}\n");
+            for errs in [
+                parse(&text).expect_err(suffix),
+                Blocklist::parse_with_serde_saphyr(&text, "blocklist.yaml").expect_err(suffix),
+            ] {
+                assert_eq!(errs.len(), 1, "{errs:?}");
+                assert_eq!((errs[0].line, errs[0].column), (3, 13), "{errs:?}");
+                assert_eq!(
+                    errs[0].message,
+                    format!("email_domains entry `{suffix}` is a public suffix: it would block every address under it (list the domains under it instead)")
+                );
+            }
+        }
+        // Registrable domains and names below a suffix are fine, and so are names the list
+        // does not know; an address at a suffix is an e-mail entry, not a domain one.
+        let fine = "email_domains:\n  - example.co.uk\n  - evil.github.io\n  - a.b.com\n  - www.ck\n  - example\n  - corp.internal\n  - bücher.de\nemails:\n  - root@com\n";
+        let list = parse(fine).expect("valid").blocklist;
+        assert_eq!(list.len(), 8);
+        assert!(is_public_suffix("xn--55qx5d.cn"));
+        assert!(!is_public_suffix("xn--bcher-kva.de"));
+        assert!(!is_public_suffix("example"));
     }
 
     #[test]

@@ -246,3 +246,31 @@ fn check_refuses_an_invalid_idn_with_its_position() {
         "{err}"
     );
 }
+
+#[test]
+fn check_refuses_public_suffixes_as_domain_entries() {
+    let dir = setup("email_domains:\n  - com\n  - throwaway.example\n  - domain: co.uk\n    reason: typo for evil.co.uk\n");
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{out}{err}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{file}:2:5: email_domains entry `com` is a public suffix: it would block every address under it (list the domains under it instead)"),
+            format!("{file}:4:13: email_domains entry `co.uk` is a public suffix: it would block every address under it (list the domains under it instead)"),
+        ],
+        "{err}"
+    );
+    // The same with the blocklist alone, and a normal domain under a suffix passes.
+    let path = dir.path().join("blocklist.yaml").display().to_string();
+    let (code, _, err) = run(bin().args(["check", "--blocklist", &path]));
+    assert_eq!(code, 2, "{err}");
+    write_file(
+        &dir.path().join("blocklist.yaml"),
+        "email_domains:\n  - evil.co.uk\n  - throwaway.example\n",
+    );
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 entries"), "{out}");
+}

@@ -234,3 +234,33 @@ async fn an_enforced_domain_wins_over_an_address_in_report_mode() {
     let (status, body, _) = login_as("x@trial.example", list).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_reload_with_a_public_suffix_keeps_the_last_good_list() {
+    use support::gateway::replace_atomically;
+    use support::metrics::metric;
+    let fake = FakeKratos::start().await;
+    let gw = start_gateway(&fake.public_url(), &fake.admin_url(), LIST).await;
+    replace_atomically(
+        &gw.blocklist_path(),
+        "email_domains:\n  - other.example\n  - co.uk\n",
+    );
+    let failures = "kratos_gate_blocklist_reloads_total{result=\"failure\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while metric(&gw.gateway().metrics().encode(), failures) < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "failure not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let list = gw.gateway().blocklist().snapshot();
+    let now = kratos_gate::blocklist::unix_now();
+    assert!(
+        list.lookup_address("x@evil.example", now).is_some(),
+        "last good list dropped"
+    );
+    assert!(list.lookup_address("x@other.example", now).is_none());
+    assert!(list.lookup_address("x@anything.co.uk", now).is_none());
+    gw.shutdown().await;
+}
