@@ -24,6 +24,7 @@ pub mod headers;
 pub mod hooks;
 pub mod inspection;
 pub mod kratos;
+pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod paths;
@@ -292,16 +293,38 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     ];
 
     readiness.set_listening();
-    tracing::info!(
-        public = %public_addr,
-        admin = ?admin_addr,
-        ops = %ops_addr,
-        upstream_public = %config.upstream.public,
-        upstream_admin = %config.upstream.admin,
-        blocklist = %config.blocklist.path.display(),
-        entries = blocklist.snapshot().len(),
-        "kratos-gate serving"
-    );
+    {
+        let list = blocklist.snapshot();
+        let listeners = [
+            Some(("public", public_addr)),
+            admin_addr.map(|a| ("admin", a)),
+            Some(("ops", ops_addr)),
+            hooks_addr.map(|a| ("hooks", a)),
+        ];
+        let listeners: Vec<String> = listeners
+            .iter()
+            .flatten()
+            .map(|(name, addr)| format!("{name}={addr}"))
+            .collect();
+        tracing::info!(
+            version = logging::VERSION,
+            commit = logging::COMMIT,
+            mode = if report_only { "report" } else { "enforce" },
+            listeners = %listeners.join(" "),
+            public = %public_addr,
+            admin = admin_addr.map(tracing::field::display),
+            ops = %ops_addr,
+            hooks = hooks_addr.map(tracing::field::display),
+            hooks_enabled = hooks_addr.is_some(),
+            upstream_public = %config.upstream.public,
+            upstream_admin = %config.upstream.admin,
+            source = %config.blocklist.path.display(),
+            blocklist = %config.blocklist.path.display(),
+            checksum = %format_args!("{:016x}", list.checksum()),
+            entries = list.len(),
+            "kratos-gate serving"
+        );
+    }
     Ok(Gateway {
         public_addr,
         admin_addr,
@@ -458,7 +481,10 @@ impl Gateway {
     /// tasks stop. Returns when everything has stopped.
     pub async fn shutdown(self) {
         self.readiness.set_draining();
-        tracing::info!(delay = ?self.shutdown_delay, "shutting down: readiness is now 503");
+        tracing::info!(
+            delay = %humantime::format_duration(self.shutdown_delay),
+            "shutting down: readiness is now 503"
+        );
         if !self.shutdown_delay.is_zero() {
             tokio::time::sleep(self.shutdown_delay).await;
         }
@@ -474,25 +500,4 @@ impl Gateway {
         let _ = self.ops.await;
         tracing::info!("shutdown complete");
     }
-}
-
-/// Installs the tracing subscriber: `json` for log pipelines, `text` for people.
-/// `RUST_LOG` overrides the default level (`info`).
-pub fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-    // A subscriber already installed (tests) is fine.
-    let _ = result;
 }

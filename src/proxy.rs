@@ -38,6 +38,8 @@ pub struct Exchange {
     pub login_identifier: Option<String>,
     /// A form or JSON request body was too large to copy, so its identifier is unknown.
     pub login_body_too_large: bool,
+    /// Kratos's status, once Kratos has answered (the access log).
+    pub upstream_status: Option<http::StatusCode>,
 }
 
 impl Exchange {
@@ -144,6 +146,8 @@ pub struct Proxy<P> {
     /// hashes the labels.
     requests: RequestCounters,
     upstream_seconds: Histogram,
+    /// `log.access`.
+    access_log: bool,
 }
 
 /// `kratos_gate_requests_total` of one listener, by status class.
@@ -205,6 +209,7 @@ impl<P: Policy> Proxy<P> {
             requests: RequestCounters::new(&metrics, listener),
             upstream_seconds,
             metrics,
+            access_log: config.log.access,
         }
     }
 
@@ -219,6 +224,7 @@ impl<P: Policy> Proxy<P> {
 
     /// Handles one request from a client; never fails (errors become responses).
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let access = crate::logging::access_start(self.access_log);
         let request_id = match headers::request_id(request.headers()) {
             Some(id) => RequestId::given(id),
             None => RequestId::generated(),
@@ -231,6 +237,7 @@ impl<P: Policy> Proxy<P> {
             uri: request.uri().clone(),
             login_identifier: None,
             login_body_too_large: false,
+            upstream_status: None,
         };
         let response = match self.forward(&mut exchange, request).await {
             Ok(r) => r,
@@ -240,7 +247,7 @@ impl<P: Policy> Proxy<P> {
                     .get_or_create(&ReasonLabels { reason: e.label() })
                     .inc();
                 tracing::warn!(
-                    listener = ?self.listener,
+                    listener = crate::logging::listener_name(self.listener),
                     request_id = %exchange.request_id,
                     method = %exchange.method,
                     path = %exchange.path(),
@@ -251,6 +258,7 @@ impl<P: Policy> Proxy<P> {
             }
         };
         self.requests.inc(response.status());
+        crate::logging::access(access, &exchange, response.status());
         response
     }
 
@@ -296,6 +304,7 @@ impl<P: Policy> Proxy<P> {
             Ok(Err(e)) => return Err(classify_client_error(&e)),
             Ok(Ok(r)) => r,
         };
+        exchange.upstream_status = Some(response.status());
         headers::strip_hop_by_hop(response.headers_mut());
         Ok(self.policy.on_response(exchange, response).await)
     }
