@@ -33,6 +33,7 @@ pub mod reload;
 pub mod respond;
 pub mod revocation;
 pub mod server;
+pub mod status;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -209,6 +210,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             Arc::clone(&policy),
             Arc::clone(&metrics),
         ),
+        metrics.request_duration("public"),
         builder.clone(),
         public_tls,
         stop_rx.clone(),
@@ -226,6 +228,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
                 policy,
                 Arc::clone(&metrics),
             ),
+            metrics.request_duration("admin"),
             builder.clone(),
             admin_tls,
             stop_rx.clone(),
@@ -236,11 +239,19 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let ops_task = {
         let readiness = Arc::clone(&readiness);
         let metrics = Arc::clone(&metrics);
+        let status = Arc::new(status::Status::new(Arc::clone(&blocklist), report_only));
         tokio::spawn(server::serve(
             "ops",
             ops,
             builder,
-            move |req, _peer, _tls| ops::handle(req, Arc::clone(&readiness), Arc::clone(&metrics)),
+            move |req, _peer, _tls| {
+                ops::handle(
+                    req,
+                    Arc::clone(&readiness),
+                    Arc::clone(&metrics),
+                    Arc::clone(&status),
+                )
+            },
             None,
             ops_rx,
             grace,
@@ -257,13 +268,20 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             message: config.hooks.message.clone(),
             report_only,
         });
+        let seconds = metrics.request_duration("hooks");
         listeners.push(tokio::spawn(server::serve(
             "hooks",
             listener,
             server::builder(&config.server),
             move |req, _peer, _tls| {
                 let endpoint = Arc::clone(&endpoint);
-                async move { endpoint.handle(req).await }
+                let seconds = seconds.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let response = endpoint.handle(req).await;
+                    seconds.observe(started.elapsed());
+                    response
+                }
             },
             None,
             stop_rx.clone(),
@@ -390,6 +408,7 @@ fn spawn_proxy<P: Policy>(
     name: &'static str,
     listener: TcpListener,
     proxy: Proxy<P>,
+    seconds: metrics::LatencyHistogram,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
@@ -403,9 +422,13 @@ fn spawn_proxy<P: Policy>(
         builder,
         move |req, addr, tls| {
             let proxy = Arc::clone(&proxy);
+            let seconds = seconds.clone();
             async move {
+                let started = std::time::Instant::now();
                 let peer = proxy.peer(addr, tls);
-                proxy.handle(req, peer).await
+                let response = proxy.handle(req, peer).await;
+                seconds.observe(started.elapsed());
+                response
             }
         },
         tls,
