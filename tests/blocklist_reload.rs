@@ -226,3 +226,122 @@ async fn a_file_written_in_place_in_chunks_is_read_whole() {
     assert_eq!(store.snapshot().len(), ids.len() + 1);
     gw.shutdown().await;
 }
+
+/// Waits for the reload audit line (`event=blocklist_reloaded`) number `n` (1-based).
+async fn reload_audit(log: &support::logs::Captured, n: usize) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(e) = log.audit("blocklist_reloaded").into_iter().nth(n - 1) {
+            return e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload audit: {}",
+            log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8(out.stdout).expect("text")[..64].to_owned()
+}
+
+/// Every change a reload makes is in its audit: ids, e-mails and domains added and removed,
+/// mode changes and `until` changes, with counts by kind and the file's SHA-256 before and
+/// after.
+#[tokio::test]
+async fn reload_audit_records_every_change_by_kind_with_the_checksum() {
+    let (log, _guard) = support::logs::capture();
+    let before = format!(
+        "identities:\n  - {A}\n  - id: {C}\n    until: 2090-01-01T00:00:00Z\n\
+         emails:\n  - gone@example.org\n  - email: later@example.org\n    until: 2090-01-01T00:00:00Z\n\
+         email_domains:\n  - evil.example\n  - quiet.example\n"
+    );
+    let gw = start_gateway(NOWHERE, NOWHERE, &before).await;
+    let old_sha = sha256_of(&gw.blocklist_path());
+    let after = format!(
+        "identities:\n  - {B}\n  - id: {C}\n    until: 2095-01-01T00:00:00Z\n\
+         emails:\n  - new@example.org\n  - email: later@example.org\n    until: 2080-01-01T00:00:00Z\n\
+         email_domains:\n  - domain: evil.example\n    mode: report\n  - fresh.example\n  - quiet.example\n"
+    );
+    replace_atomically(&gw.blocklist_path(), &after);
+    let e = reload_audit(&log, 1).await;
+    assert_eq!(e["message"], "blocklist reloaded");
+    assert_eq!(e["sha256"], sha256_of(&gw.blocklist_path()), "{e}");
+    assert_eq!(e["previous_sha256"], old_sha, "{e}");
+    assert_eq!(e["identities_added"], 1, "{e}");
+    assert_eq!(e["identities_removed"], 1, "{e}");
+    assert_eq!(e["emails_added"], 1, "{e}");
+    assert_eq!(e["emails_removed"], 1, "{e}");
+    assert_eq!(e["domains_added"], 1, "{e}");
+    assert_eq!(e["domains_removed"], 1, "{e}");
+    assert_eq!(e["extended"], 1, "{e}");
+    assert_eq!(e["shortened"], 1, "{e}");
+    assert_eq!(e["mode_changed"], 1, "{e}");
+    assert_eq!(e["changed"], 8, "{e}");
+    assert_eq!(e["identities"], 2, "{e}");
+    assert_eq!(e["emails"], 2, "{e}");
+    assert_eq!(e["domains"], 2, "{e}");
+    let changes = e["changes"].as_str().expect("changes");
+    for expected in [
+        format!("added identity {B}"),
+        format!("removed identity {A}"),
+        format!("until_extended identity {C} (until 2090-01-01T00:00:00Z -> 2095-01-01T00:00:00Z)"),
+        "added email new@example.org".to_owned(),
+        "removed email gone@example.org".to_owned(),
+        "until_shortened email later@example.org (until 2090-01-01T00:00:00Z -> 2080-01-01T00:00:00Z)".to_owned(),
+        "mode_report domain evil.example".to_owned(),
+        "added domain fresh.example".to_owned(),
+    ] {
+        assert!(changes.contains(&expected), "{expected:?} not in {changes}");
+    }
+    assert!(!changes.contains("quiet.example"), "{changes}");
+    // Each change is also an event of its own (debug level).
+    let each = log.audit("blocklist_change");
+    assert_eq!(each.len(), 8, "{each:?}");
+    assert!(each.iter().any(|c| c["kind"] == "email"
+        && c["entry"] == "new@example.org"
+        && c["change"] == "added"));
+    gw.shutdown().await;
+}
+
+/// A large change is summarised in the info line (counts and the first changes); the full
+/// list is at debug level, one event per change.
+#[tokio::test]
+async fn a_large_reload_is_summarised_with_every_change_at_debug_level() {
+    let (log, _guard) = support::logs::capture();
+    let gw = start_gateway(NOWHERE, NOWHERE, "").await;
+    let ids: Vec<String> = (0..150)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut list = blocklist_of(&refs);
+    list.push_str("emails:\n  - one@example.org\n");
+    replace_atomically(&gw.blocklist_path(), &list);
+    let e = reload_audit(&log, 1).await;
+    assert_eq!(e["identities_added"], 150, "{e}");
+    assert_eq!(e["emails_added"], 1, "{e}");
+    assert_eq!(e["added"], 151, "{e}");
+    let changes = e["changes"].as_str().expect("changes");
+    assert!(changes.contains("and 131 more"), "{changes}");
+    assert!(
+        changes.len() < 4000,
+        "the info line stays short: {}",
+        changes.len()
+    );
+    let each = log.audit("blocklist_change");
+    assert_eq!(each.len(), 151);
+    for id in &ids {
+        assert!(
+            each.iter().any(|c| c["entry"] == id.as_str()),
+            "{id} not logged"
+        );
+    }
+    assert!(each.iter().any(|c| c["entry"] == "one@example.org"));
+    gw.shutdown().await;
+}
