@@ -878,3 +878,77 @@ fn keep_other_cookies(from: &http::HeaderMap, to: &mut http::HeaderMap, session_
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn recovery_addresses_are_kept_per_flow_normalised_and_deduplicated() {
+        let r = RecoveryAddresses::new(10, Duration::from_secs(60));
+        r.remember(flow(1), " Listed@Example.COM ");
+        r.remember(flow(1), "listed@example.com");
+        r.remember(flow(2), "other@example.com");
+        let f = r.get(&flow(1)).expect("remembered");
+        assert_eq!(f.addresses, vec!["listed@example.com"]);
+        assert!(!f.ambiguous);
+        assert_eq!(
+            r.get(&flow(2)).expect("r").addresses,
+            vec!["other@example.com"]
+        );
+        assert!(r.get(&flow(3)).is_none());
+    }
+
+    /// A flow sent codes to more addresses than are kept cannot say whose the session is.
+    #[test]
+    fn a_flow_with_too_many_addresses_is_ambiguous() {
+        let r = RecoveryAddresses::new(10, Duration::from_secs(60));
+        for a in ["a@x.example", "b@x.example", "c@x.example"] {
+            r.remember(flow(1), a);
+        }
+        let f = r.get(&flow(1)).expect("remembered");
+        assert!(f.ambiguous);
+        assert_eq!(f.addresses.len(), MAX_RECOVERY_ADDRESSES);
+    }
+
+    /// When full, old flows are kept and new ones are not: flooding cannot make the gateway
+    /// forget a flow it already knows.
+    #[test]
+    fn when_full_new_flows_are_not_remembered_and_known_ones_stay() {
+        let r = RecoveryAddresses::new(2, Duration::from_secs(60));
+        r.remember(flow(1), "a@x.example");
+        r.remember(flow(2), "b@x.example");
+        r.remember(flow(3), "c@x.example");
+        assert!(r.get(&flow(3)).is_none());
+        assert!(r.get(&flow(1)).is_some());
+        // A known flow still takes a second address.
+        r.remember(flow(1), "d@x.example");
+        assert_eq!(r.get(&flow(1)).expect("r").addresses.len(), 2);
+    }
+
+    #[test]
+    fn expired_flows_are_forgotten_and_make_room() {
+        let r = RecoveryAddresses::new(1, Duration::ZERO);
+        r.remember(flow(1), "a@x.example");
+        assert!(r.get(&flow(1)).is_none());
+        r.remember(flow(2), "b@x.example");
+        assert_eq!(r.map.len(), 1);
+    }
+
+    #[test]
+    fn the_flow_id_comes_from_the_query_in_any_uuid_spelling() {
+        let uri: Uri = "/self-service/recovery?x=1&flow=5FF66179C2404703B0D8494592CEFFF5"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            flow_id(&uri).map(|u| u.to_string()).as_deref(),
+            Some("5ff66179-c240-4703-b0d8-494592cefff5")
+        );
+        let none: Uri = "/self-service/recovery?flow=nope".parse().expect("uri");
+        assert_eq!(flow_id(&none), None);
+    }
+}

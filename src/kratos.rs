@@ -292,13 +292,25 @@ impl KratosClient {
 
     async fn json(
         &self,
-        resp: reqwest::Response,
+        mut resp: reqwest::Response,
         what: &'static str,
     ) -> Result<Value, LookupError> {
-        let body = resp
-            .bytes()
+        // Bounded: an answer about one identity or session is kilobytes.
+        const MAX_ANSWER: usize = 8 * 1024 * 1024;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|source| LookupError::Transport { what, source })?;
+            .map_err(|source| LookupError::Transport { what, source })?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(LookupError::Body {
+                    what,
+                    detail: format!("answer larger than {MAX_ANSWER} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         serde_json::from_slice(&body).map_err(|e| LookupError::Body {
             what,
             detail: e.to_string(),

@@ -250,7 +250,10 @@ async fn submissions_that_never_finish_their_body_get_408_and_are_closed() {
     for task in slow {
         let (closed, lived, received) = task.await.expect("task");
         assert!(closed, "a stalled body was never cut off");
-        assert!(lived < Duration::from_secs(2), "cut off only after {lived:?}");
+        assert!(
+            lived < Duration::from_secs(2),
+            "cut off only after {lived:?}"
+        );
         assert_eq!(
             first_status(&received),
             Some(408),
