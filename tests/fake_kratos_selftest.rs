@@ -1317,3 +1317,564 @@ fn fixtures_load_and_render_like_go() {
         fixtures::fixture_json(&name);
     }
 }
+
+// ---------------------------------------------------------------------------
+// ids and request bodies as Kratos parses them (CONTRACT.md section 14)
+// ---------------------------------------------------------------------------
+
+/// Every spelling gofrs/uuid `FromString` accepts, for a given id, as it may appear in a
+/// request path (the braced forms percent-encoded, as Go's router decodes them).
+fn kratos_id_spellings(id: Uuid) -> Vec<String> {
+    let canonical = id.to_string();
+    let simple = id.simple().to_string();
+    vec![
+        canonical.clone(),
+        canonical.to_ascii_uppercase(),
+        simple.clone(),
+        simple.to_ascii_uppercase(),
+        format!("%7B{canonical}%7D"),
+        format!("%7b{simple}%7d"),
+        format!("urn:uuid:{canonical}"),
+        format!("urn:uuid:{}", simple.to_ascii_uppercase()),
+    ]
+}
+
+#[test]
+fn ids_parse_like_gofrs_uuid() {
+    use support::fake_kratos::parse_uuid_like_kratos as parse;
+    let id = fresh_uuid();
+    let canonical = id.to_string();
+    let simple = id.simple().to_string();
+    for text in [
+        canonical.clone(),
+        canonical.to_ascii_uppercase(),
+        simple.clone(),
+        simple.to_ascii_uppercase(),
+        format!("{{{canonical}}}"),
+        format!("{{{simple}}}"),
+        format!("urn:uuid:{canonical}"),
+        format!("urn:uuid:{simple}"),
+    ] {
+        assert_eq!(parse(&text), Some(id), "{text}");
+    }
+    for text in [
+        String::new(),
+        "not-a-uuid".to_owned(),
+        format!("URN:UUID:{canonical}"),
+        format!("({canonical})"),
+        format!("{{{canonical}"),
+        format!("{canonical}x"),
+        canonical.replace('-', "_"),
+        format!("{}g", &simple[..31]),
+        format!(" {simple}"),
+    ] {
+        assert_eq!(parse(&text), None, "{text:?}");
+    }
+}
+
+#[tokio::test]
+async fn admin_routes_accept_every_id_spelling_kratos_accepts() {
+    let s = setup().await;
+    for (n, spelling) in kratos_id_spellings(s.session).into_iter().enumerate() {
+        let resp = s
+            .admin
+            .get(&format!("/admin/sessions/{spelling}?expand=identity"))
+            .await;
+        assert_eq!(resp.status, StatusCode::OK, "{spelling}: {}", resp.text());
+        assert_eq!(resp.json()["id"], s.session.to_string(), "{spelling}");
+        let resp = s
+            .admin
+            .send(
+                s.admin
+                    .req(Method::PATCH, &format!("/admin/sessions/{spelling}/extend")),
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::OK, "{spelling}: {}", resp.text());
+        assert_eq!(resp.json()["id"], s.session.to_string(), "{spelling}");
+        assert_eq!(
+            s.fake.session_status(s.session).map(|st| st.extended),
+            Some(n as u32 + 1),
+            "{spelling}"
+        );
+    }
+    for spelling in kratos_id_spellings(s.identity) {
+        let resp = s.admin.get(&format!("/admin/identities/{spelling}")).await;
+        assert_eq!(resp.status, StatusCode::OK, "{spelling}: {}", resp.text());
+        assert_eq!(resp.json()["id"], s.identity.to_string(), "{spelling}");
+    }
+    // The last spelling revokes; all of them name the one session.
+    let spelling = format!("urn:uuid:{}", s.session.simple());
+    let resp = s
+        .admin
+        .send(
+            s.admin
+                .req(Method::DELETE, &format!("/admin/sessions/{spelling}")),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.fake.session_status(s.session).map(|st| st.revoked),
+        Some(true)
+    );
+    // What gofrs refuses stays a 400.
+    let resp = s
+        .admin
+        .get(&format!("/admin/sessions/URN:UUID:{}", s.session))
+        .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
+}
+
+#[test]
+fn json_bodies_are_read_like_gos_decoder() {
+    use support::flows::{first_json_value, Submitted};
+    let json = Some("application/json");
+    // The first value counts; whatever follows is ignored.
+    for body in [
+        r#"{"identifier":"a@x.example","password":"p","method":"password"} {"identifier":"b@y.example"}"#,
+        r#"{"identifier":"a@x.example","password":"p","method":"password"}garbage"#,
+        " \n{\"identifier\":\"a@x.example\"}\n",
+        r#"{"identifier":"b@y.example","identifier":"a@x.example"}"#,
+    ] {
+        let s = Submitted::parse(json, body.as_bytes());
+        assert_eq!(s.identifier(), Some("a@x.example"), "{body}");
+    }
+    // Deep nesting is fine up to Go's 10,000 levels.
+    let deep = format!(
+        r#"{{"identifier":"a@x.example","x":{}{}}}"#,
+        "[".repeat(3000),
+        "]".repeat(3000)
+    );
+    let s = Submitted::parse(json, deep.as_bytes());
+    assert_eq!(s.identifier(), Some("a@x.example"));
+    let deepest = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(first_json_value(deepest.as_bytes()).is_ok());
+    let too_deep = format!("{}{}", "[".repeat(10_001), "]".repeat(10_001));
+    assert!(first_json_value(too_deep.as_bytes()).is_err());
+    // Broken first values and non-objects decode to nothing.
+    for body in ["", "{", r#"{"identifier":}"#, "[1]", "garbage{}"] {
+        assert_eq!(
+            Submitted::parse(json, body.as_bytes()).fields,
+            None,
+            "{body}"
+        );
+    }
+    // Values keep their form: numbers (normalised: serde_json has no raw numbers), escapes, order.
+    let v = first_json_value(br#"{"b":1.5,"a":"\u00e9\n","c":[true,null,{}]}"#).expect("json");
+    assert_eq!(v.to_compact(), r#"{"b":1.5,"a":"é\n","c":[true,null,{}]}"#);
+    // The content type decides; parameters and case do not matter.
+    let body = br#"{"identifier":"a@x.example"}"#;
+    assert!(
+        Submitted::parse(Some("Application/JSON; charset=utf-8"), body)
+            .identifier()
+            .is_some()
+    );
+    assert_eq!(Submitted::parse(Some("text/plain"), body).fields, None);
+    assert_eq!(Submitted::parse(None, body).fields, None);
+}
+
+#[test]
+fn form_bodies_are_read_like_kratos() {
+    use support::flows::Submitted;
+    let form = Some("application/x-www-form-urlencoded");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf_token", "c")
+        .append_pair("method", "code")
+        .append_pair("email", "a@x.example")
+        .append_pair("traits.email", "t@x.example")
+        .append_pair("traits.name.first", "Ann")
+        .append_pair("transient_payload", r#"{"identity":{"id":"x"}}"#)
+        .finish();
+    let s = Submitted::parse(form, body.as_bytes());
+    assert_eq!(s.text("email"), Some("a@x.example"));
+    assert_eq!(
+        s.transient_payload().map(Json::to_compact).as_deref(),
+        Some(r#"{"identity":{"id":"x"}}"#)
+    );
+    let traits: Vec<(String, String)> = s
+        .trait_values()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_compact()))
+        .collect();
+    assert_eq!(
+        traits,
+        vec![
+            ("traits.email".to_owned(), "\"t@x.example\"".to_owned()),
+            ("traits.name.first".to_owned(), "\"Ann\"".to_owned()),
+        ]
+    );
+    let s = Submitted::parse(Some("multipart/form-data; boundary=x"), body.as_bytes());
+    assert_eq!(s.field("email"), None);
+}
+
+// ---------------------------------------------------------------------------
+// flow answers that echo the client (CONTRACT.md section 14)
+// ---------------------------------------------------------------------------
+
+const PAYLOAD: &str = r#"{"identity":{"id":"00000000-0000-4000-8000-000000000001","traits":{"email":"<x>@unlisted.example"}},"n":[1.0,{}],"session_token":"ory_st_fromtheclient"}"#;
+
+async fn post(http: &Http, path: &str, content_type: &str, accept: &str, body: String) -> Resp {
+    http.send(
+        http.req(Method::POST, path)
+            .header("content-type", content_type)
+            .header("accept", accept),
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn recovery_code_sent_echoes_payload_and_address_for_anyone() {
+    use support::flows::{recovery_code_sent, Flow, FlowKind, FlowType};
+    let s = setup().await;
+    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    let flow_id = flow.id;
+    s.fake
+        .on_public("POST", "/self-service/recovery", recovery_code_sent(flow));
+    let body = format!(
+        r#"{{"method":"code","email":"nobody@unknown.example","transient_payload":{PAYLOAD}}}"#
+    );
+    let resp = post(
+        &s.public,
+        &format!("/self-service/recovery?flow={flow_id}"),
+        "application/json",
+        "application/json",
+        body,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let v = resp.json();
+    assert_eq!(v["id"], flow_id.to_string());
+    assert_eq!(v["type"], "api");
+    assert_eq!(v["state"], "sent_email");
+    assert_eq!(v["ui"]["messages"][0]["id"], 1_060_003);
+    for key in [
+        "id",
+        "type",
+        "expires_at",
+        "issued_at",
+        "request_url",
+        "ui",
+        "state",
+    ] {
+        assert!(v.get(key).is_some(), "recoveryFlow requires {key}: {v}");
+    }
+    // The payload is the client's, byte for byte in Go's form (HTML-escaped, compact).
+    let wire_payload = Json::parse(PAYLOAD).expect("json").to_compact();
+    assert!(
+        resp.text()
+            .contains(&format!("\"transient_payload\":{wire_payload}")),
+        "{}",
+        resp.text()
+    );
+    assert!(resp.text().contains("\\u003cx\\u003e"), "Go escapes <>");
+    let email = v["ui"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["attributes"]["name"] == "email")
+        .expect("email node");
+    assert_eq!(email["attributes"]["value"], "nobody@unknown.example");
+    assert!(v.get("continue_with").is_none());
+    assert!(resp.header("set-cookie").is_none());
+    // The same as a form (the payload is JSON text in a field).
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("method", "code")
+        .append_pair("email", "f@unknown.example")
+        .append_pair("transient_payload", PAYLOAD)
+        .finish();
+    let resp = post(
+        &s.public,
+        &format!("/self-service/recovery?flow={flow_id}"),
+        "application/x-www-form-urlencoded",
+        "application/json",
+        form,
+    )
+    .await;
+    assert_eq!(
+        resp.json()["transient_payload"],
+        Json::parse(PAYLOAD).expect("json").to_value()
+    );
+}
+
+#[tokio::test]
+async fn native_recovery_hands_out_a_real_token_and_no_identity_id() {
+    use support::flows::{recovery, Flow, FlowKind, FlowType};
+    let s = setup().await;
+    let (identity, session, token) = (fresh_uuid(), fresh_uuid(), fresh_token());
+    let spec = SessionSpec::new(identity, session).token(token.clone());
+    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    let path = format!("/self-service/recovery?flow={}", flow.id);
+    s.fake.on_public(
+        "POST",
+        "/self-service/recovery",
+        recovery(s.fake.registry(), flow, spec),
+    );
+    // Step 1: the code is sent; no session exists yet.
+    let resp = post(
+        &s.public,
+        &path,
+        "application/json",
+        "application/json",
+        r#"{"method":"code","email":"r@x.example"}"#.to_owned(),
+    )
+    .await;
+    assert_eq!(resp.json()["state"], "sent_email");
+    assert_eq!(s.fake.session_status(session), None);
+    // Step 2: the code; the session is created and its token handed out.
+    let resp = post(
+        &s.public,
+        &path,
+        "application/json",
+        "application/json",
+        format!(r#"{{"method":"code","code":"123456","transient_payload":{PAYLOAD}}}"#),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["state"], "passed_challenge");
+    assert_eq!(v["continue_with"][0]["action"], "set_ory_session_token");
+    assert_eq!(v["continue_with"][0]["ory_session_token"], token.as_str());
+    assert_eq!(v["continue_with"][1]["action"], "show_settings_ui");
+    assert!(v["continue_with"][1]["flow"]["id"].is_string());
+    assert!(v["continue_with"][1]["flow"]["url"].is_string());
+    assert_eq!(
+        v["transient_payload"],
+        Json::parse(PAYLOAD).expect("json").to_value()
+    );
+    let code = v["ui"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["attributes"]["name"] == "code")
+        .expect("code node");
+    assert_eq!(code["attributes"]["value"], "123456");
+    // Nothing Kratos wrote names the identity or the session.
+    let mut kratos_part = v.clone();
+    kratos_part
+        .as_object_mut()
+        .expect("object")
+        .remove("transient_payload");
+    let text = kratos_part.to_string();
+    assert!(!text.contains(&identity.to_string()), "{text}");
+    assert!(!text.contains(&session.to_string()), "{text}");
+    // The token is a live session.
+    let resp = s
+        .public
+        .send(
+            s.public
+                .req(Method::GET, "/sessions/whoami")
+                .header("x-session-token", &token),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(
+        resp.header("x-kratos-authenticated-identity-id"),
+        Some(identity.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn recovery_of_an_identity_with_a_second_factor_is_aal1() {
+    use support::flows::{recovery, Flow, FlowKind, FlowType};
+    let s = setup().await;
+    let token = fresh_token();
+    let spec = SessionSpec::new(fresh_uuid(), fresh_uuid())
+        .token(token.clone())
+        .aal2_pending();
+    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    s.fake.on_public(
+        "POST",
+        "/self-service/recovery",
+        recovery(s.fake.registry(), flow, spec),
+    );
+    let resp = post(
+        &s.public,
+        "/self-service/recovery?flow=f",
+        "application/json",
+        "application/json",
+        r#"{"method":"code","code":"123456"}"#.to_owned(),
+    )
+    .await;
+    assert_eq!(
+        resp.json()["continue_with"][0]["ory_session_token"],
+        token.as_str()
+    );
+    let resp = s
+        .public
+        .send(
+            s.public
+                .req(Method::GET, "/sessions/whoami")
+                .header("x-session-token", &token),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(resp.json()["error"]["id"], "session_aal2_required");
+}
+
+#[tokio::test]
+async fn browser_recovery_sets_the_session_cookie_with_the_echo() {
+    use support::flows::{recovery, Flow, FlowKind, FlowType};
+    let s = setup().await;
+    let (identity, cookie) = (fresh_uuid(), fresh_cookie_value());
+    let spec = SessionSpec::new(identity, fresh_uuid()).cookie(cookie.clone());
+    let flow = Flow::new(FlowKind::Recovery, FlowType::Browser);
+    s.fake.on_public(
+        "POST",
+        "/self-service/recovery",
+        recovery(s.fake.registry(), flow, spec),
+    );
+    // SPA: 200 flow + Set-Cookie.
+    let resp = post(
+        &s.public,
+        "/self-service/recovery?flow=f",
+        "application/json",
+        "application/json",
+        format!(r#"{{"method":"code","code":"123456","transient_payload":{PAYLOAD}}}"#),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let cookies: Vec<&str> = resp
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("text"))
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies[1].starts_with(&session_cookie(&cookie)),
+        "{cookies:?}"
+    );
+    let v = resp.json();
+    assert_eq!(v["type"], "browser");
+    assert_eq!(v["continue_with"][0]["action"], "show_settings_ui");
+    assert_eq!(
+        v["transient_payload"],
+        Json::parse(PAYLOAD).expect("json").to_value()
+    );
+    assert!(!resp.text().contains(&identity.to_string()));
+    // The cookie is a live session.
+    let resp = s
+        .public
+        .send(
+            s.public
+                .req(Method::GET, "/sessions/whoami")
+                .header("cookie", session_cookie(&cookie)),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    // A browser form gets a 303 with the cookie.
+    let form = "method=code&code=123456".to_owned();
+    let resp = post(
+        &s.public,
+        "/self-service/recovery?flow=f",
+        "application/x-www-form-urlencoded",
+        "text/html,*/*;q=0.8",
+        form,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER);
+    assert!(resp
+        .header("location")
+        .is_some_and(|l| l.contains("/settings?flow=")));
+    assert_eq!(resp.headers.get_all("set-cookie").iter().count(), 2);
+}
+
+#[tokio::test]
+async fn login_400_echoes_identifier_and_payload() {
+    use support::flows::{login_error, Flow, FlowKind, FlowType};
+    let s = setup().await;
+    let flow = Flow::new(FlowKind::Login, FlowType::Browser);
+    s.fake
+        .on_public("POST", "/self-service/login", login_error(flow));
+    let body = format!(
+        r#"{{"method":"password","identifier":"who@x.example","password":"x","transient_payload":{PAYLOAD}}} trailing"#
+    );
+    let resp = post(
+        &s.public,
+        "/self-service/login?flow=f",
+        "application/json",
+        "application/json",
+        body,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let v = resp.json();
+    assert_eq!(v["type"], "browser");
+    assert_eq!(v["ui"]["messages"][0]["id"], 4_000_006);
+    let identifier = v["ui"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["attributes"]["name"] == "identifier")
+        .expect("identifier node");
+    assert_eq!(identifier["attributes"]["value"], "who@x.example");
+    assert_eq!(
+        v["transient_payload"],
+        Json::parse(PAYLOAD).expect("json").to_value()
+    );
+    assert!(v["ui"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .all(|n| n["attributes"]["name"] != "password" || n["attributes"].get("value").is_none()));
+}
+
+#[tokio::test]
+async fn registration_and_settings_echo_submitted_traits() {
+    use support::flows::{flow_reply, Flow, FlowKind, FlowType};
+    let s = setup().await;
+    for (kind, path) in [
+        (FlowKind::Registration, "/self-service/registration"),
+        (FlowKind::Settings, "/self-service/settings"),
+        (FlowKind::Verification, "/self-service/verification"),
+    ] {
+        s.fake.on_public(
+            "POST",
+            path,
+            flow_reply(
+                Flow::new(kind, FlowType::Api),
+                400,
+                "choose_method",
+                Vec::new(),
+            ),
+        );
+        let resp = post(
+            &s.public,
+            &format!("{path}?flow=f"),
+            "application/json",
+            "application/json",
+            format!(
+                r#"{{"method":"profile","email":"v@x.example","traits":{{"email":"t@x.example"}},"transient_payload":{PAYLOAD}}}"#
+            ),
+        )
+        .await;
+        let v = resp.json();
+        assert_eq!(
+            v["transient_payload"],
+            Json::parse(PAYLOAD).expect("json").to_value(),
+            "{path}"
+        );
+        let values: Vec<String> = v["ui"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["attributes"]["value"].as_str().map(str::to_owned))
+            .collect();
+        let wanted = if kind == FlowKind::Verification {
+            "v@x.example"
+        } else {
+            "t@x.example"
+        };
+        assert!(values.iter().any(|x| x == wanted), "{path}: {values:?}");
+    }
+}

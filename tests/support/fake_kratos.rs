@@ -46,6 +46,13 @@
 //!   `PATCH /admin/identities/{id}` (JSON Patch; only `/state` is applied),
 //!   `GET /admin/identities[?credentials_identifier=x]` (array, `[]` if none).
 //!
+//! Ids in admin and public paths are parsed like Kratos's gofrs/uuid `FromString`
+//! ([`parse_uuid_like_kratos`]): canonical, 32 hex digits, braced (`%7B…%7D` in a path),
+//! `urn:uuid:`, either case — all name the same session or identity.
+//!
+//! Self-service flow answers that echo the client's input (`transient_payload`, field
+//! values), and sessions created while answering, are in `super::flows`.
+//!
 //! Both: `GET /health/alive` and `/health/ready` → 200 `{"status":"ok"}`.
 //! Every built-in answer to a GET carries
 //! `Cache-Control: private, no-cache, no-store, must-revalidate`. Success
@@ -757,6 +764,36 @@ impl Shared {
     }
 }
 
+/// A handle on the fake's session registry that a [`Reply::from_fn`] closure can keep, for
+/// sessions Kratos creates while it answers (see `super::flows`). It does not keep the fake
+/// alive: once the [`FakeKratos`] is dropped, adding does nothing.
+#[derive(Clone)]
+pub struct Registry {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl Registry {
+    /// Like [`FakeKratos::add_session`].
+    pub fn add_session(&self, spec: SessionSpec) {
+        if let Some(shared) = self.shared.upgrade() {
+            add_session(&shared, spec);
+        }
+    }
+}
+
+fn add_session(shared: &Shared, spec: SessionSpec) {
+    let mut inner = shared.lock();
+    inner.ensure_identity(spec.identity_id, spec.email.as_deref());
+    inner
+        .sessions
+        .retain(|s| s.spec.session_id != spec.session_id);
+    inner.sessions.push(SessionEntry {
+        spec,
+        revoked: false,
+        extended: 0,
+    });
+}
+
 /// The fake Kratos. See the module documentation for the routes.
 pub struct FakeKratos {
     /// Address of the public listener.
@@ -841,16 +878,14 @@ impl FakeKratos {
     /// Registers (or replaces, by session id) a session; its identity is
     /// registered too (active), and gets `spec.email` if given.
     pub fn add_session(&self, spec: SessionSpec) {
-        let mut inner = self.shared.lock();
-        inner.ensure_identity(spec.identity_id, spec.email.as_deref());
-        inner
-            .sessions
-            .retain(|s| s.spec.session_id != spec.session_id);
-        inner.sessions.push(SessionEntry {
-            spec,
-            revoked: false,
-            extended: 0,
-        });
+        add_session(&self.shared, spec);
+    }
+
+    /// A handle for registering sessions later, from inside a reply (see [`Registry`]).
+    pub fn registry(&self) -> Registry {
+        Registry {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Removes a session entirely (its token and cookie become unknown).
@@ -1733,7 +1768,37 @@ fn error_404() -> Reply {
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid, Box<Reply>> {
-    Uuid::parse_str(text).map_err(|_| Box::new(bad_uuid(text)))
+    parse_uuid_like_kratos(text).ok_or_else(|| Box::new(bad_uuid(text)))
+}
+
+/// Parses an id the way Kratos does (gofrs/uuid `FromString`): the canonical 36-character
+/// form, 32 hex digits, either of those in braces (`{…}`), either of those after
+/// `urn:uuid:` (lower case), hex digits in either case. `None` for anything else.
+pub fn parse_uuid_like_kratos(text: &str) -> Option<Uuid> {
+    fn plain(t: &[u8]) -> Option<Uuid> {
+        let hex: Vec<u8> = match t.len() {
+            32 => t.to_vec(),
+            36 => {
+                if [8, 13, 18, 23].iter().any(|&i| t[i] != b'-') {
+                    return None;
+                }
+                t.iter().copied().filter(|&c| c != b'-').collect()
+            }
+            _ => return None,
+        };
+        if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        let text = std::str::from_utf8(&hex).ok()?;
+        u128::from_str_radix(text, 16).ok().map(Uuid::from_u128)
+    }
+    let t = text.as_bytes();
+    match t.len() {
+        32 | 36 => plain(t),
+        34 | 38 if t[0] == b'{' && t[t.len() - 1] == b'}' => plain(&t[1..t.len() - 1]),
+        41 | 45 if t.starts_with(b"urn:uuid:") => plain(&t[9..]),
+        _ => None,
+    }
 }
 
 fn builtin(shared: &Shared, side: Side, call: &RecordedCall, route: &Route) -> Reply {

@@ -7,6 +7,7 @@ pub mod client;
 pub mod enforcement;
 pub mod fake_kratos;
 pub mod fixtures;
+pub mod flows;
 pub mod gateway;
 pub mod logs;
 pub mod metrics;
