@@ -80,10 +80,22 @@ pub fn is_admin_path(raw_path: &str) -> bool {
 }
 
 /// Parses a UUID the way Kratos parses ids in paths (gofrs/uuid `FromString`): the
-/// canonical form, 32 hex digits without dashes, `{…}` braces, a `urn:uuid:` prefix, either
-/// letter case. Anything else is `None`: Kratos answers it with 400.
+/// canonical form or 32 hex digits without dashes, either bare, in `{…}` braces or after a
+/// `urn:uuid:` prefix, in either letter case. Anything else is `None`: Kratos answers it
+/// with 400.
 pub fn parse_uuid_as_kratos_does(text: &str) -> Option<uuid::Uuid> {
-    uuid::Uuid::try_parse(text).ok()
+    let inner = match text.strip_prefix("urn:uuid:") {
+        Some(rest) => rest,
+        None => text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(text),
+    };
+    match inner.len() {
+        32 if inner.bytes().all(|b| b.is_ascii_hexdigit()) => uuid::Uuid::try_parse(inner).ok(),
+        36 if !inner.starts_with('{') => uuid::Uuid::try_parse(inner).ok(),
+        _ => None,
+    }
 }
 
 /// A short name for what a public request is, for audit events and metrics.
@@ -231,7 +243,9 @@ mod tests {
             canonical.to_uppercase(),
             canonical.replace('-', ""),
             format!("{{{canonical}}}"),
+            format!("{{{}}}", canonical.replace('-', "")),
             format!("urn:uuid:{canonical}"),
+            format!("urn:uuid:{}", canonical.replace('-', "")),
         ] {
             assert_eq!(parse_uuid_as_kratos_does(&spelling), want, "{spelling}");
         }
