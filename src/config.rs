@@ -278,6 +278,9 @@ pub struct Revocation {
     /// At start-up, revoke the sessions of every listed identity and e-mail (one admin call
     /// each, plus one lookup per e-mail).
     pub sweep_on_start: bool,
+    /// Directory of the journal that keeps pending revocations across a crash or restart
+    /// (created at start-up if missing); unset: in memory only.
+    pub journal: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -323,6 +326,7 @@ impl Default for Revocation {
             max_backoff: HumanDuration(Duration::from_secs(30)),
             rate_per_second: 1000,
             sweep_on_start: false,
+            journal: None,
         }
     }
 }
@@ -524,6 +528,15 @@ impl Config {
         if let Some(p) = &config.upstream.ca_file {
             config.upstream.ca_file = Some(resolve(base, p));
         }
+        // An empty path stays empty, for validate to refuse.
+        if let Some(p) = config
+            .revocation
+            .journal
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            config.revocation.journal = Some(resolve(base, p));
+        }
         for listen in [
             Some(&mut config.listen.public),
             config.listen.admin.as_mut(),
@@ -569,6 +582,18 @@ impl Config {
             self.revocation.rate_per_second >= 1,
             "revocation.rate_per_second must be at least 1",
         );
+        if let Some(journal) = &self.revocation.journal {
+            check(
+                !journal.as_os_str().is_empty(),
+                "revocation.journal must be a directory path",
+            );
+            // The blocklist's folder is watched: journal writes there would keep waking the
+            // reloader and delay reloads.
+            check(
+                self.blocklist.path.parent().map(normalise) != Some(normalise(journal)),
+                "revocation.journal must not be the blocklist's folder (use a directory of its own, e.g. revocations)",
+            );
+        }
         check(
             self.blocklist
                 .email_traits
@@ -635,6 +660,13 @@ fn secret(file: Option<&Path>, env: Option<&str>, key: &str) -> Result<Option<St
         };
     }
     Ok(None)
+}
+
+/// `p` without `.` components and trailing slashes (lexically; no file system access).
+fn normalise(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -749,6 +781,35 @@ mod tests {
         let c = parse(&MINIMAL.replace("http://127.0.0.1:4434", "https://project.oryapis.com"))
             .expect("valid");
         assert_eq!(c.upstream.admin.scheme(), "https");
+    }
+
+    #[test]
+    fn revocation_journal_is_optional_and_resolves_against_the_config() {
+        let c = parse(MINIMAL).expect("valid");
+        assert_eq!(c.revocation.journal, None);
+        let c = parse(&format!(
+            "{MINIMAL}revocation:\n  journal: state/revocations\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.revocation.journal,
+            Some(PathBuf::from("/etc/kratos-gate/state/revocations"))
+        );
+        let c = parse(&format!(
+            "{MINIMAL}revocation:\n  journal: /var/lib/kratos-gate\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.revocation.journal,
+            Some(PathBuf::from("/var/lib/kratos-gate"))
+        );
+        for bad in ["\"\"", ".", "./", "/etc/kratos-gate/"] {
+            let errs = parse(&format!("{MINIMAL}revocation:\n  journal: {bad}\n")).expect_err(bad);
+            assert!(
+                errs[0].message.contains("revocation.journal must"),
+                "{bad}: {errs:?}"
+            );
+        }
     }
 
     #[test]

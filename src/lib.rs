@@ -121,6 +121,23 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         .map_err(|e| StartError::Setup(format!("upstream TLS: {e}")))?;
     let kratos = KratosClient::new(&config, admin_token, client_tls.clone())
         .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?;
+    // Before anything is bound: a journal that cannot be used is a start error, and the
+    // revocations it holds are queued again.
+    let (stop_background, background_rx) = watch::channel(false);
+    let (revoker, revocation_task) = revocation::start(
+        kratos.clone(),
+        RevocationSettings {
+            queue_capacity: config.revocation.queue_capacity,
+            concurrency: config.revocation.concurrency,
+            rate_per_second: config.revocation.rate_per_second,
+            initial_backoff: config.revocation.initial_backoff.get(),
+            max_backoff: config.revocation.max_backoff.get(),
+            journal: config.revocation.journal.clone(),
+        },
+        Arc::clone(&metrics),
+        background_rx.clone(),
+    )
+    .map_err(StartError::Setup)?;
     let public_cert = load_cert("public", &config.listen.public)?;
     let admin_cert = match &config.listen.admin {
         Some(a) => load_cert("admin", a)?,
@@ -157,23 +174,10 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
 
     let readiness = Arc::new(Readiness::default());
     let (stop_listeners, stop_rx) = watch::channel(false);
-    let (stop_background, background_rx) = watch::channel(false);
     let (stop_ops, ops_rx) = watch::channel(false);
     let grace = config.server.shutdown_grace.get();
     let builder = server::builder(&config.server);
     let client = proxy::upstream_client(&config, client_tls);
-    let (revoker, revocation_task) = revocation::start(
-        kratos.clone(),
-        RevocationSettings {
-            queue_capacity: config.revocation.queue_capacity,
-            concurrency: config.revocation.concurrency,
-            rate_per_second: config.revocation.rate_per_second,
-            initial_backoff: config.revocation.initial_backoff.get(),
-            max_backoff: config.revocation.max_backoff.get(),
-        },
-        Arc::clone(&metrics),
-        background_rx.clone(),
-    );
     let on_change = (!report_only).then(|| revoke_on_add(revoker.clone()));
     if config.revocation.sweep_on_start && !report_only {
         sweep(&blocklist.snapshot(), &revoker);

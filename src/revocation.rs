@@ -6,6 +6,14 @@
 //! De-duplication never swallows a request: a revocation asked for while the same one is
 //! queued is covered by the attempt still to come, and one asked for after an attempt has
 //! been sent (which may have missed a session created since) gets one more attempt.
+//!
+//! With `revocation.journal` set, every revocation accepted into the queue and every one
+//! Kratos confirmed is written to a journal ([`journal`]), and the pending ones are queued
+//! again at start-up: a crash, a `kill -9` or a restart loses none (beyond the last few
+//! milliseconds, see [`journal`]). A graceful shutdown leaves the unconfirmed ones in the
+//! journal too.
+
+pub mod journal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +59,7 @@ pub struct Revoker {
     capacity: usize,
     metrics: Arc<Metrics>,
     drops: Arc<Mutex<DropLog>>,
+    journal: Option<journal::Appender>,
 }
 
 /// Drops beyond the first are logged at most once a second, with their count: a reload that
@@ -68,6 +77,12 @@ impl Revoker {
     /// Queues a revocation. If the same one is already queued, the attempt still to come
     /// covers this request; if an attempt is already under way, another one follows it.
     pub fn revoke(&self, target: Target) {
+        self.enqueue(target, true);
+    }
+
+    /// Queues a revocation; `journal`: write it to the journal (not for one replayed from it,
+    /// which the journal already holds).
+    fn enqueue(&self, target: Target, journal: bool) {
         if let Some(mut again) = self.pending.get_mut(&target) {
             *again = true;
             return;
@@ -80,20 +95,25 @@ impl Revoker {
         match self.pending.entry(target.clone()) {
             Entry::Occupied(mut e) => {
                 *e.get_mut() = true;
-                return;
             }
             Entry::Vacant(e) => {
-                e.insert(false);
-            }
-        }
-        match self.tx.try_send(target.clone()) {
-            Ok(()) => {
-                self.metrics.revocation_queue.inc();
-            }
-            Err(e) => {
-                self.pending.remove(&target);
-                self.metrics.revocation("dropped");
-                tracing::error!(revocation = %target, error = %e, "revocation queue closed; revocation dropped");
+                // The entry's lock is held until the insert: the worker, which takes the same
+                // lock to confirm a target and journal its `-`, cannot get between this `+`
+                // and the insert, so the journal's order per target is the queue's order.
+                match self.tx.try_send(target.clone()) {
+                    Ok(()) => {
+                        if let (true, Some(j)) = (journal, &self.journal) {
+                            j.accepted(&target);
+                        }
+                        e.insert(false);
+                        self.metrics.revocation_queue.inc();
+                    }
+                    Err(err) => {
+                        drop(e);
+                        self.metrics.revocation("dropped");
+                        tracing::error!(revocation = %target, error = %err, "revocation queue closed or full; revocation dropped");
+                    }
+                }
             }
         }
     }
@@ -126,6 +146,9 @@ pub struct RevocationSettings {
     pub rate_per_second: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// `revocation.journal`: the directory of the journal that makes pending revocations
+    /// survive a crash; `None`: in memory only.
+    pub journal: Option<std::path::PathBuf>,
 }
 
 /// Spaces admin calls at least `interval` apart, across all workers.
@@ -155,27 +178,42 @@ struct Worker {
     metrics: Arc<Metrics>,
     pending: Arc<Pending>,
     confirmed: AtomicU64,
+    journal: Option<journal::Appender>,
 }
 
-/// Starts the worker; it runs until `stop` turns true.
+/// Starts the worker; it runs until `stop` turns true. With `settings.journal`, first opens
+/// the journal (creating its directory) and queues the revocations it holds again; an error
+/// means the journal cannot be used, and the gateway must not start.
+///
+/// Reading and rewriting the journal is blocking file I/O, done once here at start-up.
 pub fn start(
     client: KratosClient,
     settings: RevocationSettings,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
-) -> (Revoker, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+) -> Result<(Revoker, tokio::task::JoinHandle<()>), String> {
+    let capacity = settings.queue_capacity.max(1);
+    let opened = match &settings.journal {
+        Some(dir) => Some(journal::open(dir, capacity)?),
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel(capacity);
     let pending = Arc::new(Pending::new());
+    let appender = opened.as_ref().map(|o| o.appender.clone());
     let revoker = Revoker {
         tx,
         pending: Arc::clone(&pending),
-        capacity: settings.queue_capacity.max(1),
+        capacity,
         metrics: Arc::clone(&metrics),
         drops: Arc::new(Mutex::new(DropLog {
             last: None,
             unlogged: 0,
         })),
+        journal: appender.clone(),
     };
+    if let (Some(o), Some(dir)) = (opened, &settings.journal) {
+        requeue(&revoker, o, dir);
+    }
     let worker = Arc::new(Worker {
         client,
         permits: Semaphore::new(settings.concurrency.max(1)),
@@ -187,9 +225,33 @@ pub fn start(
         metrics,
         pending,
         confirmed: AtomicU64::new(0),
+        journal: appender,
     });
     let task = tokio::spawn(run(rx, worker, stop));
-    (revoker, task)
+    Ok((revoker, task))
+}
+
+/// Queues the journal's pending revocations again (they are in the journal already).
+fn requeue(revoker: &Revoker, opened: journal::Opened, dir: &std::path::Path) {
+    if opened.torn {
+        tracing::warn!(dir = %dir.display(), "revocation journal: ignored a last line cut short by a crash");
+    }
+    if opened.malformed > 0 {
+        tracing::warn!(dir = %dir.display(), lines = opened.malformed, "revocation journal: ignored lines that are not revocations");
+    }
+    let n = opened.requeue.len();
+    for target in opened.requeue {
+        revoker.enqueue(target, false);
+    }
+    if !opened.dropped.is_empty() {
+        revoker
+            .metrics
+            .revocations
+            .get_or_create(&crate::metrics::ResultLabels { result: "dropped" })
+            .inc_by(opened.dropped.len() as u64);
+        tracing::error!(dir = %dir.display(), dropped = opened.dropped.len(), capacity = revoker.capacity, first = %opened.dropped.first().map(|t| t.to_string()).unwrap_or_default(), "revocation journal holds more pending revocations than revocation.queue_capacity; revocations dropped");
+    }
+    tracing::info!(dir = %dir.display(), requeued = n, "revocation journal: pending revocations from before the restart queued again");
 }
 
 async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watch::Receiver<bool>) {
@@ -231,6 +293,16 @@ async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watc
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // Every `+` and `-` so far on disk before the process exits (bounded: a hung disk must
+    // not hang the shutdown).
+    if let Some(j) = &worker.journal {
+        if tokio::time::timeout(Duration::from_secs(5), j.sync())
+            .await
+            .is_err()
+        {
+            tracing::error!("revocation journal not written within 5 s of the shutdown");
+        }
+    }
 }
 
 impl Worker {
@@ -272,7 +344,17 @@ impl Worker {
                     tracing::info!(target: "kratos_gate::audit", event = "revoked", revocation = %target, attempt, "revoked at Kratos");
                     // Asked for again while this attempt was under way: it may have missed
                     // a session created meanwhile, so go once more.
-                    if self.pending.remove_if(target, |_, again| !*again).is_some() {
+                    // The `-` is journaled under the entry's lock, before a new request for the
+                    // target can enter the queue and journal its `+`.
+                    let done = self.pending.remove_if(target, |_, again| {
+                        if !*again {
+                            if let Some(j) = &self.journal {
+                                j.confirmed(target);
+                            }
+                        }
+                        !*again
+                    });
+                    if done.is_some() {
                         return;
                     }
                     attempt = attempt.saturating_add(1);
@@ -287,7 +369,8 @@ impl Worker {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => {
                     if *stop.borrow() {
-                        tracing::error!(revocation = %target, "shutting down with a revocation still failing");
+                        // Not confirmed: it stays pending in the journal, for the next start.
+                        tracing::error!(revocation = %target, journaled = self.journal.is_some(), "shutting down with a revocation still failing");
                         self.pending.remove(target);
                         return;
                     }
