@@ -215,7 +215,7 @@ def main():
     first = rows[0][1]
     ok = first["peak_above_idle_mb"] < 64 and all(
         first[k][1] <= 2 for k in ("5,000 distinct tokens", "5,000 copies of one token", "2,000 session-shaped objects"))
-    print("adversarial targets:", "PASS" if ok else "FAIL")
+    print("adversarial targets:", "PASS" if ok else "FAIL", file=sys.stderr)
     sys.exit(0 if ok else 1)
 
 
