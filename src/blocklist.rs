@@ -45,6 +45,19 @@ impl Entry {
     pub fn in_force_at(&self, now: i64) -> bool {
         self.until.is_none_or(|until| now < until)
     }
+
+    /// True when `self` blocks harder than `other`: an enforced entry over one in report
+    /// mode, then, within one mode, the longer `until` (`None` = indefinitely).
+    pub fn is_stricter_than(&self, other: &Entry) -> bool {
+        self.strictness() > other.strictness()
+    }
+
+    fn strictness(&self) -> (bool, i128) {
+        (
+            self.mode == Mode::Enforce,
+            self.until.map_or(i128::MAX, i128::from),
+        )
+    }
 }
 
 /// What on the list matched a given identity.
@@ -295,21 +308,21 @@ struct Section {
     name: &'static str,
     key: &'static str,
     example: &'static str,
-    parse: fn(&str) -> Option<String>,
+    parse: fn(&str) -> Result<String, Invalid>,
 }
 
 const EMAILS: Section = Section {
     name: "emails",
     key: "email",
     example: "spammer@example.com",
-    parse: normalize_email,
+    parse: email_key,
 };
 
 const DOMAINS: Section = Section {
     name: "email_domains",
     key: "domain",
     example: "throwaway.example",
-    parse: normalize_domain,
+    parse: domain_entry_key,
 };
 
 /// A 1-based line and column in the file.
@@ -521,7 +534,7 @@ impl<'s> Collector<'s> {
             return;
         };
         match (section.parse)(&value) {
-            Some(k) => {
+            Ok(k) => {
                 let (map, warnings) = if section.key == "email" {
                     (&mut self.emails, &mut self.email_warnings)
                 } else {
@@ -537,24 +550,33 @@ impl<'s> Collector<'s> {
                     }
                 }
             }
-            None => self.error(
-                at,
-                format!(
-                    "`{}` is not {} (expected e.g. {})",
-                    value.trim(),
-                    if section.key == "email" {
-                        "an e-mail address"
-                    } else {
-                        "a domain"
-                    },
-                    section.example
-                ),
-            ),
+            Err(invalid) => {
+                let what = if section.key == "email" {
+                    "an e-mail address"
+                } else {
+                    "a domain"
+                };
+                let value = value.trim();
+                let message = match invalid {
+                    Invalid::Malformed => {
+                        format!("`{value}` is not {what} (expected e.g. {})", section.example)
+                    }
+                    Invalid::PublicSuffix => format!(
+                        "{} entry `{value}` is a public suffix: it would block every address under it (list the domains under it instead)",
+                        section.name
+                    ),
+                    Invalid::Idn => format!(
+                        "`{value}` is not {what}: its domain is not a valid internationalised domain name (IDNA/UTS-46; expected e.g. {})",
+                        section.example
+                    ),
+                };
+                self.error(at, message);
+            }
         }
     }
 
-    /// Merges duplicate ids (the first keeps its place and reason; the longer block applies),
-    /// then builds the list. Warnings come in section order, each section in file order.
+    /// Merges duplicate ids (the first keeps its place; the strictest entry applies, see
+    /// [`merge_entries`]), then builds the list. Warnings come in section order, each section in file order.
     fn finish(mut self, checksum: u64) -> Result<Parsed, Vec<Diagnostic>> {
         if !self.errors.is_empty() {
             self.errors.sort_by_key(|d| (d.line, d.column));
@@ -621,15 +643,18 @@ fn duplicate(
     entry: &Entry,
     existing: &Entry,
 ) -> Diagnostic {
-    Diagnostic::new(
-        source,
-        entry.line,
-        entry.column,
+    let message = if entry.mode == existing.mode {
         format!(
             "{what} {key} is listed twice (first at line {}); the longer block applies",
             existing.line
-        ),
-    )
+        )
+    } else {
+        format!(
+            "{what} {key} is listed twice (first at line {}), once with `mode: report` and once enforced; the enforced entry applies",
+            existing.line
+        )
+    };
+    Diagnostic::new(source, entry.line, entry.column, message)
 }
 
 impl Blocklist {
@@ -708,30 +733,65 @@ impl Blocklist {
         self.lookup(&uuid).map(|e| (uuid, e))
     }
 
-    /// The entry that blocks an e-mail address now: the address itself, or its domain or a
-    /// parent domain (label-wise: `evil.example` matches `a.evil.example`, not
-    /// `notevil.example`). Case-insensitive, surrounding white space ignored.
+    /// The entry that blocks an e-mail address now: the strictest of
+    /// [`Blocklist::address_matches`] (enforce over report, then the longest `until`; on a
+    /// tie the address itself, then the most specific domain). Allocation-free beyond the
+    /// normalised address and the returned entry.
     pub fn lookup_address(&self, address: &str, now: i64) -> Option<(Matched<'_>, Entry)> {
+        let mut best: Option<(Matched<'_>, &Entry)> = None;
+        self.each_address_match(address, now, |m, e| {
+            if best.is_none_or(|(_, b)| e.is_stricter_than(b)) {
+                best = Some((m, e));
+            }
+        });
+        best.map(|(m, e)| (m, e.clone()))
+    }
+
+    /// Every entry that matches an e-mail address now: the address itself, then its domain
+    /// and each parent domain, most specific first (label-wise: `evil.example` matches
+    /// `a.evil.example`, not `notevil.example`). Case-insensitive, surrounding white space
+    /// ignored.
+    pub fn address_matches(&self, address: &str, now: i64) -> Vec<(Matched<'_>, Entry)> {
+        let mut out = Vec::new();
+        self.each_address_match(address, now, |m, e| out.push((m, e.clone())));
+        out
+    }
+
+    /// Calls `f` for every entry in force at `now` that matches `address`, in the order of
+    /// [`Blocklist::address_matches`].
+    fn each_address_match<'a>(
+        &'a self,
+        address: &str,
+        now: i64,
+        mut f: impl FnMut(Matched<'a>, &'a Entry),
+    ) {
         if self.emails.is_empty() && self.domains.is_empty() {
-            return None;
+            return;
         }
-        let normalized = address.trim().to_lowercase();
-        if let Some((k, e)) = self.emails.get_key_value(&normalized) {
+        let normalized = address_key(address);
+        // `a@x.example.` is `a@x.example`: a suffix, so no copy.
+        let normalized = normalized.trim_end_matches('.');
+        if let Some((k, e)) = self.emails.get_key_value(normalized) {
             if e.in_force_at(now) {
-                return Some((Matched::Email(k), e.clone()));
+                f(Matched::Email(k), e);
             }
         }
-        let (_, domain) = normalized.rsplit_once('@')?;
-        let mut candidate = domain.trim_end_matches('.');
+        if self.domains.is_empty() {
+            return;
+        }
+        let Some((_, domain)) = normalized.rsplit_once('@') else {
+            return;
+        };
+        let mut candidate = domain;
         loop {
             if let Some((k, e)) = self.domains.get_key_value(candidate) {
                 if e.in_force_at(now) {
-                    return Some((Matched::Domain(k), e.clone()));
+                    f(Matched::Domain(k), e);
                 }
             }
             match candidate.split_once('.') {
                 Some((_, parent)) if !parent.is_empty() => candidate = parent,
-                _ => return None,
+                _ => return,
             }
         }
     }
@@ -780,7 +840,10 @@ impl Blocklist {
     }
 
     /// Things worth fixing that do not make the file invalid: expired entries (they match
-    /// nothing), addresses already covered by a listed domain.
+    /// nothing), addresses already covered by a listed domain, and modes in conflict: an
+    /// e-mail (or domain) in report mode under an enforced domain, or the reverse. (The same
+    /// id, address or domain listed twice with both modes is a parse warning, see
+    /// [`Parsed::warnings`]: the merged list no longer knows.)
     pub fn lint(&self, source: &str, now: i64) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for e in self.entries_with_until().filter(|e| !e.in_force_at(now)) {
@@ -796,17 +859,54 @@ impl Blocklist {
             domains: self.domains.clone(),
             ..Blocklist::default()
         };
+        let conflict = |what: &str, e: &Entry, d: &str, de: &Entry| -> Option<String> {
+            match (e.mode, de.mode) {
+                (Mode::Report, Mode::Enforce) => Some(format!(
+                    "{what} is listed with `mode: report`, but the domain {d} (line {}) is enforced; the enforced entry applies",
+                    de.line
+                )),
+                (Mode::Enforce, Mode::Report) => Some(format!(
+                    "{what} is enforced, but the domain {d} (line {}) is listed with `mode: report`; for {what} the enforced entry applies",
+                    de.line
+                )),
+                _ => None,
+            }
+        };
         for (email, e) in &self.emails {
-            if let Some((Matched::Domain(d), de)) = domain_only.lookup_address(email, now) {
+            let in_force = e.in_force_at(now);
+            let mut covered = None;
+            let mut conflicted = false;
+            domain_only.each_address_match(email, now, |m, de| {
+                let Matched::Domain(d) = m else { return };
+                if let Some(message) = conflict(email, e, d, de).filter(|_| in_force) {
+                    conflicted = true;
+                    out.push(Diagnostic::new(source, e.line, e.column, message));
+                } else if covered.is_none() && !e.is_stricter_than(de) {
+                    covered = Some((d, de.line));
+                }
+            });
+            if let (Some((d, line)), false) = (covered, conflicted) {
                 out.push(Diagnostic::new(
                     source,
                     e.line,
                     e.column,
-                    format!(
-                        "{email} is already covered by the domain {d} (line {})",
-                        de.line
-                    ),
+                    format!("{email} is already covered by the domain {d} (line {line})"),
                 ));
+            }
+        }
+        for (domain, e) in self.domains.iter().filter(|(_, e)| e.in_force_at(now)) {
+            let mut parent = domain.as_str();
+            while let Some((_, p)) = parent.split_once('.') {
+                parent = p;
+                let Some((d, de)) = self.domains.get_key_value(parent) else {
+                    continue;
+                };
+                if !de.in_force_at(now) {
+                    continue;
+                }
+                if let Some(message) = conflict(domain, e, d, de) {
+                    out.push(Diagnostic::new(source, e.line, e.column, message));
+                }
             }
         }
         out.sort_by_key(|d| (d.line, d.column));
@@ -919,42 +1019,159 @@ fn diff<K: Clone + Ord + std::hash::Hash + Eq>(
     (added, extended, removed)
 }
 
-/// Lower-cases and checks an e-mail address: one `@`-separated local part and domain.
-pub fn normalize_email(text: &str) -> Option<String> {
-    let t = text.trim().to_lowercase();
-    let (local, domain) = t.rsplit_once('@')?;
-    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return None;
-    }
-    normalize_domain(domain)?;
-    Some(t)
+/// Why a value is not an e-mail address or a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Invalid {
+    /// Not the shape of one.
+    Malformed,
+    /// The domain is not a valid internationalised domain name (IDNA/UTS-46).
+    Idn,
+    /// A domain entry that is a public suffix (`com`, `co.uk`, `github.io`).
+    PublicSuffix,
 }
 
-/// Lower-cases and checks a domain: dot-separated labels of letters, digits, `-` and `_`.
+/// Lower-cases and checks an e-mail address: one `@`-separated local part and a domain,
+/// the domain in its ASCII (punycode) form, see [`normalize_domain`].
+pub fn normalize_email(text: &str) -> Option<String> {
+    email_key(text).ok()
+}
+
+/// Checks a domain and gives its one spelling: ASCII, lower-case, without a trailing dot.
+/// An internationalised name is converted to punycode by UTS-46 (as browsers do), so
+/// `Bücher.example` and `xn--bcher-kva.example` are the same domain. Labels are letters,
+/// digits, `-` and `_`.
 pub fn normalize_domain(text: &str) -> Option<String> {
-    let t = text.trim().trim_end_matches('.').to_lowercase();
-    if t.is_empty() || t.len() > 253 {
-        return None;
+    domain_key(text).ok()
+}
+
+fn email_key(text: &str) -> Result<String, Invalid> {
+    let t = text.trim();
+    let (local, domain) = t.rsplit_once('@').ok_or(Invalid::Malformed)?;
+    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Invalid::Malformed);
     }
-    let ok = t.split('.').all(|label| {
+    let domain = domain_key(domain)?;
+    let mut key = local.to_lowercase();
+    key.push('@');
+    key.push_str(&domain);
+    Ok(key)
+}
+
+fn domain_key(text: &str) -> Result<String, Invalid> {
+    let t = text.trim().trim_end_matches('.');
+    if t.is_empty() || t.len() > 1024 {
+        return Err(Invalid::Malformed);
+    }
+    let ascii = domain_to_ascii(t)?;
+    let ascii = ascii.trim_end_matches('.');
+    if ascii.is_empty() || ascii.len() > 253 {
+        return Err(Invalid::Malformed);
+    }
+    let ok = ascii.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
             && label
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     });
-    ok.then_some(t)
+    if ok {
+        Ok(ascii.to_owned())
+    } else {
+        Err(Invalid::Malformed)
+    }
 }
 
-/// Two entries for one id: the block that lasts longer wins, and the first reason stays.
-fn merge_entries(existing: &mut Entry, other: Entry) {
-    existing.until = match (existing.until, other.until) {
-        (None, _) | (_, None) => None,
-        (Some(a), Some(b)) => Some(a.max(b)),
+/// An `email_domains` entry: a domain ([`domain_key`]) that is not itself a public suffix.
+fn domain_entry_key(text: &str) -> Result<String, Invalid> {
+    let key = domain_key(text)?;
+    if is_public_suffix(&key) {
+        return Err(Invalid::PublicSuffix);
+    }
+    Ok(key)
+}
+
+/// True when `domain` (ASCII, lower-case, no trailing dot) is itself a suffix on the Public
+/// Suffix List compiled into the `psl` crate: an ICANN one (`com`, `co.uk`, `公司.cn`) or a
+/// private one (`github.io`, `blogspot.com`), each of whose subdomains belongs to someone
+/// else. A name the list does not know (`example`, `internal`) is not one.
+pub fn is_public_suffix(domain: &str) -> bool {
+    use psl::Psl;
+    // The compiled list holds internationalised suffixes in Unicode only.
+    let unicode;
+    let name = if domain.split('.').any(|l| l.starts_with("xn--")) {
+        unicode = idna::domain_to_unicode(domain).0;
+        unicode.as_str()
+    } else {
+        domain
     };
-    if existing.reason.is_none() {
+    psl::List
+        .suffix(name.as_bytes())
+        .is_some_and(|s| s.is_known() && s.as_bytes() == name.as_bytes())
+}
+
+/// UTS-46 ToASCII (non-transitional, as in URLs): maps (lower-cases, NFC), checks, and
+/// punycode-encodes every label that is not ASCII; checks every `xn--` label too. A name that
+/// is ASCII but not a valid domain (`bad..domain`, `@x`) is left for the label check, so that
+/// it reads as malformed rather than as a bad IDN.
+fn domain_to_ascii(domain: &str) -> Result<Cow<'_, str>, Invalid> {
+    let is_idn = !domain.is_ascii()
+        || domain
+            .split('.')
+            .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
+    match idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::URL) {
+        Ok(ascii) => Ok(ascii),
+        Err(_) if is_idn => Err(Invalid::Idn),
+        Err(_) => Err(Invalid::Malformed),
+    }
+}
+
+/// An address as [`Blocklist::address_matches`] compares it: trimmed, lower-case, the domain
+/// in ASCII. An ASCII address (nearly all) costs one lower-cased copy, as before; only an
+/// address with non-ASCII characters goes through UTS-46. In a domain that UTS-46 refuses,
+/// each label it accepts is converted alone, so the domain's listed parents still match.
+fn address_key(address: &str) -> String {
+    let t = address.trim();
+    if t.is_ascii() {
+        return t.to_ascii_lowercase();
+    }
+    match t.rsplit_once('@') {
+        Some((local, domain)) => {
+            let mut key = local.to_lowercase();
+            key.push('@');
+            match domain_to_ascii(domain) {
+                Ok(ascii) => key.push_str(&ascii),
+                // Label by label: the labels UTS-46 accepts in their ASCII form.
+                Err(_) => {
+                    for (i, label) in domain.split('.').enumerate() {
+                        if i > 0 {
+                            key.push('.');
+                        }
+                        match domain_to_ascii(label) {
+                            Ok(ascii) => key.push_str(&ascii),
+                            Err(_) => key.push_str(&label.to_lowercase()),
+                        }
+                    }
+                }
+            }
+            key
+        }
+        None => t.to_lowercase(),
+    }
+}
+
+/// Two entries for one id, address or domain: the strictest wins (enforce over report, then
+/// the longer `until`, `None` being forever) with its reason, else the other's reason. The
+/// merged entry keeps the first one's place in the file. Both parsers merge through here.
+fn merge_entries(existing: &mut Entry, other: Entry) {
+    if other.is_stricter_than(existing) {
+        existing.mode = other.mode;
+        existing.until = other.until;
+        if other.reason.is_some() {
+            existing.reason = other.reason;
+        }
+    } else if existing.reason.is_none() {
         existing.reason = other.reason;
     }
 }
@@ -1198,6 +1415,354 @@ mod tests {
     fn syntax_errors_have_position() {
         let errs = parse("identities:\n  - [unclosed\n").expect_err("x");
         assert!(errs[0].line >= 2, "{errs:?}");
+    }
+
+    /// The merged entry for a key listed twice, whichever order the two are in, and whether
+    /// the file is read by the fast path or by serde-saphyr.
+    #[test]
+    fn strictest_duplicate_wins_in_either_order_and_either_parser() {
+        let report_forever = "mode: report\n    reason: trial";
+        let enforce_2999 = "until: 2999-01-01T00:00:00Z";
+        let enforce_2998 = "until: 2998-01-01T00:00:00Z\n    reason: old ticket";
+        let enforce_forever = "reason: fraud";
+        let y2999 = parse_timestamp("2999-01-01T00:00:00Z");
+        // (first, second, expected mode, until, reason)
+        let cases = [
+            (
+                report_forever,
+                enforce_2999,
+                Mode::Enforce,
+                y2999,
+                Some("trial"),
+            ),
+            (
+                enforce_2999,
+                report_forever,
+                Mode::Enforce,
+                y2999,
+                Some("trial"),
+            ),
+            (
+                enforce_2998,
+                enforce_2999,
+                Mode::Enforce,
+                y2999,
+                Some("old ticket"),
+            ),
+            (
+                enforce_2999,
+                enforce_forever,
+                Mode::Enforce,
+                None,
+                Some("fraud"),
+            ),
+            (
+                enforce_forever,
+                report_forever,
+                Mode::Enforce,
+                None,
+                Some("fraud"),
+            ),
+            (
+                enforce_2998,
+                enforce_forever,
+                Mode::Enforce,
+                None,
+                Some("fraud"),
+            ),
+        ];
+        let now = unix_now();
+        for (first, second, mode, until, reason) in cases {
+            let text = format!(
+                "identities:\n  - id: {A}\n    {first}\n  - id: {A}\n    {second}\nemails:\n  - email: a@x.example\n    {first}\n  - email: A@X.example\n    {second}\nemail_domains:\n  - domain: y.example\n    {first}\n  - domain: Y.example.\n    {second}\n"
+            );
+            assert!(same_both_ways(&text), "{text}");
+            let parsed = parse(&text).expect("valid");
+            assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
+            let list = parsed.blocklist;
+            let entries = [
+                list.lookup_str(A).expect("listed").1,
+                list.lookup_address("a@x.example", now).expect("listed").1,
+                list.lookup_address("b@y.example", now).expect("listed").1,
+            ];
+            // The merged entry keeps the first one's place.
+            let (f, s) = (first.lines().count() as u64, second.lines().count() as u64);
+            let lines = [2, 5 + f + s, 8 + 2 * (f + s)];
+            for (e, line) in entries.into_iter().zip(lines) {
+                assert_eq!(
+                    (e.mode, e.until, e.reason.as_deref(), e.line),
+                    (mode, until, reason, line),
+                    "{text}"
+                );
+            }
+            // The same file in flow style (serde-saphyr only) merges the same way.
+            let flow = format!(
+                "identities: [{{id: {A}, {}}}, {{id: {A}, {}}}]\n",
+                first.replace("\n    ", ", "),
+                second.replace("\n    ", ", ")
+            );
+            assert!(!same_both_ways(&flow), "{flow}");
+            let e = parse(&flow)
+                .expect("valid")
+                .blocklist
+                .lookup_str(A)
+                .expect("x")
+                .1;
+            assert_eq!(
+                (e.mode, e.until, e.reason.as_deref()),
+                (mode, until, reason)
+            );
+        }
+    }
+
+    #[test]
+    fn mixed_mode_duplicates_say_the_enforced_entry_applies() {
+        let text = format!("identities:\n  - id: {A}\n    mode: report\n  - {A}\nemail_domains:\n  - x.example\n  - domain: x.example\n    mode: report\n");
+        assert!(same_both_ways(&text));
+        let parsed = parse(&text).expect("valid");
+        let w: Vec<(u64, &str)> = parsed
+            .warnings
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w[0].0, 4);
+        assert_eq!(w[1].0, 7);
+        for (_, m) in &w {
+            assert!(
+                m.contains("`mode: report`") && m.contains("the enforced entry applies"),
+                "{m}"
+            );
+            assert!(!m.contains("longer block"), "{m}");
+        }
+        assert_eq!(
+            parsed.blocklist.lookup_str(A).expect("x").1.mode,
+            Mode::Enforce
+        );
+        assert_eq!(
+            parsed
+                .blocklist
+                .lookup_address("a@x.example", unix_now())
+                .expect("x")
+                .1
+                .mode,
+            Mode::Enforce
+        );
+    }
+
+    #[test]
+    fn address_matches_lists_every_entry_and_lookup_picks_the_strictest() {
+        let text = "emails:\n  - email: A@Sub.Evil.example\n    mode: report\nemail_domains:\n  - domain: sub.evil.example\n    until: 2999-01-01T00:00:00Z\n  - evil.example\n  - domain: example\n    mode: report\n  - domain: other.example\n    until: 2001-01-01T00:00:00Z\n";
+        let list = parse(text).expect("valid").blocklist;
+        let now = unix_now();
+        let all = list.address_matches(" a@SUB.evil.EXAMPLE ", now);
+        let matched: Vec<String> = all.iter().map(|(m, _)| m.to_string()).collect();
+        assert_eq!(
+            matched,
+            vec![
+                "email:a@sub.evil.example",
+                "email_domain:sub.evil.example",
+                "email_domain:evil.example",
+                "email_domain:example",
+            ]
+        );
+        assert_eq!(all[0].1.mode, Mode::Report);
+        assert_eq!(all[1].1.line, 5);
+        // The strictest: enforced, and forever beats 2999.
+        let (m, e) = list
+            .lookup_address("a@sub.evil.example", now)
+            .expect("listed");
+        assert_eq!(m, Matched::Domain("evil.example"));
+        assert_eq!((e.mode, e.until), (Mode::Enforce, None));
+        // Until 2999 the sub-domain and the parent are both enforced; after it, the parent.
+        let (m, _) = list
+            .lookup_address("b@sub.evil.example", now)
+            .expect("listed");
+        assert_eq!(m, Matched::Domain("evil.example"));
+        // A tie goes to the most specific match; report only where nothing is enforced.
+        let (m, e) = list.lookup_address("b@plain.example", now).expect("listed");
+        assert_eq!((m, e.mode), (Matched::Domain("example"), Mode::Report));
+        // Expired entries are left out.
+        let other = list.address_matches("b@other.example", now);
+        assert_eq!(other.len(), 1, "{other:?}");
+        assert_eq!(other[0].0, Matched::Domain("example"));
+        assert!(list.address_matches("nobody", now).is_empty());
+        assert!(list.address_matches("", now).is_empty());
+        assert!(Blocklist::default()
+            .address_matches("a@evil.example", now)
+            .is_empty());
+        // Without domains, the e-mail entry alone.
+        let only = parse("emails: [x@y.example]\n").expect("v").blocklist;
+        assert_eq!(only.address_matches("X@y.example", now).len(), 1);
+        assert!(only.lookup_address("x@z.example", now).is_none());
+    }
+
+    #[test]
+    fn unicode_and_punycode_spellings_are_one_entry() {
+        let now = unix_now();
+        let unicode = parse("emails:\n  - Anna@Bücher.Example\nemail_domains:\n  - BÜCHER.example.\n  - domain: straße.example\n").expect("valid");
+        let puny = parse("emails:\n  - anna@XN--BCHER-KVA.example\nemail_domains:\n  - xn--bcher-kva.EXAMPLE\n  - domain: xn--strae-oqa.example\n").expect("valid");
+        for list in [&unicode.blocklist, &puny.blocklist] {
+            // One spelling in the list: ASCII, lower-case, no trailing dot.
+            let mut keys: Vec<&str> = list.domains.keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, ["xn--bcher-kva.example", "xn--strae-oqa.example"]);
+            assert!(list.emails.contains_key("anna@xn--bcher-kva.example"));
+            for address in [
+                "anna@bücher.example",
+                "ANNA@BÜCHER.EXAMPLE",
+                "anna@xn--bcher-kva.example",
+                "Anna@XN--Bcher-Kva.Example.",
+                " anna@Bücher.example ",
+            ] {
+                let all = list.address_matches(address, now);
+                let got: Vec<String> = all.iter().map(|(m, _)| m.to_string()).collect();
+                assert_eq!(
+                    got,
+                    [
+                        "email:anna@xn--bcher-kva.example",
+                        "email_domain:xn--bcher-kva.example"
+                    ],
+                    "{address}"
+                );
+            }
+            for address in [
+                "x@straße.example",
+                "x@XN--STRAE-OQA.example",
+                "x@sub.Straße.example",
+            ] {
+                assert!(
+                    matches!(
+                        list.lookup_address(address, now),
+                        Some((Matched::Domain("xn--strae-oqa.example"), _))
+                    ),
+                    "{address}"
+                );
+            }
+            // Non-transitional UTS-46: ß is not ss.
+            assert!(list.lookup_address("x@strasse.example", now).is_none());
+            // A domain UTS-46 refuses still matches its listed parents.
+            assert!(list
+                .lookup_address("x@a\u{200d}\u{5d0}.bücher.example", now)
+                .is_some());
+            assert!(list.lookup_address("x@bücher.example.evil", now).is_none());
+        }
+        assert!(same_both_ways(
+            "email_domains:\n  - Bücher.example\n  - xn--bcher-kva.example\n"
+        ));
+        // Both spellings in one file are one entry listed twice.
+        let both =
+            parse("email_domains:\n  - Bücher.example\n  - xn--bcher-kva.example\n").expect("v");
+        assert_eq!(both.blocklist.len(), 1);
+        assert_eq!(both.warnings.len(), 1);
+        assert!(both.warnings[0]
+            .message
+            .contains("xn--bcher-kva.example is listed twice"));
+    }
+
+    #[test]
+    fn an_invalid_idn_is_an_error_with_its_position() {
+        let text = "email_domains:\n  - fine.example\n  - xn--zz.example\n  - domain: a\u{200d}b.example\nemails:\n  - email: a@xn--a-ecp.example\n  - bad@xn--.example\n";
+        for errs in [
+            parse(text).expect_err("invalid"),
+            Blocklist::parse_with_serde_saphyr(text, "blocklist.yaml").expect_err("invalid"),
+        ] {
+            let at: Vec<(u64, u64)> = errs.iter().map(|e| (e.line, e.column)).collect();
+            assert_eq!(at, vec![(3, 5), (4, 13), (6, 12), (7, 5)], "{errs:?}");
+            for e in &errs {
+                assert!(
+                    e.message
+                        .contains("not a valid internationalised domain name"),
+                    "{e}"
+                );
+            }
+            assert!(
+                errs[0]
+                    .to_string()
+                    .starts_with("blocklist.yaml:3:5: `xn--zz.example` is not a domain"),
+                "{}",
+                errs[0]
+            );
+        }
+        // Malformed ASCII stays "not a domain" without IDN talk.
+        let errs = parse("email_domains:\n  - bad..domain\n  - -x.example\n").expect_err("x");
+        assert_eq!(errs.len(), 2);
+        assert!(
+            errs.iter()
+                .all(|e| !e.message.contains("internationalised")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn public_suffixes_are_refused_as_domain_entries() {
+        for suffix in [
+            "com",
+            "co.uk",
+            "CO.UK.",
+            "github.io",
+            "blogspot.com",
+            "公司.cn",
+            "xn--55qx5d.cn",
+            "uk",
+            "foo.ck",
+        ] {
+            let text = format!("email_domains:\n  - good.example\n  - domain: {suffix}\n");
+            for errs in [
+                parse(&text).expect_err(suffix),
+                Blocklist::parse_with_serde_saphyr(&text, "blocklist.yaml").expect_err(suffix),
+            ] {
+                assert_eq!(errs.len(), 1, "{errs:?}");
+                assert_eq!((errs[0].line, errs[0].column), (3, 13), "{errs:?}");
+                assert_eq!(
+                    errs[0].message,
+                    format!("email_domains entry `{suffix}` is a public suffix: it would block every address under it (list the domains under it instead)")
+                );
+            }
+        }
+        // Registrable domains and names below a suffix are fine, and so are names the list
+        // does not know; an address at a suffix is an e-mail entry, not a domain one.
+        let fine = "email_domains:\n  - example.co.uk\n  - evil.github.io\n  - a.b.com\n  - www.ck\n  - example\n  - corp.internal\n  - bücher.de\nemails:\n  - root@com\n";
+        let list = parse(fine).expect("valid").blocklist;
+        assert_eq!(list.len(), 8);
+        assert!(is_public_suffix("xn--55qx5d.cn"));
+        assert!(!is_public_suffix("xn--bcher-kva.de"));
+        assert!(!is_public_suffix("example"));
+    }
+
+    #[test]
+    fn lint_reports_mode_conflicts_between_addresses_and_domains() {
+        let text = "emails:\n  - email: a@evil.example\n    mode: report\n  - email: b@trial.example\n  - c@evil.example\n  - email: d@x.evil.example\n    until: 2999-01-01T00:00:00Z\nemail_domains:\n  - evil.example\n  - domain: trial.example\n    mode: report\n  - domain: sub.evil.example\n    mode: report\n";
+        let list = parse(text).expect("valid").blocklist;
+        let lint = list.lint("bl.yaml", unix_now());
+        let got: Vec<(u64, u64, &str)> = lint
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert_eq!((got[0].0, got[0].1), (2, 5));
+        assert!(got[0].2.contains("a@evil.example is listed with `mode: report`, but the domain evil.example (line 9) is enforced; the enforced entry applies"), "{got:#?}");
+        assert_eq!(got[1].0, 4);
+        assert!(got[1].2.contains("b@trial.example is enforced, but the domain trial.example (line 10) is listed with `mode: report`; for b@trial.example the enforced entry applies"), "{got:#?}");
+        assert_eq!(got[2].0, 5);
+        assert!(
+            got[2].2.contains("covered by the domain evil.example"),
+            "{got:#?}"
+        );
+        assert_eq!(got[3].0, 6);
+        assert!(
+            got[3].2.contains("covered by the domain evil.example"),
+            "{got:#?}"
+        );
+        assert_eq!((got[4].0, got[4].1), (12, 5));
+        assert!(got[4].2.contains("sub.evil.example is listed with `mode: report`, but the domain evil.example (line 9) is enforced"), "{got:#?}");
+    }
+
+    #[test]
+    fn an_address_that_outlasts_its_domain_is_not_covered() {
+        let text = "emails:\n  - x@evil.example\nemail_domains:\n  - domain: evil.example\n    until: 2999-01-01T00:00:00Z\n";
+        let list = parse(text).expect("valid").blocklist;
+        assert!(list.lint("bl.yaml", unix_now()).is_empty());
     }
 
     #[test]
@@ -1460,6 +2025,10 @@ mod tests {
         "evil.example.",
         "bad..domain",
         "@evil.example",
+        "Bücher.example",
+        "x@bücher.example",
+        "xn--bcher-kva.example",
+        "xn--zz.example",
         "2027-01-01T00:00:00Z",
         "2001-01-01T00:00:00Z",
         "2027-01-01",

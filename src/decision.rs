@@ -75,12 +75,8 @@ pub fn strictest_hit(list: &Blocklist, suspect: &Suspect, now: i64) -> Option<Hi
         });
     if list.has_address_entries() {
         for address in suspect.addresses.iter() {
-            #[allow(for_loops_over_fallibles)] // until `address_matches` lands
-            for (matched, entry) in list.lookup_address(address, now) {
-                if best
-                    .as_ref()
-                    .is_none_or(|b| strictness(&entry) > strictness(&b.entry))
-                {
+            for (matched, entry) in list.address_matches(address, now) {
+                if best.as_ref().is_none_or(|b| entry.is_stricter_than(&b.entry)) {
                     best = Some(Hit {
                         identity: suspect.id,
                         matched: matched.to_string(),

@@ -198,3 +198,79 @@ fn a_blocklist_path_pointing_at_something_huge_is_refused_not_read() {
         "{err}"
     );
 }
+
+#[test]
+fn check_warns_about_mode_conflicts_and_names_the_enforced_entry() {
+    let dir = setup(&format!(
+        "identities:\n  - id: {A}\n    mode: report\n  - {A}\nemails:\n  - email: x@evil.example\n    mode: report\nemail_domains:\n  - evil.example\n"
+    ));
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 warnings"), "{out}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    assert!(
+        err.contains(&format!("{file}:4:5: identity {A} is listed twice (first at line 2), once with `mode: report` and once enforced; the enforced entry applies (warning)")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:6:5: x@evil.example is listed with `mode: report`, but the domain evil.example (line 9) is enforced; the enforced entry applies (warning)")),
+        "{err}"
+    );
+    assert!(!err.contains("longer block"), "{err}");
+}
+
+#[test]
+fn check_accepts_unicode_and_punycode_domains_as_one_entry() {
+    let dir = setup("email_domains:\n  - Bücher.example\n  - xn--bcher-kva.example\nemails:\n  - anna@BÜCHER.example\n");
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 entries"), "{out}");
+    assert!(
+        err.contains(":3:5: domain xn--bcher-kva.example is listed twice (first at line 2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":5:5: anna@xn--bcher-kva.example is already covered by the domain xn--bcher-kva.example"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_an_invalid_idn_with_its_position() {
+    let dir = setup("email_domains:\n  - good.example\n  - xn--zz.example\n");
+    let (code, _, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{err}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    assert!(
+        err.starts_with(&format!("{file}:3:5: `xn--zz.example` is not a domain: its domain is not a valid internationalised domain name")),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_public_suffixes_as_domain_entries() {
+    let dir = setup("email_domains:\n  - com\n  - throwaway.example\n  - domain: co.uk\n    reason: typo for evil.co.uk\n");
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 2, "{out}{err}");
+    let file = dir.path().join("blocklist.yaml").display().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{file}:2:5: email_domains entry `com` is a public suffix: it would block every address under it (list the domains under it instead)"),
+            format!("{file}:4:13: email_domains entry `co.uk` is a public suffix: it would block every address under it (list the domains under it instead)"),
+        ],
+        "{err}"
+    );
+    // The same with the blocklist alone, and a normal domain under a suffix passes.
+    let path = dir.path().join("blocklist.yaml").display().to_string();
+    let (code, _, err) = run(bin().args(["check", "--blocklist", &path]));
+    assert_eq!(code, 2, "{err}");
+    write_file(
+        &dir.path().join("blocklist.yaml"),
+        "email_domains:\n  - evil.co.uk\n  - throwaway.example\n",
+    );
+    let (code, out, err) = run(bin().args(["check", "--config", &config(dir.path())]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 entries"), "{out}");
+}

@@ -197,3 +197,73 @@ async fn registration_with_a_listed_address_gets_no_session() {
     .expect("the new session is revoked");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn unicode_and_punycode_spellings_of_a_domain_are_one_entry() {
+    let unicode = "email_domains:\n  - Bücher.Example\nemails:\n  - anna@straße.example\n";
+    let punycode =
+        "email_domains:\n  - xn--bcher-kva.example\nemails:\n  - anna@XN--STRAE-OQA.example\n";
+    for list in [unicode, punycode] {
+        for email in [
+            "x@bücher.example",
+            "x@BÜCHER.example",
+            "x@xn--bcher-kva.example",
+            "x@Mail.XN--Bcher-Kva.Example",
+            "anna@straße.example",
+            "Anna@xn--strae-oqa.example",
+        ] {
+            let (status, body, _) = login_as(email, list).await;
+            assert_eq!(status, 403, "{list}{email}: {body}");
+            assert!(!body.contains("ory_st_"), "{email}: token leaked");
+        }
+        for email in [
+            "x@bucher.example",
+            "anna@strasse.example",
+            "bob@straße.example",
+        ] {
+            let (status, _, _) = login_as(email, list).await;
+            assert_eq!(status, 200, "{list}{email}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_enforced_domain_wins_over_an_address_in_report_mode() {
+    let list = "emails:\n  - email: x@evil.example\n    mode: report\nemail_domains:\n  - evil.example\n  - domain: trial.example\n    mode: report\n";
+    let (status, body, _) = login_as("x@evil.example", list).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("ory_st_"), "token leaked");
+    // Report mode alone lets the login through.
+    let (status, body, _) = login_as("x@trial.example", list).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_reload_with_a_public_suffix_keeps_the_last_good_list() {
+    use support::gateway::replace_atomically;
+    use support::metrics::metric;
+    let fake = FakeKratos::start().await;
+    let gw = start_gateway(&fake.public_url(), &fake.admin_url(), LIST).await;
+    replace_atomically(
+        &gw.blocklist_path(),
+        "email_domains:\n  - other.example\n  - co.uk\n",
+    );
+    let failures = "kratos_gate_blocklist_reloads_total{result=\"failure\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while metric(&gw.gateway().metrics().encode(), failures) < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "failure not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let list = gw.gateway().blocklist().snapshot();
+    let now = kratos_gate::blocklist::unix_now();
+    assert!(
+        list.lookup_address("x@evil.example", now).is_some(),
+        "last good list dropped"
+    );
+    assert!(list.lookup_address("x@other.example", now).is_none());
+    assert!(list.lookup_address("x@anything.co.uk", now).is_none());
+    gw.shutdown().await;
+}

@@ -1807,7 +1807,11 @@ async fn login_400_echoes_identifier_and_payload() {
     )
     .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST);
-    assert_eq!(resp.header("content-type"), Some("application/json"));
+    // A flow body, not a herodot error: the success content type.
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     let v = resp.json();
     assert_eq!(v["type"], "browser");
     assert_eq!(v["ui"]["messages"][0]["id"], 4_000_006);

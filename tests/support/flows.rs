@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Method;
 use uuid::Uuid;
 
-use super::fake_kratos::{fresh_uuid, RecordedCall, Registry, Reply, SessionSpec, SESSION_COOKIE};
+use super::fake_kratos::{
+    fresh_uuid, RecordedCall, Registry, Reply, SessionSpec, JSON_UTF8, SESSION_COOKIE,
+};
 use super::fixtures::Json;
 
 /// Where the fake's flows say Kratos and its UI live.
@@ -413,6 +415,8 @@ pub struct Flow {
     pub kind: FlowKind,
     pub flow_type: FlowType,
     pub id: Uuid,
+    /// When the flow was created (`issued_at`; it expires an hour later), fixed like Kratos's.
+    pub issued_at: SystemTime,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -487,6 +491,7 @@ impl Flow {
             kind,
             flow_type,
             id: fresh_uuid(),
+            issued_at: SystemTime::now(),
         }
     }
 
@@ -505,7 +510,7 @@ impl Flow {
     /// The flow object in state `state`, with `messages` in `ui.messages`, the submitted
     /// fields in `ui.nodes[].attributes.value` and the submitted `transient_payload`.
     pub fn render(&self, state: &str, submitted: &Submitted, messages: Vec<Json>) -> Json {
-        let now = SystemTime::now();
+        let now = self.issued_at;
         let kind = self.kind.path();
         let text = |name: &str| submitted.text(name).map(Json::str);
         let mut nodes = vec![node(
@@ -654,7 +659,10 @@ pub fn flow_reply(flow: Flow, status: u16, state: &str, messages: Vec<Json>) -> 
     let state = state.to_owned();
     Reply::from_fn(move |call| {
         let submitted = Submitted::of(call);
+        // A flow body is written with herodot's `WriteCode`, not `WriteError`: the success
+        // content type, whatever the status.
         Reply::json(status, flow.render(&state, &submitted, messages.clone()))
+            .header("content-type", JSON_UTF8)
     })
 }
 
@@ -713,8 +721,11 @@ fn show_settings_ui(settings_flow: Uuid) -> Json {
 /// - any other body is the "send code" step: [`recovery_code_sent`].
 ///
 /// Every flow answer echoes the submitted `transient_payload` and fields; none names the
-/// identity (`RecoveredIdentityID` is `json:"-"`).
+/// identity (`RecoveredIdentityID` is `json:"-"`). The same request gets the same bytes (the
+/// flow's times and the settings flow id are fixed when the reply is made), so a test can
+/// compare the gateway's answer with the one Kratos gives directly.
 pub fn recovery(registry: Registry, flow: Flow, spec: SessionSpec) -> Reply {
+    let settings = fresh_uuid();
     Reply::from_fn(move |call| {
         let submitted = Submitted::of(call);
         if call.method != Method::POST || submitted.field("code").is_none() {
@@ -724,7 +735,6 @@ pub fn recovery(registry: Registry, flow: Flow, spec: SessionSpec) -> Reply {
             );
         }
         registry.add_session(spec.clone());
-        let settings = fresh_uuid();
         let mut body = flow.render("passed_challenge", &submitted, Vec::new());
         let mut continue_with = Vec::new();
         match flow.flow_type {
