@@ -55,12 +55,6 @@ impl Verdict {
     }
 }
 
-/// Orders entries by strictness: enforced over reported, then the one that lasts longer
-/// (no `until` lasts forever).
-fn strictness(entry: &Entry) -> (bool, i64) {
-    (entry.mode == Mode::Enforce, entry.until.unwrap_or(i64::MAX))
-}
-
 /// The strictest entry in force that matches `suspect`: its id, any of its addresses, or
 /// any of their domains.
 pub fn strictest_hit(list: &Blocklist, suspect: &Suspect, now: i64) -> Option<Hit> {
@@ -76,7 +70,10 @@ pub fn strictest_hit(list: &Blocklist, suspect: &Suspect, now: i64) -> Option<Hi
     if list.has_address_entries() {
         for address in suspect.addresses.iter() {
             for (matched, entry) in list.address_matches(address, now) {
-                if best.as_ref().is_none_or(|b| entry.is_stricter_than(&b.entry)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| entry.is_stricter_than(&b.entry))
+                {
                     best = Some(Hit {
                         identity: suspect.id,
                         matched: matched.to_string(),

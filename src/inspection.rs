@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 mod reader;
@@ -171,18 +170,88 @@ pub struct Submitted {
 #[derive(Debug, PartialEq, Eq)]
 pub struct UnreadableSubmission;
 
-/// The JSON members read from a submission. Unknown members are skipped (nesting bounded
-/// by serde_json's limit); a repeated member or a non-string value makes it unreadable.
-#[derive(Deserialize)]
-struct JsonSubmission<'a> {
-    #[serde(borrow, default)]
-    identifier: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    password_identifier: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    email: Option<Cow<'a, str>>,
-    #[serde(default)]
-    code: Option<serde::de::IgnoredAny>,
+/// The submission fields the gateway reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Identifier,
+    PasswordIdentifier,
+    Email,
+    Code,
+}
+
+impl Field {
+    /// The field a JSON member name sets, matched as Go's `encoding/json` matches struct
+    /// fields: ignoring case, with the Kelvin sign and the long s folding to `k` and `s`.
+    fn of(name: &str) -> Option<Field> {
+        let mut folded = String::with_capacity(name.len());
+        for c in name.chars() {
+            folded.push(match c {
+                'ſ' => 's',
+                '\u{212A}' => 'k',
+                c if c.is_ascii() => c.to_ascii_lowercase(),
+                _ => return None,
+            });
+        }
+        match folded.as_str() {
+            "identifier" => Some(Field::Identifier),
+            "password_identifier" => Some(Field::PasswordIdentifier),
+            "email" => Some(Field::Email),
+            "code" => Some(Field::Code),
+            _ => None,
+        }
+    }
+}
+
+/// The members of the first JSON value of a submission, as Go assigns them to a struct:
+/// every matching member in document order, the last one winning; `null` changes nothing;
+/// a value of another type than a string makes the body unreadable (Go fails there too).
+/// Unknown members are skipped without a depth limit.
+#[derive(Default)]
+struct JsonSubmission {
+    identifier: Option<String>,
+    password_identifier: Option<String>,
+    email: Option<String>,
+    code: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonSubmission {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonSubmission;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_unit<E>(self) -> Result<JsonSubmission, E> {
+                Ok(JsonSubmission::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonSubmission, A::Error> {
+                let mut out = JsonSubmission::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let Some(field) = Field::of(&key) else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        continue;
+                    };
+                    let Some(value) = map.next_value::<Option<Cow<'de, str>>>()? else {
+                        continue;
+                    };
+                    match field {
+                        Field::Identifier => out.identifier = Some(value.into_owned()),
+                        Field::PasswordIdentifier => {
+                            out.password_identifier = Some(value.into_owned())
+                        }
+                        Field::Email => out.email = Some(value.into_owned()),
+                        Field::Code => out.code = true,
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The fields a client submitted in a self-service request body (JSON or form), read the
@@ -239,7 +308,7 @@ pub fn submitted(
         Ok(Submitted {
             identifier,
             email: fields.email.as_deref().map(usable).transpose()?.flatten(),
-            has_code: fields.code.is_some(),
+            has_code: fields.code,
         })
     } else if media_type("application/x-www-form-urlencoded") {
         let field = |name: &str| {
@@ -645,16 +714,50 @@ mod tests {
     fn what_cannot_be_read_as_kratos_reads_it_is_unreadable() {
         const JSON: &str = "application/json";
         assert_eq!(
-            fields(JSON, br#"{"identifier":"a@b.c","identifier":"c@d.e"}"#),
-            Err(UnreadableSubmission)
-        );
-        assert_eq!(
             fields(JSON, br#"{"identifier":7}"#),
             Err(UnreadableSubmission)
         );
         assert_eq!(fields(JSON, b"not json"), Err(UnreadableSubmission));
         let long = format!(r#"{{"identifier":"{}@b.c"}}"#, "a".repeat(2000));
         assert_eq!(fields(JSON, long.as_bytes()), Err(UnreadableSubmission));
+    }
+
+    /// Go's `encoding/json` assigns struct fields from members matched without regard to case
+    /// (the Kelvin sign and the long s included), the last one winning; `null` leaves the
+    /// field as it was.
+    #[test]
+    fn members_are_matched_as_go_matches_struct_fields() {
+        const JSON: &str = "application/json";
+        assert_eq!(
+            identifier(
+                JSON,
+                br#"{"identifier":"a@ok.example","IDENTIFIER":"listed@b.c"}"#
+            )
+            .as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, br#"{"identifier":"a@b.c","identifier":"c@d.e"}"#).as_deref(),
+            Some("c@d.e")
+        );
+        assert_eq!(
+            identifier(
+                JSON,
+                "{\"password_identifier\":\"x@y.z\",\"paſſword_identifier\":\"listed@b.c\"}"
+                    .as_bytes()
+            )
+            .as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, br#"{"identifier":"listed@b.c","Identifier":null}"#).as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, r#"{"identifıer":"x@y.z"}"#.as_bytes()),
+            None,
+            "dotless i does not fold"
+        );
     }
 
     #[test]
