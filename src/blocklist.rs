@@ -1050,20 +1050,33 @@ fn email_key(text: &str) -> Result<String, Invalid> {
     if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Invalid::Malformed);
     }
-    let domain = domain_key(domain)?;
-    let mut key = local.to_lowercase();
+    let domain = domain_ascii(domain)?;
+    // One allocation for the key, as for a plain lower-cased copy.
+    let mut key = String::with_capacity(local.len() + 1 + domain.len());
+    if local.is_ascii() {
+        key.extend(local.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        key.push_str(&local.to_lowercase());
+    }
     key.push('@');
     key.push_str(&domain);
     Ok(key)
 }
 
 fn domain_key(text: &str) -> Result<String, Invalid> {
+    domain_ascii(text).map(Cow::into_owned)
+}
+
+/// [`domain_key`], borrowing from `text` when it is already in its one spelling.
+fn domain_ascii(text: &str) -> Result<Cow<'_, str>, Invalid> {
     let t = text.trim().trim_end_matches('.');
     if t.is_empty() || t.len() > 1024 {
         return Err(Invalid::Malformed);
     }
-    let ascii = domain_to_ascii(t)?;
-    let ascii = ascii.trim_end_matches('.');
+    let ascii = match domain_to_ascii(t)? {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim_end_matches('.')),
+        Cow::Owned(o) => Cow::Owned(o.trim_end_matches('.').to_owned()),
+    };
     if ascii.is_empty() || ascii.len() > 253 {
         return Err(Invalid::Malformed);
     }
@@ -1077,7 +1090,7 @@ fn domain_key(text: &str) -> Result<String, Invalid> {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     });
     if ok {
-        Ok(ascii.to_owned())
+        Ok(ascii)
     } else {
         Err(Invalid::Malformed)
     }

@@ -33,6 +33,8 @@ pub struct Config {
     pub revocation: Revocation,
     #[serde(default)]
     pub hooks: Hooks,
+    #[serde(default)]
+    pub log: Log,
     /// The file this config was read from (not a YAML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -178,6 +180,15 @@ pub enum GlobalMode {
     #[default]
     Enforce,
     Report,
+}
+
+/// `log`: logging besides `--log-format` and `RUST_LOG`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// One line per proxied request (target `kratos_gate::access`): request id, method, path,
+    /// status, duration, upstream status, listener, client address. Off by default.
+    pub access: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -25,6 +25,7 @@ pub mod headers;
 pub mod hooks;
 pub mod inspection;
 pub mod kratos;
+pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod paths;
@@ -33,6 +34,7 @@ pub mod reload;
 pub mod respond;
 pub mod revocation;
 pub mod server;
+pub mod status;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -215,6 +217,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             Arc::clone(&policy),
             Arc::clone(&metrics),
         ),
+        metrics.request_duration("public"),
         builder.clone(),
         public_tls,
         stop_rx.clone(),
@@ -232,6 +235,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
                 policy,
                 Arc::clone(&metrics),
             ),
+            metrics.request_duration("admin"),
             builder.clone(),
             admin_tls,
             stop_rx.clone(),
@@ -242,11 +246,19 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let ops_task = {
         let readiness = Arc::clone(&readiness);
         let metrics = Arc::clone(&metrics);
+        let status = Arc::new(status::Status::new(Arc::clone(&blocklist), report_only));
         tokio::spawn(server::serve(
             "ops",
             ops,
             builder,
-            move |req, _peer, _tls| ops::handle(req, Arc::clone(&readiness), Arc::clone(&metrics)),
+            move |req, _peer, _tls| {
+                ops::handle(
+                    req,
+                    Arc::clone(&readiness),
+                    Arc::clone(&metrics),
+                    Arc::clone(&status),
+                )
+            },
             None,
             ops_rx,
             grace,
@@ -263,13 +275,20 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             message: config.hooks.message.clone(),
             report_only,
         });
+        let seconds = metrics.request_duration("hooks");
         listeners.push(tokio::spawn(server::serve(
             "hooks",
             listener,
             server::builder(&config.server),
             move |req, _peer, _tls| {
                 let endpoint = Arc::clone(&endpoint);
-                async move { endpoint.handle(req).await }
+                let seconds = seconds.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let response = endpoint.handle(req).await;
+                    seconds.observe(started.elapsed());
+                    response
+                }
             },
             None,
             stop_rx.clone(),
@@ -299,16 +318,38 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     ];
 
     readiness.set_listening();
-    tracing::info!(
-        public = %public_addr,
-        admin = ?admin_addr,
-        ops = %ops_addr,
-        upstream_public = %config.upstream.public,
-        upstream_admin = %config.upstream.admin,
-        blocklist = %config.blocklist.path.display(),
-        entries = blocklist.snapshot().len(),
-        "kratos-gate serving"
-    );
+    {
+        let list = blocklist.snapshot();
+        let listeners = [
+            Some(("public", public_addr)),
+            admin_addr.map(|a| ("admin", a)),
+            Some(("ops", ops_addr)),
+            hooks_addr.map(|a| ("hooks", a)),
+        ];
+        let listeners: Vec<String> = listeners
+            .iter()
+            .flatten()
+            .map(|(name, addr)| format!("{name}={addr}"))
+            .collect();
+        tracing::info!(
+            version = logging::VERSION,
+            commit = logging::COMMIT,
+            mode = if report_only { "report" } else { "enforce" },
+            listeners = %listeners.join(" "),
+            public = %public_addr,
+            admin = admin_addr.map(tracing::field::display),
+            ops = %ops_addr,
+            hooks = hooks_addr.map(tracing::field::display),
+            hooks_enabled = hooks_addr.is_some(),
+            upstream_public = %config.upstream.public,
+            upstream_admin = %config.upstream.admin,
+            source = %config.blocklist.path.display(),
+            blocklist = %config.blocklist.path.display(),
+            checksum = %format_args!("{:016x}", list.checksum()),
+            entries = list.len(),
+            "kratos-gate serving"
+        );
+    }
     Ok(Gateway {
         public_addr,
         admin_addr,
@@ -374,6 +415,7 @@ fn spawn_proxy<P: Policy>(
     name: &'static str,
     listener: TcpListener,
     proxy: Proxy<P>,
+    seconds: metrics::LatencyHistogram,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
@@ -387,9 +429,13 @@ fn spawn_proxy<P: Policy>(
         builder,
         move |req, addr, tls| {
             let proxy = Arc::clone(&proxy);
+            let seconds = seconds.clone();
             async move {
+                let started = std::time::Instant::now();
                 let peer = proxy.peer(addr, tls);
-                proxy.handle(req, peer).await
+                let response = proxy.handle(req, peer).await;
+                seconds.observe(started.elapsed());
+                response
             }
         },
         tls,
@@ -465,7 +511,10 @@ impl Gateway {
     /// tasks stop. Returns when everything has stopped.
     pub async fn shutdown(self) {
         self.readiness.set_draining();
-        tracing::info!(delay = ?self.shutdown_delay, "shutting down: readiness is now 503");
+        tracing::info!(
+            delay = %humantime::format_duration(self.shutdown_delay),
+            "shutting down: readiness is now 503"
+        );
         if !self.shutdown_delay.is_zero() {
             tokio::time::sleep(self.shutdown_delay).await;
         }
@@ -481,25 +530,4 @@ impl Gateway {
         let _ = self.ops.await;
         tracing::info!("shutdown complete");
     }
-}
-
-/// Installs the tracing subscriber: `json` for log pipelines, `text` for people.
-/// `RUST_LOG` overrides the default level (`info`).
-pub fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-    // A subscriber already installed (tests) is fine.
-    let _ = result;
 }

@@ -11,19 +11,38 @@
     )
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kratos_gate::blocklist::unix_now;
 use kratos_gate::config::Config;
 use kratos_gate::diagnostic;
+use kratos_gate::logging::{self, Format};
 use kratos_gate::reload::read_blocklist;
+
+/// `--version`: the package version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KRATOS_GATE_COMMIT"),
+    ")"
+);
+/// `--version` with the compiler too (clap prints this for `--version`, [`VERSION`] for `-V`).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KRATOS_GATE_COMMIT"),
+    "; ",
+    env!("KRATOS_GATE_RUSTC"),
+    ")"
+);
 
 /// A reverse proxy in front of Ory Kratos that keeps blocklisted identities from holding a
 /// session.
 #[derive(Parser, Debug)]
-#[command(name = "kratos-gate", version, about)]
+#[command(name = "kratos-gate", version = VERSION, long_version = LONG_VERSION, about)]
 struct Args {
     /// Config file.
     #[arg(
@@ -33,7 +52,7 @@ struct Args {
         default_value = "gateway.yaml"
     )]
     config: PathBuf,
-    /// Log format.
+    /// Log format: `json` writes every line (start-up, errors, exits) as one JSON object.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -50,6 +69,13 @@ enum Command {
         #[arg(long)]
         blocklist: Option<PathBuf>,
     },
+    /// Ask the running gateway whether it is ready (`GET /readyz` on `listen.ops`) and exit
+    /// 0 if so, 1 otherwise with a one-line reason: a container HEALTHCHECK without a shell.
+    Health {
+        /// Give up after this long (`500ms`, `2s`).
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -58,49 +84,65 @@ enum LogFormat {
     Text,
 }
 
+impl From<LogFormat> for Format {
+    fn from(f: LogFormat) -> Format {
+        match f {
+            LogFormat::Json => Format::Json,
+            LogFormat::Text => Format::Text,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}`: {e}; write e.g. 2s"))
+}
+
 const EXIT_INVALID: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let format = Format::from(args.log_format);
     match args.command {
         Some(Command::Check {
             blocklist: Some(path),
         }) => check_blocklist(&path),
         Some(Command::Check { blocklist: None }) => check(&args.config),
-        None => serve(&args),
+        Some(Command::Health { timeout }) => health(&args.config, timeout, format),
+        None => serve(&args.config, format),
     }
 }
 
-/// Loads config and blocklist; on error prints every diagnostic and returns the exit code.
+/// Loads config and blocklist; on error reports every diagnostic and returns the exit code.
 fn load(
-    config_path: &std::path::Path,
-) -> Result<(Config, kratos_gate::blocklist::Parsed), ExitCode> {
+    config_path: &Path,
+    format: Format,
+) -> Result<(Config, kratos_gate::blocklist::Parsed), u8> {
     let config = Config::load(config_path).map_err(|errs| {
-        eprint!("{}", diagnostic::render(&errs));
-        ExitCode::from(EXIT_INVALID)
+        logging::invalid_files(format, &errs);
+        EXIT_INVALID
     })?;
     if let Err(e) = config.admin_token() {
-        eprintln!("{}: {e}", config_path.display());
-        return Err(ExitCode::from(EXIT_INVALID));
+        logging::fatal(format, &config_path.display().to_string(), &e);
+        return Err(EXIT_INVALID);
     }
     let parsed = read_blocklist(&config.blocklist.path).map_err(|errs| {
-        eprint!("{}", diagnostic::render(&errs));
-        ExitCode::from(EXIT_INVALID)
+        logging::invalid_files(format, &errs);
+        EXIT_INVALID
     })?;
     Ok((config, parsed))
 }
 
-fn check(config_path: &std::path::Path) -> ExitCode {
-    let (config, parsed) = match load(config_path) {
+fn check(config_path: &Path) -> ExitCode {
+    let (config, parsed) = match load(config_path, Format::Text) {
         Ok(x) => x,
-        Err(code) => return code,
+        Err(code) => return ExitCode::from(code),
     };
     let summary = blocklist_summary(&config.blocklist.path, parsed);
     println!("ok: {} valid; {summary}", config_path.display());
     ExitCode::SUCCESS
 }
 
-fn check_blocklist(path: &std::path::Path) -> ExitCode {
+fn check_blocklist(path: &Path) -> ExitCode {
     match read_blocklist(path) {
         Ok(parsed) => {
             println!("ok: {}", blocklist_summary(path, parsed));
@@ -133,48 +175,173 @@ fn blocklist_summary(path: &std::path::Path, parsed: kratos_gate::blocklist::Par
     )
 }
 
-fn serve(args: &Args) -> ExitCode {
-    kratos_gate::init_logging(matches!(args.log_format, LogFormat::Json));
+fn serve(config_path: &Path, format: Format) -> ExitCode {
+    logging::init(format);
+    match run(config_path, format) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => {
+            logging::exit(format, code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Serves until SIGTERM or SIGINT; `Err` is the exit code of a gateway that could not start.
+fn run(config_path: &Path, format: Format) -> Result<(), u8> {
+    const FAILURE: u8 = 1;
     // Validate before building the runtime or binding anything.
-    let (config, _) = match load(&args.config) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let (config, _) = load(config_path, format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(|e| {
+            logging::fatal(format, "cannot start the async runtime", &e);
+            FAILURE
+        })?;
     runtime.block_on(async move {
         // Handlers first: a signal that arrives once the gateway reports ready must already
         // mean a graceful shutdown or a reload, not the default action.
-        let mut signals = match Signals::install() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
+        let mut signals = Signals::install().map_err(|e| {
+            logging::fatal(format, "cannot install signal handlers", &e);
+            FAILURE
+        })?;
+        let gateway = kratos_gate::start(config).await.map_err(|e| {
+            logging::start_error(format, &e);
+            match e {
+                kratos_gate::StartError::Invalid(_) => EXIT_INVALID,
+                _ => FAILURE,
             }
-        };
-        let gateway = match kratos_gate::start(config).await {
-            Ok(g) => g,
-            Err(kratos_gate::StartError::Invalid(errs)) => {
-                eprint!("{}", diagnostic::render(&errs));
-                return ExitCode::from(EXIT_INVALID);
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        })?;
         signals.wait_for_shutdown(&gateway).await;
         gateway.shutdown().await;
-        ExitCode::SUCCESS
+        Ok(())
     })
+}
+
+/// `kratos-gate health`: 0 when the gateway named by the config answers `/readyz` with 200.
+fn health(config_path: &Path, timeout: Duration, format: Format) -> ExitCode {
+    let outcome = Config::load(config_path)
+        .map_err(|errs| {
+            let first = errs.first().map(|d| d.to_string()).unwrap_or_default();
+            format!("cannot read the config: {first}")
+        })
+        .and_then(|config| {
+            let addr = probe_address(config.listen.ops);
+            probe_readyz(addr, timeout)
+        });
+    let (ready, line) = match outcome {
+        Ok(line) => (true, line),
+        Err(line) => (false, line),
+    };
+    match format {
+        Format::Text if ready => println!("ready: {line}"),
+        Format::Text => eprintln!("not ready: {line}"),
+        Format::Json => {
+            let level = if ready { "INFO" } else { "ERROR" };
+            let message = if ready { "ready" } else { "not ready" };
+            let out = serde_json::json!({"level": level, "message": message, "ready": ready, "reason": line});
+            if ready {
+                println!("{out}");
+            } else {
+                eprintln!("{out}");
+            }
+        }
+    }
+    if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Where to reach `listen.ops` from this host: a wildcard address means loopback.
+fn probe_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, listen.port())
+}
+
+/// `GET /readyz` over plain HTTP/1.1, everything within `timeout`. `Ok` with a description
+/// when the answer is 200, `Err` with the reason otherwise.
+fn probe_readyz(addr: std::net::SocketAddr, timeout: Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    let url = format!("http://{addr}/readyz");
+    if addr.port() == 0 {
+        return Err(format!("listen.ops has port 0: {url} cannot be asked"));
+    }
+    let deadline = Instant::now() + timeout;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "{url}: no answer within {}",
+                    humantime::format_duration(timeout)
+                )
+            })
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, left()?)
+        .map_err(|e| format!("{url}: cannot connect: {e}"))?;
+    stream
+        .set_write_timeout(Some(left()?))
+        .and_then(|()| {
+            stream.write_all(
+                format!(
+                    "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kratos-gate-health\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+        })
+        .map_err(|e| format!("{url}: cannot send the request: {e}"))?;
+    // The answer is a few lines; read until the peer closes, at most 4 KiB.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while answer.len() < 4096 {
+        stream
+            .set_read_timeout(Some(left()?))
+            .map_err(|e| format!("{url}: {e}"))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if answer.is_empty() => return Err(format!("{url}: no answer: {e}")),
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("{url}: not an HTTP answer"))?;
+    let body: String = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim())
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let said = if body.is_empty() {
+        String::new()
+    } else {
+        format!(" ({body})")
+    };
+    if status == 200 {
+        Ok(format!("{url} answered {status}{said}"))
+    } else {
+        Err(format!("{url} answered {status}{said}"))
+    }
 }
 
 struct Signals {

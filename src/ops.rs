@@ -1,5 +1,6 @@
 //! The ops listener: `/healthz` (alive), `/readyz` (blocklist loaded, listeners bound, not
-//! draining) and `/metrics` (Prometheus text format).
+//! draining), `/metrics` (Prometheus text format) and `/blocklist` (JSON: what this pod
+//! enforces, see [`crate::status`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use hyper::body::Incoming;
 
 use crate::metrics::Metrics;
 use crate::respond::{full_body, Body};
+use crate::status::Status;
 
 /// Readiness as the load balancer should see it.
 #[derive(Debug, Default)]
@@ -37,6 +39,7 @@ pub async fn handle(
     req: Request<Incoming>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
+    status: Arc<Status>,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -53,6 +56,9 @@ pub async fn handle(
             }
         }
         "/metrics" => {
+            // Entry counts follow lapsing `until`s; recounting a large list is blocking work.
+            let store = Arc::clone(&status.blocklist);
+            let _ = tokio::task::spawn_blocking(move || store.refresh_counts()).await;
             let mut resp = Response::new(full_body(metrics.encode()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -60,6 +66,19 @@ pub async fn handle(
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 ),
             );
+            resp
+        }
+        "/blocklist" => {
+            let json = tokio::task::spawn_blocking(move || status.blocklist_json())
+                .await
+                .unwrap_or_else(|_| "{}\n".to_owned());
+            let mut resp = Response::new(full_body(json));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

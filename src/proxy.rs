@@ -34,6 +34,8 @@ pub struct Exchange {
     pub method: Method,
     /// The target as the client spelled it (audit and kind naming only).
     pub uri: Uri,
+    /// Kratos's status, once Kratos has answered (the access log).
+    pub upstream_status: OnceLock<http::StatusCode>,
 }
 
 impl Exchange {
@@ -145,6 +147,8 @@ pub struct Proxy<P> {
     /// hashes the labels.
     requests: RequestCounters,
     upstream_seconds: Histogram,
+    /// `log.access`.
+    access_log: bool,
 }
 
 /// `kratos_gate_requests_total` of one listener, by status class.
@@ -206,6 +210,7 @@ impl<P: Policy> Proxy<P> {
             requests: RequestCounters::new(&metrics, listener),
             upstream_seconds,
             metrics,
+            access_log: config.log.access,
         }
     }
 
@@ -220,6 +225,7 @@ impl<P: Policy> Proxy<P> {
 
     /// Handles one request from a client; never fails (errors become responses).
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let access = crate::logging::access_start(self.access_log);
         let request_id = match headers::request_id(request.headers()) {
             Some(id) => RequestId::given(id),
             None => RequestId::generated(),
@@ -230,6 +236,7 @@ impl<P: Policy> Proxy<P> {
             peer,
             method: request.method().clone(),
             uri: request.uri().clone(),
+            upstream_status: OnceLock::new(),
         };
         let response = match self.forward(&exchange, request).await {
             Ok(r) => r,
@@ -239,7 +246,7 @@ impl<P: Policy> Proxy<P> {
                     .get_or_create(&ReasonLabels { reason: e.label() })
                     .inc();
                 tracing::warn!(
-                    listener = ?self.listener,
+                    listener = crate::logging::listener_name(self.listener),
                     request_id = %exchange.request_id,
                     method = %exchange.method,
                     path = %exchange.path(),
@@ -250,6 +257,7 @@ impl<P: Policy> Proxy<P> {
             }
         };
         self.requests.inc(response.status());
+        crate::logging::access(access, &exchange, response.status());
         response
     }
 
@@ -296,6 +304,7 @@ impl<P: Policy> Proxy<P> {
             Ok(Err(e)) => return Err(classify_client_error(&e)),
             Ok(Ok(r)) => r,
         };
+        let _ = exchange.upstream_status.set(response.status());
         // The client undid `chunked` only; a body under another transfer coding would pass
         // unread, whatever it carries.
         if let Some(codings) = headers::transfer_codings_besides_chunked(response.headers()) {

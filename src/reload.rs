@@ -9,9 +9,11 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{watch, Notify};
 
-use crate::blocklist::{unix_now, Blocklist, Changes};
+use sha2::{Digest, Sha256};
+
+use crate::blocklist::{format_timestamp, unix_now, Blocklist, Changes, Entry, Matched, Mode};
 use crate::diagnostic::{self, Diagnostic};
-use crate::metrics::{Metrics, ReloadResult};
+use crate::metrics::{EntryCounts, Metrics, ReloadResult};
 
 /// The blocklist in force, swapped whole on every successful reload. Readers never lock.
 pub struct BlocklistStore {
@@ -20,6 +22,58 @@ pub struct BlocklistStore {
     metrics: Arc<Metrics>,
     /// Serialises reloads (watch, poll and SIGHUP may fire together); readers never take it.
     reload_lock: Mutex<()>,
+    /// What `GET /blocklist` reports; taken briefly by reloads and the ops listener only.
+    state: Mutex<LoadState>,
+}
+
+/// What the gateway knows about the list in force and its last reloads.
+#[derive(Debug, Clone)]
+pub struct LoadState {
+    /// SHA-256 of the file the list in force was parsed from, lower-case hex.
+    pub sha256: String,
+    /// When the list in force was loaded.
+    pub loaded_at: SystemTime,
+    /// When the file was last read successfully (a change applied, or the same content).
+    pub last_reload_success: SystemTime,
+    /// Entries in force (enforced, `until` not passed) by kind, as of `counted_at`.
+    pub entries: EntryCounts,
+    pub counted_at: i64,
+    /// [`Blocklist::expiring_count`] when counted: when it drops, an entry has lapsed and
+    /// the counts are taken again.
+    expiring: usize,
+    /// Entries in the file, in force or not.
+    pub entries_in_file: usize,
+    /// The last reload that failed, while no later reload has read a good file.
+    pub last_error: Option<ReloadError>,
+}
+
+/// A reload that failed: every error as `file:line:column: message`, and when.
+#[derive(Debug, Clone)]
+pub struct ReloadError {
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// Lower-case hex SHA-256 of a file's bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Entries in force at `now` (enforced, `until` not passed), by kind. Report-mode entries
+/// block nothing and are not counted.
+pub fn entries_in_force(list: &Blocklist, now: i64) -> EntryCounts {
+    let all = Blocklist::default().changes_to(list, now);
+    EntryCounts {
+        identity: all.added.len(),
+        email: all.added_emails.len(),
+        domain: all.added_domains.len(),
+    }
 }
 
 /// What one reload attempt did.
@@ -28,6 +82,8 @@ pub enum ReloadOutcome {
     Unchanged,
     Applied {
         changes: Changes,
+        /// Every change, for the audit log.
+        audit: Box<Audit>,
         entries: usize,
         warnings: Vec<Diagnostic>,
         /// From reading the file to the new list being in force.
@@ -121,16 +177,73 @@ impl BlocklistStore {
         path: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, Vec<Diagnostic>), Vec<Diagnostic>> {
-        let parsed = read_blocklist(path)?;
+        let name = path.display().to_string();
+        let bytes = read_file(path).map_err(|m| vec![Diagnostic::whole_file(&name, m)])?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            vec![Diagnostic::whole_file(
+                &name,
+                format!("not UTF-8 text: {e}"),
+            )]
+        })?;
+        let parsed = Blocklist::parse(text, &name)?;
+        let now = SystemTime::now();
         let store = BlocklistStore {
             current: ArcSwap::from_pointee(Blocklist::default()),
             path: path.to_path_buf(),
             metrics,
             reload_lock: Mutex::new(()),
+            state: Mutex::new(LoadState {
+                sha256: String::new(),
+                loaded_at: now,
+                last_reload_success: now,
+                entries: EntryCounts::default(),
+                counted_at: 0,
+                expiring: 0,
+                entries_in_file: 0,
+                last_error: None,
+            }),
         };
-        store.install(parsed.blocklist);
+        store.install(parsed.blocklist, sha256_hex(&bytes));
         store.metrics.reload(ReloadResult::Success);
         Ok((store, parsed.warnings))
+    }
+
+    /// The list's checksum, counts, load time and last error, with the counts brought up to
+    /// date if an entry has lapsed since they were taken.
+    pub fn state(&self) -> LoadState {
+        self.refresh_counts();
+        self.lock_state().clone()
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, LoadState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts the entries in force again when one has lapsed since the last count (cheap to
+    /// check: only entries with an `until` are looked at). Blocking for a large list.
+    pub fn refresh_counts(&self) {
+        let mut state = self.lock_state();
+        let list = self.current.load();
+        let now = unix_now();
+        let expiring = list.expiring_count(now);
+        if expiring == state.expiring && state.counted_at != 0 {
+            return;
+        }
+        let entries = entries_in_force(&list, now);
+        state.entries = entries;
+        state.expiring = expiring;
+        state.counted_at = now;
+        self.metrics.set_entries(entries);
+    }
+
+    fn record_read_success(&self) {
+        let now = SystemTime::now();
+        self.metrics
+            .blocklist_last_reload_success
+            .set(unix_secs(now));
+        let mut state = self.lock_state();
+        state.last_reload_success = now;
+        state.last_error = None;
     }
 
     /// The list in force. Cheap: an atomic load, no lock, no allocation.
@@ -142,17 +255,33 @@ impl BlocklistStore {
         &self.path
     }
 
-    fn install(&self, list: Blocklist) {
+    fn install(&self, list: Blocklist, sha256: String) {
+        let now = unix_now();
+        let entries = entries_in_force(&list, now);
+        let expiring = list.expiring_count(now);
+        let entries_in_file = list.len();
+        self.metrics.set_blocklist(&sha256, entries);
+        let at = SystemTime::now();
+        self.metrics.blocklist_last_success.set(unix_secs(at));
         self.metrics
-            .blocklist_entries
-            .set(i64::try_from(list.len()).unwrap_or(i64::MAX));
+            .blocklist_last_reload_success
+            .set(unix_secs(at));
+        // Under the state's lock: once the list is visible, so is what `/blocklist` says of
+        // it, and a recount cannot mix the two lists.
+        let mut state = self.lock_state();
+        *state = LoadState {
+            sha256,
+            loaded_at: at,
+            last_reload_success: at,
+            entries,
+            counted_at: now,
+            expiring,
+            entries_in_file,
+            last_error: None,
+        };
         let old = self.current.swap(Arc::new(list));
+        drop(state);
         free_here(old);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        self.metrics.blocklist_last_success.set(now);
     }
 
     /// Re-reads the file (once it has been left alone for `quiet`) and swaps it in if it
@@ -167,6 +296,8 @@ impl BlocklistStore {
         };
         if crate::blocklist::checksum(&bytes) == self.current.load().checksum() {
             self.metrics.reload(ReloadResult::Unchanged);
+            self.record_read_success();
+            self.refresh_counts();
             return ReloadOutcome::Unchanged;
         }
         // Writing a file in place starts by truncating it: an empty file during a reload is
@@ -190,15 +321,26 @@ impl BlocklistStore {
         };
         match Blocklist::parse(text, &name) {
             Ok(parsed) => {
-                let changes = self
-                    .current
-                    .load()
-                    .changes_to(&parsed.blocklist, unix_now());
+                let now = unix_now();
+                let old = self.current.load_full();
+                let changes = old.changes_to(&parsed.blocklist, now);
+                let sha256 = sha256_hex(&bytes);
+                let previous = self.lock_state().sha256.clone();
+                let audit = Box::new(Audit::between(
+                    &old,
+                    &parsed.blocklist,
+                    &changes,
+                    now,
+                    previous,
+                    &sha256,
+                ));
+                drop(old);
                 let entries = parsed.blocklist.len();
-                self.install(parsed.blocklist);
+                self.install(parsed.blocklist, sha256);
                 self.metrics.reload(ReloadResult::Success);
                 ReloadOutcome::Applied {
                     changes,
+                    audit,
                     entries,
                     warnings: parsed.warnings,
                     elapsed: started.elapsed(),
@@ -210,7 +352,258 @@ impl BlocklistStore {
 
     fn failed(&self, errors: Vec<Diagnostic>) -> ReloadOutcome {
         self.metrics.reload(ReloadResult::Failure);
+        self.lock_state().last_error = Some(ReloadError {
+            message: diagnostic::render(&errors).trim_end().to_owned(),
+            at: SystemTime::now(),
+        });
         ReloadOutcome::Failed(errors)
+    }
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What one change did to one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Newly enforced (listed, or an expired entry given a later `until`).
+    Added,
+    /// No longer enforced: deleted, or its `until` moved into the past.
+    Removed,
+    /// Was in report mode, now enforced.
+    NowEnforced,
+    /// Was enforced, now in report mode.
+    NowReport,
+    /// Enforced in both, for longer now.
+    Extended,
+    /// Enforced in both, for less long now.
+    Shortened,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::NowEnforced => "mode_enforce",
+            ChangeKind::NowReport => "mode_report",
+            ChangeKind::Extended => "until_extended",
+            ChangeKind::Shortened => "until_shortened",
+        }
+    }
+}
+
+/// One changed entry: its kind (`identity`, `email`, `domain`), its key, and its `until`
+/// before and after (`None`: none, or not listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryChange {
+    pub kind: &'static str,
+    pub key: String,
+    pub change: ChangeKind,
+    pub until_before: Option<i64>,
+    pub until_after: Option<i64>,
+}
+
+impl std::fmt::Display for EntryChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.change.as_str(), self.kind, self.key)?;
+        if matches!(
+            self.change,
+            ChangeKind::Extended | ChangeKind::Shortened | ChangeKind::Added
+        ) || self.until_before != self.until_after
+        {
+            let show = |u: Option<i64>| u.map_or_else(|| "-".to_owned(), format_timestamp);
+            if self.until_before.is_some() || self.until_after.is_some() {
+                write!(
+                    f,
+                    " (until {} -> {})",
+                    show(self.until_before),
+                    show(self.until_after)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every change a reload made to what is enforced, with the file's checksums.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    pub sha256: String,
+    pub previous_sha256: String,
+    /// Identity changes first, then e-mails, then domains; each in key order.
+    pub changes: Vec<EntryChange>,
+}
+
+impl Audit {
+    /// Compares the enforced entries of two lists at `now`: additions, removals, mode
+    /// changes and `until` changes, for every kind. (Entries that stay in report mode block
+    /// nothing and are not compared.)
+    pub fn between(
+        old: &Blocklist,
+        new: &Blocklist,
+        forward: &Changes,
+        now: i64,
+        previous_sha256: String,
+        sha256: &str,
+    ) -> Audit {
+        // `changes_to` the other way round: its `extended` are this reload's shortenings,
+        // its additions this reload's removals (and, for e-mails, shortenings).
+        let backward = new.changes_to(old, now);
+        let mut out = Vec::new();
+
+        let id_entry = |list: &Blocklist, id: &uuid::Uuid| list.lookup_at(id, now);
+        for id in &forward.added {
+            let before = id_entry(old, id);
+            let change = match &before {
+                Some(e) if e.mode == Mode::Report => ChangeKind::NowEnforced,
+                _ => ChangeKind::Added,
+            };
+            out.push(change_of(
+                "identity",
+                id.to_string(),
+                change,
+                before,
+                id_entry(new, id),
+            ));
+        }
+        for id in &forward.removed {
+            let after = id_entry(new, id);
+            let change = match &after {
+                Some(e) if e.mode == Mode::Report => ChangeKind::NowReport,
+                _ => ChangeKind::Removed,
+            };
+            out.push(change_of(
+                "identity",
+                id.to_string(),
+                change,
+                id_entry(old, id),
+                after,
+            ));
+        }
+        for id in &forward.extended {
+            out.push(change_of(
+                "identity",
+                id.to_string(),
+                ChangeKind::Extended,
+                id_entry(old, id),
+                id_entry(new, id),
+            ));
+        }
+        for id in &backward.extended {
+            out.push(change_of(
+                "identity",
+                id.to_string(),
+                ChangeKind::Shortened,
+                id_entry(old, id),
+                id_entry(new, id),
+            ));
+        }
+
+        let email_entry = |list: &Blocklist, email: &str| -> Option<Entry> {
+            list.address_matches(email, now)
+                .into_iter()
+                .find(|(m, _)| matches!(m, Matched::Email(e) if *e == email))
+                .map(|(_, e)| e)
+        };
+        let domain_entry = |list: &Blocklist, domain: &str| -> Option<Entry> {
+            list.address_matches(&format!("x@{domain}"), now)
+                .into_iter()
+                .find(|(m, _)| matches!(m, Matched::Domain(d) if *d == domain))
+                .map(|(_, e)| e)
+        };
+        let enforced = |e: &Option<Entry>| e.as_ref().is_some_and(|e| e.mode == Mode::Enforce);
+        let mut email_changes: Vec<EntryChange> = Vec::new();
+        for email in &forward.added_emails {
+            let (before, after) = (email_entry(old, email), email_entry(new, email));
+            let change = if enforced(&before) {
+                ChangeKind::Extended
+            } else if before.is_some() {
+                ChangeKind::NowEnforced
+            } else {
+                ChangeKind::Added
+            };
+            email_changes.push(change_of("email", email.clone(), change, before, after));
+        }
+        for email in &forward.removed_emails {
+            let (before, after) = (email_entry(old, email), email_entry(new, email));
+            let change = if after.is_some() {
+                ChangeKind::NowReport
+            } else {
+                ChangeKind::Removed
+            };
+            email_changes.push(change_of("email", email.clone(), change, before, after));
+        }
+        for email in &backward.added_emails {
+            let (before, after) = (email_entry(old, email), email_entry(new, email));
+            // Enforced in both: the old one lasted longer.
+            if enforced(&before) && enforced(&after) {
+                email_changes.push(change_of(
+                    "email",
+                    email.clone(),
+                    ChangeKind::Shortened,
+                    before,
+                    after,
+                ));
+            }
+        }
+        email_changes.sort_by(|a, b| a.key.cmp(&b.key));
+        out.extend(email_changes);
+
+        let mut domain_changes: Vec<EntryChange> = Vec::new();
+        for domain in &forward.added_domains {
+            let (before, after) = (domain_entry(old, domain), domain_entry(new, domain));
+            let change = if before.is_some() {
+                ChangeKind::NowEnforced
+            } else {
+                ChangeKind::Added
+            };
+            domain_changes.push(change_of("domain", domain.clone(), change, before, after));
+        }
+        for domain in &forward.removed_domains {
+            let (before, after) = (domain_entry(old, domain), domain_entry(new, domain));
+            let change = if after.is_some() {
+                ChangeKind::NowReport
+            } else {
+                ChangeKind::Removed
+            };
+            domain_changes.push(change_of("domain", domain.clone(), change, before, after));
+        }
+        domain_changes.sort_by(|a, b| a.key.cmp(&b.key));
+        out.extend(domain_changes);
+
+        Audit {
+            sha256: sha256.to_owned(),
+            previous_sha256,
+            changes: out,
+        }
+    }
+
+    /// Changes of one kind of entry (`identity`, `email`, `domain`).
+    pub fn count(&self, kind: &str, change: Option<ChangeKind>) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.kind == kind && change.is_none_or(|k| c.change == k))
+            .count()
+    }
+}
+
+fn change_of(
+    kind: &'static str,
+    key: String,
+    change: ChangeKind,
+    before: Option<Entry>,
+    after: Option<Entry>,
+) -> EntryChange {
+    EntryChange {
+        kind,
+        key,
+        change,
+        until_before: before.and_then(|e| e.until),
+        until_after: after.and_then(|e| e.until),
     }
 }
 
@@ -379,6 +772,7 @@ fn report(
         }
         ReloadOutcome::Applied {
             changes,
+            audit,
             entries,
             warnings,
             elapsed,
@@ -386,18 +780,7 @@ fn report(
             for w in &warnings {
                 tracing::warn!(%file, "{w}");
             }
-            tracing::info!(
-                %file,
-                trigger = source,
-                entries,
-                added = changes.added.len(),
-                removed = changes.removed.len(),
-                extended = changes.extended.len(),
-                added_ids = %preview(&changes.added),
-                removed_ids = %preview(&changes.removed),
-                elapsed_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
-                "blocklist reloaded"
-            );
+            log_audit(store, &file, source, &audit, entries, elapsed);
             if let Some(listener) = on_change {
                 if !changes.is_empty() {
                     listener(&changes);
@@ -415,13 +798,90 @@ fn report(
     }
 }
 
-/// Up to ten ids, for a readable log line.
-fn preview(ids: &[uuid::Uuid]) -> String {
-    let mut s: Vec<String> = ids.iter().take(10).map(|u| u.to_string()).collect();
-    if ids.len() > 10 {
-        s.push(format!("… and {} more", ids.len() - 10));
+/// Changes listed in the reload's info line; past this many the line names the first ones and
+/// the counts, and every change is an event of its own at debug level.
+const AUDIT_INLINE: usize = 20;
+
+/// The reload's audit: one info line with the checksums, the counts by kind and change, and
+/// the changes themselves (all of them up to [`AUDIT_INLINE`]); then, at debug level, one
+/// `blocklist_change` event per change, whatever their number.
+fn log_audit(
+    store: &BlocklistStore,
+    file: &str,
+    source: &'static str,
+    audit: &Audit,
+    entries: usize,
+    elapsed: Duration,
+) {
+    use ChangeKind::*;
+    let in_force = store.lock_state().entries;
+    let n = |kind: &str, changes: &[ChangeKind]| {
+        changes
+            .iter()
+            .map(|c| audit.count(kind, Some(*c)))
+            .sum::<usize>()
+    };
+    let all = |changes: &[ChangeKind]| {
+        ["identity", "email", "domain"]
+            .iter()
+            .map(|k| n(k, changes))
+            .sum::<usize>()
+    };
+    let total = audit.changes.len();
+    let mut listed: Vec<String> = audit
+        .changes
+        .iter()
+        .take(AUDIT_INLINE)
+        .map(ToString::to_string)
+        .collect();
+    if total > AUDIT_INLINE {
+        listed.push(format!(
+            "... and {} more (each one at debug level, event=blocklist_change)",
+            total - AUDIT_INLINE
+        ));
     }
-    s.join(", ")
+    tracing::info!(
+        target: "kratos_gate::audit",
+        event = "blocklist_reloaded",
+        file,
+        trigger = source,
+        sha256 = %audit.sha256,
+        previous_sha256 = %audit.previous_sha256,
+        entries,
+        identities = in_force.identity,
+        emails = in_force.email,
+        domains = in_force.domain,
+        changed = total,
+        added = all(&[Added, NowEnforced]),
+        removed = all(&[Removed, NowReport]),
+        extended = all(&[Extended]),
+        shortened = all(&[Shortened]),
+        mode_changed = all(&[NowEnforced, NowReport]),
+        identities_added = n("identity", &[Added, NowEnforced]),
+        identities_removed = n("identity", &[Removed, NowReport]),
+        emails_added = n("email", &[Added, NowEnforced]),
+        emails_removed = n("email", &[Removed, NowReport]),
+        domains_added = n("domain", &[Added, NowEnforced]),
+        domains_removed = n("domain", &[Removed, NowReport]),
+        changes = %listed.join("; "),
+        elapsed_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
+        "blocklist reloaded"
+    );
+    if tracing::enabled!(target: "kratos_gate::audit", tracing::Level::DEBUG) {
+        for c in &audit.changes {
+            tracing::debug!(
+                target: "kratos_gate::audit",
+                event = "blocklist_change",
+                sha256 = %audit.sha256,
+                kind = c.kind,
+                entry = %c.key,
+                change = c.change.as_str(),
+                until_before = c.until_before.map(format_timestamp),
+                until_after = c.until_after.map(format_timestamp),
+                "{c}"
+            );
+        }
+    }
 }
 
 /// Watches the folder, not the file: editors replace files by rename and Kubernetes swaps a

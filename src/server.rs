@@ -129,7 +129,7 @@ pub async fn serve<F, Fut>(
     {
         tracing::warn!(
             listener = name,
-            ?grace,
+            grace = %humantime::format_duration(grace),
             "connections still open after the shutdown grace period; closing them"
         );
     }
