@@ -578,6 +578,11 @@ if [ "$MICRO" = 1 ]; then
   (cd "$ROOT" && timeout 600 cargo run --release --locked --quiet --example micro) | tee "$RUN/micro.txt"
 fi
 
+log "adversarial echoes: memory and Kratos calls per request"
+ADV_ARGS=(--gateway "$BIN")
+[ -n "$BASELINE" ] && ADV_ARGS+=(--gateway "$OUT/kratos-gate-baseline")
+$PY "$ROOT/bench/adversarial.py" "${ADV_ARGS[@]}" | tee "$RUN/adversarial.md" || true
+
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$RUN/machine.txt"
 echo "measure_seconds=$(( $(date +%s) - MEASURE_T0 ))" >> "$RUN/machine.txt"
 cleanup

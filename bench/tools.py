@@ -393,6 +393,13 @@ def cmd_report(out_dir, md_path, command):
         p("| %s | %s | %s | **%s** |" % (name, shown, limit, verdict))
 
     body = "\n".join(lines) + "\n"
+    adversarial = os.path.join(out_dir, "adversarial.md")
+    if os.path.exists(adversarial):
+        body += ("\n### Adversarial echoes (bench/adversarial.py)\n\n"
+                 "Peak RSS above idle while 8 clients each submit a 1 MB recovery body that Kratos "
+                 "echoes back, and Kratos calls made for one echoed payload "
+                 "(`inspection.body_limit_bytes: 4194304` so the echo is parsed, not refused). "
+                 "Goals: under 64 MB, at most 2 calls.\n\n" + open(adversarial).read())
     header = []
     h = header.append
     h("## Latest run")

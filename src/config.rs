@@ -222,6 +222,11 @@ pub struct Server {
     /// A client must finish sending request headers within this time (slow-loris bound).
     #[serde(deserialize_with = "from_str")]
     pub header_read_timeout: HumanDuration,
+    /// A request body the gateway must read before forwarding (small JSON and form
+    /// submissions, for the identifier they name) must arrive within this time; a slower one
+    /// gets 408 and the connection is closed.
+    #[serde(deserialize_with = "from_str")]
+    pub body_read_timeout: HumanDuration,
     /// HTTP/1 read buffer, which bounds the request head.
     pub max_header_bytes: usize,
     pub http2_max_concurrent_streams: u32,
@@ -252,6 +257,10 @@ pub struct Inspection {
     /// Request bodies up to this size are copied, so that the login identifier is known if
     /// the owner of a new session has to be looked up by it.
     pub login_body_limit_bytes: usize,
+    /// Longest time spent finding whose credentials one response carries, all Kratos calls
+    /// included; past it the credential does not leave (503).
+    #[serde(deserialize_with = "from_str")]
+    pub attribution_timeout: HumanDuration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +298,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            body_read_timeout: HumanDuration(Duration::from_secs(10)),
             max_header_bytes: 64 * 1024,
             http2_max_concurrent_streams: 256,
             shutdown_delay: HumanDuration(Duration::ZERO),
@@ -303,6 +313,7 @@ impl Default for Inspection {
             session_cookie: "ory_kratos_session".to_owned(),
             body_limit_bytes: 1024 * 1024,
             login_body_limit_bytes: 16 * 1024,
+            attribution_timeout: HumanDuration(Duration::from_secs(5)),
         }
     }
 }

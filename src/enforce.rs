@@ -1,33 +1,52 @@
 //! The blocking policy. Plugs into the proxy engine's two phases:
 //!
-//! - request: on the public listener ask Kratos for unencoded bodies and keep a copy of small
-//!   request bodies (the login identifier); on the admin listener refuse to extend a listed
-//!   identity's session.
-//! - response (public listener): find every credential and every session the response
-//!   carries or vouches for, attribute each to an identity, and withhold the response if any
-//!   identity is listed. The decision looks only at the response, never at how the client
-//!   spelled the path.
+//! - request: on the public listener ask Kratos for unencoded bodies and read small
+//!   self-service submissions (the login identifier, the address a recovery code goes to),
+//!   under a deadline; on the admin listener refuse to extend a listed identity's session.
+//! - response (public listener): find every credential the response carries, learn whose it
+//!   is from Kratos's own word (a Kratos-authored position of the body, the admin API for a
+//!   session id at such a position, or whoami with the credential itself), and withhold the
+//!   response if the decision (`decision.rs`) says so. Bytes the client wrote (echoed
+//!   `transient_payload`, `ui` values) are never evidence. The decision looks only at the
+//!   response, never at how the client spelled the path.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use uuid::Uuid;
 
-use crate::blocklist::{parse_uuid, unix_now, Blocklist, Entry, Mode};
+use crate::blocklist::{parse_uuid, unix_now};
 use crate::body::{self, CollectError, Start};
+use crate::decision::{self, AuditContext, Suspect, Verdict};
 use crate::headers::{self, IDENTITY_ID_HEADER};
-use crate::inspection::{self, DecodeError, Findings, Shape};
-use crate::kratos::{Credential, KratosClient, LookupError, Owner, WhoamiAnswer};
-use crate::metrics::{KindLabels, Listener, Metrics};
+use crate::inspection::{self, DecodeError, Findings, Shape, Submitted};
+use crate::kratos::{Credential, KratosClient, LookupError, WhoamiAnswer};
+use crate::metrics::{Listener, Metrics};
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
 use crate::reload::BlocklistStore;
 use crate::respond::{self, full_body, Body, GatewayError};
 use crate::revocation::{Revoker, Target};
+
+/// Kratos never hands out more than one credential in an answer (a token, repeated in
+/// `continue_with`, or a cookie); a response with more distinct ones than this is refused
+/// without asking Kratos about any of them.
+pub const MAX_CREDENTIALS: usize = 2;
+/// Session ids at Kratos-authored positions looked up at the admin API, and identifiers
+/// resolved, per response; more fails closed.
+pub const MAX_LOOKUPS: usize = 2;
+/// Distinct identities whose addresses are fetched per response.
+pub const MAX_OWNERS: usize = 4;
+/// Revocations one answer may queue; beyond it the identity-wide revocation covers the rest.
+pub const MAX_REVOCATIONS: usize = 4;
+/// Addresses remembered per recovery flow; a flow that was sent codes to more is ambiguous.
+const MAX_RECOVERY_ADDRESSES: usize = 2;
 
 pub struct Enforcer {
     pub blocklist: Arc<BlocklistStore>,
@@ -39,58 +58,143 @@ pub struct Enforcer {
     pub login_body_limit: usize,
     /// Longest wait for a body that must be read before the response can be judged
     /// (`upstream.response_timeout`).
-    pub body_timeout: std::time::Duration,
-    pub email_traits: Vec<String>,
+    pub body_timeout: Duration,
+    /// Longest wait for a request body the gateway reads (`server.body_read_timeout`).
+    pub body_read_timeout: Duration,
+    /// Longest time spent attributing one response (`inspection.attribution_timeout`).
+    pub attribution_timeout: Duration,
     pub message: String,
     pub browser_redirect: Option<Uri>,
     /// `blocklist.mode: report`: every match is a dry run.
     pub report_only: bool,
+    pub recovery_addresses: RecoveryAddresses,
 }
 
-/// An identity a response was attributed to: its id when known, and its addresses.
-#[derive(Debug, Clone, Default)]
-struct Suspect {
-    id: Option<Uuid>,
+/// What the policy keeps about one exchange between request and response.
+#[derive(Debug, Default)]
+pub struct ExchangeState {
+    submission: Submission,
+    /// `?flow=` of a recovery submission.
+    recovery_flow: Option<Uuid>,
+}
+
+/// What the client submitted in a body the gateway read.
+#[derive(Debug, Default)]
+enum Submission {
+    /// No body was read (not a JSON or form submission).
+    #[default]
+    NotRead,
+    Read(Submitted),
+    /// Too large to copy, or not readable the way Kratos reads it: whose account it is
+    /// about is unknown.
+    Unreadable,
+}
+
+/// The addresses recovery codes were requested for, per recovery flow, as the client
+/// submitted them through this gateway. Recovery of an identity with a second factor hands
+/// out a session that whoami will not attribute (403 `session_aal2_required`); the address
+/// the code went to names its owner. Bounded in entries and age; when full, new flows are not
+/// remembered (SECURITY.md says what that leaves open).
+pub struct RecoveryAddresses {
+    map: DashMap<Uuid, RecoveryFlow>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct RecoveryFlow {
+    at: Instant,
     addresses: Vec<String>,
+    /// Codes were requested for more addresses than are kept.
+    ambiguous: bool,
 }
 
-impl From<Owner> for Suspect {
-    fn from(o: Owner) -> Self {
-        Suspect {
-            id: Some(o.id),
-            addresses: o.addresses,
+impl RecoveryAddresses {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        RecoveryAddresses {
+            map: DashMap::new(),
+            capacity,
+            ttl,
+        }
+    }
+
+    fn remember(&self, flow: Uuid, address: &str) {
+        let address = address.trim().to_lowercase();
+        if !self.map.contains_key(&flow) && self.map.len() >= self.capacity {
+            let ttl = self.ttl;
+            self.map.retain(|_, f| f.at.elapsed() < ttl);
+            if self.map.len() >= self.capacity {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    "recovery flows remembered at capacity; a new flow's address is not kept"
+                );
+                return;
+            }
+        }
+        let mut entry = self.map.entry(flow).or_insert_with(|| RecoveryFlow {
+            at: Instant::now(),
+            addresses: Vec::new(),
+            ambiguous: false,
+        });
+        if entry.addresses.contains(&address) {
+            return;
+        }
+        if entry.addresses.len() >= MAX_RECOVERY_ADDRESSES {
+            entry.ambiguous = true;
+        } else {
+            entry.addresses.push(address);
+        }
+    }
+
+    fn get(&self, flow: &Uuid) -> Option<RecoveryFlow> {
+        self.map
+            .get(flow)
+            .filter(|f| f.at.elapsed() < self.ttl)
+            .map(|f| f.clone())
+    }
+}
+
+/// Whose credentials a response carries, and which sessions Kratos named in it.
+#[derive(Debug, Default)]
+struct Attribution {
+    suspects: Vec<Suspect>,
+    /// Sessions at Kratos-authored positions: what to revoke.
+    sessions: Vec<Uuid>,
+}
+
+impl Attribution {
+    fn add_owner(&mut self, id: Uuid, addresses: Option<Arc<[String]>>) {
+        match self.suspects.iter_mut().find(|s| s.id == Some(id)) {
+            Some(s) => {
+                if let Some(a) = addresses {
+                    s.addresses = a;
+                }
+            }
+            None => self.suspects.push(Suspect {
+                id: Some(id),
+                addresses: addresses.unwrap_or_else(|| Arc::from(Vec::new())),
+            }),
+        }
+    }
+
+    fn add_session(&mut self, id: Uuid) {
+        if !self.sessions.contains(&id) {
+            self.sessions.push(id);
         }
     }
 }
 
-/// A listed identity found in a response, and what on the list matched it.
-struct Hit {
-    identity: Option<Uuid>,
-    matched: String,
-    entry: Entry,
-}
-
-/// The matches of one decision, split by whether they are enforced.
-struct Verdict {
-    enforced: Vec<Hit>,
-    reported: Vec<Hit>,
-}
-
-impl Verdict {
-    /// Nobody listed: the response passes, nothing to log (the common case, kept cheap).
-    fn is_empty(&self) -> bool {
-        self.enforced.is_empty() && self.reported.is_empty()
-    }
-}
-
 impl Policy for Enforcer {
+    type Ctx = ExchangeState;
+
     async fn on_request(
         &self,
-        exchange: &mut Exchange,
+        exchange: &Exchange,
+        state: &mut ExchangeState,
         request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
         match exchange.listener {
-            Listener::Public => self.public_request(exchange, request).await,
+            Listener::Public => self.public_request(exchange, state, request).await,
             Listener::Admin => self.admin_request(exchange, request).await,
         }
     }
@@ -98,6 +202,7 @@ impl Policy for Enforcer {
     async fn on_response(
         &self,
         exchange: &Exchange,
+        state: ExchangeState,
         response: Response<Incoming>,
     ) -> Response<Body> {
         match exchange.listener {
@@ -108,7 +213,7 @@ impl Policy for Enforcer {
                 let may_have_trailers = http_body::Body::size_hint(response.body())
                     .exact()
                     .is_none();
-                let answer = match self.public_response(exchange, response).await {
+                let answer = match self.public_response(exchange, &state, response).await {
                     Ok(r) => r,
                     Err(e) => self.fail_closed(exchange, e),
                 };
@@ -125,7 +230,8 @@ impl Policy for Enforcer {
 impl Enforcer {
     async fn public_request(
         &self,
-        exchange: &mut Exchange,
+        exchange: &Exchange,
+        state: &mut ExchangeState,
         mut request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
         // The admin API never belongs on the public side: Kratos would answer with a redirect
@@ -153,45 +259,63 @@ impl Enforcer {
             .map(str::to_owned);
         let is_form_or_json = content_type.as_deref().is_some_and(|ct| {
             let ct = ct.to_ascii_lowercase();
-            ct.contains("json") || ct.starts_with("application/x-www-form-urlencoded")
+            ct.contains("json") || ct.contains("application/x-www-form-urlencoded")
         });
         if !is_form_or_json {
             return Ok(request);
         }
         let (parts, body) = request.into_parts();
-        match body::copy_if_small(body, self.login_body_limit).await {
-            Ok((copy, replay)) => {
-                match copy {
-                    Some(copy) => {
-                        exchange.login_identifier =
-                            inspection::login_identifier(content_type.as_deref(), &copy)
-                    }
-                    None => exchange.login_body_too_large = true,
-                }
-                Ok(Request::from_parts(parts, replay.boxed()))
-            }
-            Err(e) => {
+        let copied = tokio::time::timeout(
+            self.body_read_timeout,
+            body::copy_if_small(body, self.login_body_limit),
+        )
+        .await;
+        let (copy, replay) = match copied {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 tracing::debug!(request_id = %exchange.request_id, error = %e, "client request body broke off");
-                Err(
+                return Err(
                     GatewayError::BadRequest("The request body could not be read.")
                         .into_response(Some(exchange.request_id.as_str())),
-                )
+                );
+            }
+            Err(_) => {
+                let e = GatewayError::RequestBodyTimeout(self.body_read_timeout);
+                self.metrics.fail_closed(e.label());
+                tracing::info!(request_id = %exchange.request_id, client_ip = %exchange.peer.ip, path = %exchange.path(), error = %e, "request body too slow");
+                return Err(e.into_response(Some(exchange.request_id.as_str())));
+            }
+        };
+        state.submission = match copy.map(|c| inspection::submitted(content_type.as_deref(), &c)) {
+            Some(Ok(fields)) => Submission::Read(fields),
+            Some(Err(_)) | None => Submission::Unreadable,
+        };
+        if paths::request_kind(exchange.path()) == "recovery" {
+            state.recovery_flow = flow_id(&parts.uri);
+            if let (Some(flow), Submission::Read(fields)) = (state.recovery_flow, &state.submission)
+            {
+                if let (Some(email), false) = (&fields.email, fields.has_code) {
+                    self.recovery_addresses.remember(flow, email);
+                }
             }
         }
+        Ok(Request::from_parts(parts, replay.boxed()))
     }
 
     /// `PATCH /admin/sessions/{id}/extend`: Kratos extends sessions of disabled identities
     /// and can revive expired ones, so the owner is checked before the call goes through.
     async fn admin_request(
         &self,
-        exchange: &mut Exchange,
+        exchange: &Exchange,
         request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
         let Some(raw_id) = paths::extend_session_id(request.uri().path()) else {
             return Ok(request);
         };
-        let Some(session_id) = parse_uuid(&raw_id) else {
-            return Ok(request); // Kratos answers 400 for a malformed id.
+        // Every spelling Kratos's UUID parser accepts names the same session; anything it
+        // would refuse is refused here, so the two never disagree.
+        let Some(session_id) = paths::parse_uuid_as_kratos_does(&raw_id) else {
+            return Err(respond::malformed_uuid(&raw_id));
         };
         let owner = match self.kratos.session_owner(session_id).await {
             Ok(o) => {
@@ -210,24 +334,24 @@ impl Enforcer {
         let Some(owner) = owner else {
             return Ok(request); // Unknown session: Kratos answers 404 itself.
         };
-        let verdict = self.judge(&[Suspect::from(owner)]);
-        self.report(
-            exchange,
-            "extend",
-            &verdict.reported,
-            Some(session_id),
-            StatusCode::FORBIDDEN,
-        );
-        if verdict.enforced.is_empty() {
+        let suspect = Suspect {
+            id: Some(owner.id),
+            addresses: owner.addresses.into(),
+        };
+        let verdict = self.decide(&[suspect]);
+        if verdict.is_empty() {
             return Ok(request);
         }
-        self.record_block(
+        self.audit(
             exchange,
             "extend",
-            &verdict.enforced,
+            &verdict,
             Some(session_id),
             StatusCode::FORBIDDEN,
         );
+        if !verdict.blocks() {
+            return Ok(request);
+        }
         self.revoker.revoke(Target::Session(session_id));
         Err(respond::identity_disabled(
             &self.message,
@@ -238,9 +362,20 @@ impl Enforcer {
     async fn public_response(
         &self,
         exchange: &Exchange,
+        state: &ExchangeState,
         response: Response<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, incoming) = response.into_parts();
+        if parts
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|v| headers::hides_session_cookie(v, &self.session_cookie))
+        {
+            return Err(GatewayError::UnreadableResponse(
+                "a session cookie folded into another Set-Cookie line".to_owned(),
+            ));
+        }
         let cookies = headers::session_cookies(&parts.headers, &self.session_cookie);
 
         // whoami names the identity in a header: decide on it without reading the body.
@@ -250,8 +385,10 @@ impl Enforcer {
             .map(|v| v.to_str().ok().and_then(parse_uuid));
         if let Some(Some(identity)) = header_identity {
             self.metrics.lookup("header", "found");
-            let suspect = self.with_addresses(identity).await?;
-            let verdict = self.judge(&[suspect]);
+            let mut attribution = Attribution::default();
+            attribution.add_owner(identity, None);
+            self.with_addresses(&mut attribution).await?;
+            let verdict = self.decide(&attribution.suspects);
             if verdict.is_empty() {
                 return Ok(Response::from_parts(
                     parts,
@@ -259,27 +396,14 @@ impl Enforcer {
                 ));
             }
             let kind = kind_of(exchange, "whoami");
-            self.report(
-                exchange,
-                kind,
-                &verdict.reported,
-                None,
-                StatusCode::UNAUTHORIZED,
-            );
-            if verdict.enforced.is_empty() {
+            self.audit(exchange, kind, &verdict, None, StatusCode::UNAUTHORIZED);
+            if !verdict.blocks() {
                 return Ok(Response::from_parts(
                     parts,
                     incoming.map_err(Into::into).boxed(),
                 ));
             }
-            self.record_block(
-                exchange,
-                kind,
-                &verdict.enforced,
-                None,
-                StatusCode::UNAUTHORIZED,
-            );
-            self.revoke(&verdict.enforced, &[]);
+            self.revoke(&verdict, &[]);
             return Ok(respond::signed_out(respond::WHOAMI_401));
         }
 
@@ -289,18 +413,22 @@ impl Enforcer {
             return Ok(Response::from_parts(parts, body));
         }
 
-        let suspects = if findings.identities.is_empty() && findings.addresses.is_empty() {
-            self.attribute(exchange, &findings, &cookies).await?
-        } else {
-            self.metrics.lookup("body", "found");
-            body_suspects(&findings)
-        };
+        let attribution = tokio::time::timeout(
+            self.attribution_timeout,
+            self.attribute(state, &findings, &cookies),
+        )
+        .await
+        .map_err(|_| {
+            GatewayError::AttributionUnavailable(format!(
+                "attribution took longer than {:?}",
+                self.attribution_timeout
+            ))
+        })??;
 
-        let verdict = self.judge(&suspects);
+        let verdict = self.decide(&attribution.suspects);
         if verdict.is_empty() {
             return Ok(Response::from_parts(parts, body));
         }
-        let session_ids: Vec<Uuid> = findings.sessions.iter().filter_map(|s| s.id).collect();
         let (kind, status) = match findings.shape {
             Shape::Session => (kind_of(exchange, "whoami"), StatusCode::UNAUTHORIZED),
             Shape::SessionList => ("sessions", StatusCode::UNAUTHORIZED),
@@ -309,14 +437,9 @@ impl Enforcer {
             }
             Shape::Other => (kind_of(exchange, "other"), StatusCode::FORBIDDEN),
         };
-        self.report(
-            exchange,
-            kind,
-            &verdict.reported,
-            session_ids.first().copied(),
-            status,
-        );
-        if verdict.enforced.is_empty() {
+        let session_id = attribution.sessions.first().copied();
+        if !verdict.blocks() {
+            self.audit(exchange, kind, &verdict, session_id, status);
             return Ok(Response::from_parts(parts, body));
         }
         let answer = match findings.shape {
@@ -337,14 +460,8 @@ impl Enforcer {
                 r
             }
         };
-        self.record_block(
-            exchange,
-            kind,
-            &verdict.enforced,
-            session_ids.first().copied(),
-            answer.status(),
-        );
-        self.revoke(&verdict.enforced, &session_ids);
+        self.audit(exchange, kind, &verdict, session_id, answer.status());
+        self.revoke(&verdict, &attribution.sessions);
         Ok(answer)
     }
 
@@ -399,7 +516,7 @@ impl Enforcer {
                 }
             })?;
             let findings = match inspection::first_significant_byte(&decoded) {
-                Some(b) if inspection::may_be_json(b) => self.inspect(&decoded)?,
+                Some(b) if inspection::may_be_json(b) => inspect(&decoded)?,
                 _ => Findings::default(),
             };
             return Ok((findings, full_body(raw)));
@@ -411,7 +528,7 @@ impl Enforcer {
         match start {
             Start::Byte(b) if inspection::may_be_json(b) => {
                 let bytes = collect(replay, limit).await?;
-                let findings = self.inspect(&bytes)?;
+                let findings = inspect(&bytes)?;
                 Ok((findings, full_body(bytes)))
             }
             Start::TooMuchWhitespace => Err(GatewayError::ResponseTooLarge { limit }),
@@ -419,54 +536,84 @@ impl Enforcer {
         }
     }
 
-    fn inspect(&self, bytes: &[u8]) -> Result<Findings, GatewayError> {
-        inspection::inspect_json(bytes, &self.email_traits).map_err(|_| {
-            GatewayError::UnreadableResponse(
-                "malformed JSON that mentions a session token".to_owned(),
-            )
-        })
-    }
-
-    /// The identity behind a whoami header, with its addresses when the list has address
-    /// entries (one admin lookup, cached briefly).
-    async fn with_addresses(&self, id: Uuid) -> Result<Suspect, GatewayError> {
+    /// Fetches the addresses of every attributed identity that has none yet, when the list
+    /// has address entries (one admin lookup each, cached briefly).
+    async fn with_addresses(&self, attribution: &mut Attribution) -> Result<(), GatewayError> {
         if !self.blocklist.snapshot().has_address_entries() {
-            return Ok(Suspect {
-                id: Some(id),
-                addresses: Vec::new(),
-            });
+            return Ok(());
         }
-        match self.kratos.identity_addresses(id).await {
-            Ok(addresses) => {
-                self.metrics.lookup("admin_identity", "found");
-                Ok(Suspect {
-                    id: Some(id),
-                    addresses: addresses.to_vec(),
-                })
-            }
-            Err(e) => {
-                self.metrics.lookup("admin_identity", "error");
-                Err(GatewayError::AttributionUnavailable(e.to_string()))
+        let missing: Vec<Uuid> = attribution
+            .suspects
+            .iter()
+            .filter(|s| s.addresses.is_empty())
+            .filter_map(|s| s.id)
+            .collect();
+        if missing.len() > MAX_OWNERS {
+            return Err(GatewayError::TooManyCredentials(missing.len()));
+        }
+        for id in missing {
+            match self.kratos.identity_addresses(id).await {
+                Ok(addresses) => {
+                    self.metrics.lookup("admin_identity", "found");
+                    attribution.add_owner(id, Some(addresses));
+                }
+                Err(e) => {
+                    self.metrics.lookup("admin_identity", "error");
+                    return Err(GatewayError::AttributionUnavailable(e.to_string()));
+                }
             }
         }
+        Ok(())
     }
 
-    /// Finds the owner of a credential whose response does not name it.
+    /// Learns whose credentials (and Kratos-named sessions) a response carries, from
+    /// Kratos's own word only. Bounded: at most [`MAX_CREDENTIALS`] credentials and
+    /// [`MAX_LOOKUPS`] admin lookups per kind, each distinct one asked about once.
     async fn attribute(
         &self,
-        exchange: &Exchange,
+        state: &ExchangeState,
         findings: &Findings,
         cookies: &[String],
-    ) -> Result<Vec<Suspect>, GatewayError> {
-        let mut owners: Vec<Suspect> = Vec::new();
+    ) -> Result<Attribution, GatewayError> {
         let unavailable = |e: LookupError| GatewayError::AttributionUnavailable(e.to_string());
+        let mut credentials: Vec<(Credential, bool)> = Vec::new();
+        for t in &findings.tokens {
+            credentials.push((Credential::Token(t.value.clone()), t.authored));
+        }
+        for c in cookies {
+            let c = Credential::Cookie(c.clone());
+            if !credentials.iter().any(|(known, _)| *known == c) {
+                // A cookie set by Kratos on an answer is that answer's session.
+                credentials.push((c, true));
+            }
+        }
+        if findings.too_many_tokens || credentials.len() > MAX_CREDENTIALS {
+            return Err(GatewayError::TooManyCredentials(
+                credentials.len().max(MAX_CREDENTIALS + 1),
+            ));
+        }
 
-        // 1. A session id in the body: the admin API knows its identity.
-        for session_id in findings.sessions.iter().filter_map(|s| s.id) {
+        // 1. What the body says at Kratos-authored positions.
+        let mut attribution = Attribution::default();
+        for id in &findings.identities {
+            attribution.add_owner(*id, None);
+        }
+        let unowned: Vec<Uuid> = findings
+            .sessions
+            .iter()
+            .filter(|s| s.identity_id.is_none())
+            .filter_map(|s| s.id)
+            .collect();
+        if unowned.len() > MAX_LOOKUPS {
+            return Err(GatewayError::TooManyCredentials(unowned.len()));
+        }
+        // A session whose identity is not expanded (a native login still needing a second
+        // factor): the admin API knows its owner.
+        for session_id in unowned {
             match self.kratos.session_owner(session_id).await {
                 Ok(Some(owner)) => {
                     self.metrics.lookup("admin", "found");
-                    owners.push(owner.into());
+                    attribution.add_owner(owner.id, Some(owner.addresses.into()));
                 }
                 Ok(None) => self.metrics.lookup("admin", "not_found"),
                 Err(e) => {
@@ -475,28 +622,25 @@ impl Enforcer {
                 }
             }
         }
-        if !owners.is_empty() {
-            return Ok(owners);
+        for s in findings.sessions.iter().filter_map(|s| s.id) {
+            attribution.add_session(s);
         }
+        if !attribution.suspects.is_empty() {
+            self.metrics.lookup("body", "found");
+        }
+        let body_speaks = !attribution.suspects.is_empty();
 
-        // 2. Ask whoami with the credential itself.
-        let credentials = findings
-            .tokens
-            .iter()
-            .cloned()
-            .map(Credential::Token)
-            .chain(cookies.iter().cloned().map(Credential::Cookie));
+        // 2. Every credential the body does not speak for: whoami with the credential.
         let mut aal2_pending = false;
-        for credential in credentials {
+        for (credential, authored) in credentials {
+            if authored && body_speaks {
+                continue;
+            }
             match self.kratos.whoami(&credential).await {
-                Ok(WhoamiAnswer::Identity(owner)) => {
+                // whoami's session is revoked with all of its identity's (no session named).
+                Ok(WhoamiAnswer::Identity { id, .. }) => {
                     self.metrics.lookup("whoami", "found");
-                    let owner = if owner.addresses.is_empty() {
-                        self.with_addresses(owner.id).await?
-                    } else {
-                        owner.into()
-                    };
-                    owners.push(owner);
+                    attribution.add_owner(id, None);
                 }
                 Ok(WhoamiAnswer::NoSession) => self.metrics.lookup("whoami", "no_session"),
                 Ok(WhoamiAnswer::Aal2Required) => {
@@ -509,14 +653,56 @@ impl Enforcer {
                 }
             }
         }
-        if !owners.is_empty() || !aal2_pending {
-            return Ok(owners);
-        }
 
-        // 3. A first-factor session whose owner whoami will not reveal: resolve the
-        //    identifier the client logged in with.
-        if let Some(identifier) = &exchange.login_identifier {
-            match self.kratos.identities_by_identifier(identifier).await {
+        // 3. A first-factor session whose owner whoami will not reveal: the identifier the
+        //    client logged in with, or the address its recovery code was sent to, resolved
+        //    through the admin API. Kratos granted the session for exactly that account.
+        if aal2_pending {
+            self.resolve_submitted(state, &mut attribution).await?;
+        }
+        self.with_addresses(&mut attribution).await?;
+        Ok(attribution)
+    }
+
+    async fn resolve_submitted(
+        &self,
+        state: &ExchangeState,
+        attribution: &mut Attribution,
+    ) -> Result<(), GatewayError> {
+        let mut names: Vec<String> = Vec::new();
+        match &state.submission {
+            Submission::Read(fields) => names.extend(fields.identifier.iter().cloned()),
+            Submission::Unreadable => {
+                // Kratos read an account from a body the gateway could not: the owner stays
+                // unknown, so the credential does not leave.
+                self.metrics.lookup("identifier", "unreadable");
+                return Err(GatewayError::BadRequest(
+                    "The request could not be checked.",
+                ));
+            }
+            Submission::NotRead => {}
+        }
+        if let Some(flow) = state
+            .recovery_flow
+            .and_then(|f| self.recovery_addresses.get(&f))
+        {
+            if flow.ambiguous {
+                self.metrics.lookup("identifier", "ambiguous");
+                return Err(GatewayError::BadRequest(
+                    "The recovery flow could not be checked.",
+                ));
+            }
+            for a in flow.addresses {
+                if !names.contains(&a) {
+                    names.push(a);
+                }
+            }
+        }
+        if names.len() > MAX_LOOKUPS {
+            return Err(GatewayError::TooManyCredentials(names.len()));
+        }
+        for name in names {
+            match self.kratos.identities_by_identifier(&name).await {
                 Ok(found) => {
                     self.metrics.lookup(
                         "identifier",
@@ -526,110 +712,68 @@ impl Enforcer {
                             "found"
                         },
                     );
-                    owners.extend(found.into_iter().map(Suspect::from));
+                    for owner in found.into_iter().take(MAX_OWNERS) {
+                        attribution.add_owner(owner.id, Some(owner.addresses.into()));
+                    }
                 }
                 Err(e) => {
                     self.metrics.lookup("identifier", "error");
-                    return Err(unavailable(e));
-                }
-            }
-        } else if exchange.login_body_too_large {
-            // Kratos read an identifier from a body the gateway could not copy: the owner
-            // stays unknown, so the credential does not leave.
-            self.metrics.lookup("identifier", "body_too_large");
-            return Err(GatewayError::BadRequest(
-                "The login request is too large to be checked.",
-            ));
-        }
-        Ok(owners)
-    }
-
-    /// Matches suspects against the list in force: by id, then by each address.
-    fn judge(&self, suspects: &[Suspect]) -> Verdict {
-        let snapshot = self.blocklist.snapshot();
-        let now = unix_now();
-        let mut verdict = Verdict {
-            enforced: Vec::new(),
-            reported: Vec::new(),
-        };
-        for s in suspects {
-            if let Some(hit) = match_suspect(&snapshot, s, now) {
-                if hit.entry.mode == Mode::Report || self.report_only {
-                    verdict.reported.push(hit);
-                } else {
-                    verdict.enforced.push(hit);
+                    return Err(GatewayError::AttributionUnavailable(e.to_string()));
                 }
             }
         }
-        verdict
+        Ok(())
     }
 
-    fn revoke(&self, hits: &[Hit], session_ids: &[Uuid]) {
-        if session_ids.is_empty() {
-            for id in hits.iter().filter_map(|h| h.identity) {
-                self.revoker.revoke(Target::IdentitySessions(id));
-            }
+    fn decide(&self, suspects: &[Suspect]) -> Verdict {
+        decision::decide(
+            &self.blocklist.snapshot(),
+            suspects,
+            unix_now(),
+            self.report_only,
+        )
+    }
+
+    /// Revokes what Kratos named for the enforced hits: the sessions, or (none named, or
+    /// too many) every session of each listed identity. At most [`MAX_REVOCATIONS`].
+    fn revoke(&self, verdict: &Verdict, session_ids: &[Uuid]) {
+        let targets: Vec<Target> = if session_ids.is_empty() || session_ids.len() > MAX_REVOCATIONS
+        {
+            verdict
+                .enforced
+                .iter()
+                .filter_map(|h| h.identity)
+                .map(Target::IdentitySessions)
+                .collect()
         } else {
-            for id in session_ids {
-                self.revoker.revoke(Target::Session(*id));
-            }
+            session_ids.iter().copied().map(Target::Session).collect()
+        };
+        for t in targets.into_iter().take(MAX_REVOCATIONS) {
+            self.revoker.revoke(t);
         }
-    }
-
-    fn record_block(
-        &self,
-        exchange: &Exchange,
-        kind: &'static str,
-        hits: &[Hit],
-        session_id: Option<Uuid>,
-        status: StatusCode,
-    ) {
-        self.audit(exchange, kind, hits, session_id, status, "enforce");
-    }
-
-    /// Dry-run matches: the decision that would have been made, logged and counted only.
-    fn report(
-        &self,
-        exchange: &Exchange,
-        kind: &'static str,
-        hits: &[Hit],
-        session_id: Option<Uuid>,
-        would_answer: StatusCode,
-    ) {
-        self.audit(exchange, kind, hits, session_id, would_answer, "report");
     }
 
     fn audit(
         &self,
         exchange: &Exchange,
         kind: &'static str,
-        hits: &[Hit],
+        verdict: &Verdict,
         session_id: Option<Uuid>,
         status: StatusCode,
-        mode: &'static str,
     ) {
-        for hit in hits {
-            self.metrics
-                .blocked
-                .get_or_create(&KindLabels { kind, mode })
-                .inc();
-            tracing::warn!(
-                target: "kratos_gate::audit",
-                event = if mode == "report" { "would_block" } else { "blocked" },
-                mode,
+        decision::audit(
+            &self.metrics,
+            verdict,
+            &AuditContext {
                 kind,
-                identity_id = hit.identity.map(|s| s.to_string()).unwrap_or_default(),
-                matched = %hit.matched,
-                session_id = session_id.map(|s| s.to_string()).unwrap_or_default(),
-                reason = hit.entry.reason.as_deref().unwrap_or(""),
-                client_ip = %exchange.peer.ip,
-                request_id = %exchange.request_id,
-                method = %exchange.method,
-                path = %exchange.path(),
-                outcome = status.as_u16(),
-                "session of a listed identity"
-            );
-        }
+                client_ip: Some(exchange.peer.ip),
+                request_id: exchange.request_id.as_str(),
+                method: exchange.method.as_str(),
+                path: exchange.path(),
+                session_id,
+                outcome: status.as_u16(),
+            },
+        );
     }
 
     /// Removes session `Set-Cookie` fields from a streamed body's trailers. Trailers arrive
@@ -691,40 +835,17 @@ impl Enforcer {
     }
 }
 
-/// The identities a body names: one suspect per identity id, carrying all the body's
-/// addresses (a credential-bearing Kratos response describes one identity).
-fn body_suspects(findings: &Findings) -> Vec<Suspect> {
-    if findings.identities.is_empty() {
-        return vec![Suspect {
-            id: None,
-            addresses: findings.addresses.clone(),
-        }];
-    }
-    findings
-        .identities
-        .iter()
-        .map(|id| Suspect {
-            id: Some(*id),
-            addresses: findings.addresses.clone(),
-        })
-        .collect()
+fn inspect(bytes: &[u8]) -> Result<Findings, GatewayError> {
+    inspection::inspect_json(bytes).map_err(|_| {
+        GatewayError::UnreadableResponse("malformed JSON that mentions a session token".to_owned())
+    })
 }
 
-fn match_suspect(list: &Blocklist, s: &Suspect, now: i64) -> Option<Hit> {
-    if let Some(entry) = s.id.as_ref().and_then(|id| list.lookup_at(id, now)) {
-        return Some(Hit {
-            identity: s.id,
-            matched: "identity".to_owned(),
-            entry,
-        });
-    }
-    s.addresses.iter().find_map(|a| {
-        list.lookup_address(a, now).map(|(m, entry)| Hit {
-            identity: s.id,
-            matched: m.to_string(),
-            entry,
-        })
-    })
+/// The `flow` query parameter, when it is a UUID.
+fn flow_id(uri: &http::Uri) -> Option<Uuid> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "flow")
+        .and_then(|(_, v)| paths::parse_uuid_as_kratos_does(&v))
 }
 
 /// The audit kind: from the request path when it names one, else `fallback`.
@@ -755,5 +876,79 @@ fn keep_other_cookies(from: &http::HeaderMap, to: &mut http::HeaderMap, session_
         {
             to.append(header::SET_COOKIE, v.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn recovery_addresses_are_kept_per_flow_normalised_and_deduplicated() {
+        let r = RecoveryAddresses::new(10, Duration::from_secs(60));
+        r.remember(flow(1), " Listed@Example.COM ");
+        r.remember(flow(1), "listed@example.com");
+        r.remember(flow(2), "other@example.com");
+        let f = r.get(&flow(1)).expect("remembered");
+        assert_eq!(f.addresses, vec!["listed@example.com"]);
+        assert!(!f.ambiguous);
+        assert_eq!(
+            r.get(&flow(2)).expect("r").addresses,
+            vec!["other@example.com"]
+        );
+        assert!(r.get(&flow(3)).is_none());
+    }
+
+    /// A flow sent codes to more addresses than are kept cannot say whose the session is.
+    #[test]
+    fn a_flow_with_too_many_addresses_is_ambiguous() {
+        let r = RecoveryAddresses::new(10, Duration::from_secs(60));
+        for a in ["a@x.example", "b@x.example", "c@x.example"] {
+            r.remember(flow(1), a);
+        }
+        let f = r.get(&flow(1)).expect("remembered");
+        assert!(f.ambiguous);
+        assert_eq!(f.addresses.len(), MAX_RECOVERY_ADDRESSES);
+    }
+
+    /// When full, old flows are kept and new ones are not: flooding cannot make the gateway
+    /// forget a flow it already knows.
+    #[test]
+    fn when_full_new_flows_are_not_remembered_and_known_ones_stay() {
+        let r = RecoveryAddresses::new(2, Duration::from_secs(60));
+        r.remember(flow(1), "a@x.example");
+        r.remember(flow(2), "b@x.example");
+        r.remember(flow(3), "c@x.example");
+        assert!(r.get(&flow(3)).is_none());
+        assert!(r.get(&flow(1)).is_some());
+        // A known flow still takes a second address.
+        r.remember(flow(1), "d@x.example");
+        assert_eq!(r.get(&flow(1)).expect("r").addresses.len(), 2);
+    }
+
+    #[test]
+    fn expired_flows_are_forgotten_and_make_room() {
+        let r = RecoveryAddresses::new(1, Duration::ZERO);
+        r.remember(flow(1), "a@x.example");
+        assert!(r.get(&flow(1)).is_none());
+        r.remember(flow(2), "b@x.example");
+        assert_eq!(r.map.len(), 1);
+    }
+
+    #[test]
+    fn the_flow_id_comes_from_the_query_in_any_uuid_spelling() {
+        let uri: Uri = "/self-service/recovery?x=1&flow=5FF66179C2404703B0D8494592CEFFF5"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            flow_id(&uri).map(|u| u.to_string()).as_deref(),
+            Some("5ff66179-c240-4703-b0d8-494592cefff5")
+        );
+        let none: Uri = "/self-service/recovery?flow=nope".parse().expect("uri");
+        assert_eq!(flow_id(&none), None);
     }
 }

@@ -193,6 +193,32 @@ pub fn sets_session_cookie(value: &HeaderValue, session_cookie: &str) -> bool {
     is_session_cookie_name(set_cookie_name(v), session_cookie) && !set_cookie_value(v).is_empty()
 }
 
+/// True when a `Set-Cookie` line carries the session cookie after a comma
+/// (`csrf=1, ory_kratos_session=…`). RFC 6265 §3 forbids folding `Set-Cookie` lines, but some
+/// clients still split them on commas, so such a line may hand out a credential that
+/// [`sets_session_cookie`] does not see.
+pub fn hides_session_cookie(value: &HeaderValue, session_cookie: &str) -> bool {
+    value.as_bytes().split(|b| *b == b',').skip(1).any(|part| {
+        is_session_cookie_name(set_cookie_name(part), session_cookie)
+            && !set_cookie_value(part).is_empty()
+    })
+}
+
+/// The transfer codings of a response other than `chunked` (RFC 9112 §6.1), joined. The
+/// HTTP client undoes only `chunked`; a body under any other coding cannot be read.
+pub fn transfer_codings_besides_chunked(headers: &HeaderMap) -> Option<String> {
+    let mut others: Vec<String> = Vec::new();
+    for v in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in String::from_utf8_lossy(v.as_bytes()).split(',') {
+            let coding = coding.trim().to_ascii_lowercase();
+            if !coding.is_empty() && coding != "chunked" {
+                others.push(coding);
+            }
+        }
+    }
+    (!others.is_empty()).then(|| others.join(", "))
+}
+
 /// A `name=value` pair for every session `Set-Cookie` in a response, named `session_cookie`
 /// whatever spelling the response used: the value is what a client can present to Kratos
 /// under Kratos's own name, so that is how its owner is asked for.
@@ -441,6 +467,42 @@ mod tests {
         assert_eq!(left, vec!["csrf_token_ab=q1w2; Path=/; HttpOnly"]);
         assert_eq!(strip_session_set_cookies(&mut h, "ory_kratos_session"), 0);
         assert!(session_cookies(&h, "ory_kratos_session").is_empty());
+    }
+
+    #[test]
+    fn a_session_cookie_folded_behind_a_comma_is_seen() {
+        let folded =
+            HeaderValue::from_static("csrf_token_x=1; Path=/, ory_kratos_session=abc; Path=/");
+        assert!(hides_session_cookie(&folded, "ory_kratos_session"));
+        assert!(!sets_session_cookie(&folded, "ory_kratos_session"));
+        let dated = HeaderValue::from_static(
+            "ory_kratos_session=abc; Expires=Sun, 02 Aug 2026 10:00:00 GMT",
+        );
+        assert!(!hides_session_cookie(&dated, "ory_kratos_session"));
+        let cleared = HeaderValue::from_static("a=1, ory_kratos_session=; Max-Age=0");
+        assert!(!hides_session_cookie(&cleared, "ory_kratos_session"));
+    }
+
+    #[test]
+    fn transfer_codings_other_than_chunked_are_named() {
+        assert_eq!(
+            transfer_codings_besides_chunked(&map(&[("transfer-encoding", "chunked")])),
+            None
+        );
+        assert_eq!(transfer_codings_besides_chunked(&map(&[])), None);
+        assert_eq!(
+            transfer_codings_besides_chunked(&map(&[("transfer-encoding", "gzip, Chunked")]))
+                .as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            transfer_codings_besides_chunked(&map(&[
+                ("transfer-encoding", "br"),
+                ("transfer-encoding", "chunked")
+            ]))
+            .as_deref(),
+            Some("br")
+        );
     }
 
     #[test]

@@ -15,10 +15,11 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::blocklist::{parse_uuid, unix_now, Mode};
+use crate::blocklist::{parse_uuid, unix_now};
 use crate::body::{collect_limited, CollectError};
+use crate::decision::{self, AuditContext, Suspect};
 use crate::inspection::identity_addresses;
-use crate::metrics::{KindLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::reload::BlocklistStore;
 use crate::respond::{empty_body, full_body, Body};
 
@@ -80,46 +81,36 @@ impl HookEndpoint {
     }
 
     fn decide(&self, identity: &Value) -> Response<Body> {
-        let snapshot = self.blocklist.snapshot();
-        let now = unix_now();
-        let id = identity
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(parse_uuid);
-        let hit = id
-            .and_then(|id| {
-                snapshot
-                    .lookup_at(&id, now)
-                    .map(|e| ("identity".to_owned(), e))
-            })
-            .or_else(|| {
-                identity_addresses(identity, &self.email_traits)
-                    .iter()
-                    .find_map(|a| {
-                        snapshot
-                            .lookup_address(a, now)
-                            .map(|(m, e)| (m.to_string(), e))
-                    })
-            });
-        let Some((matched, entry)) = hit else {
-            return empty(StatusCode::NO_CONTENT);
+        // The payload is Kratos's rendering of `ctx.identity`: its record of the identity.
+        let suspect = Suspect {
+            id: identity
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(parse_uuid),
+            addresses: identity_addresses(identity, &self.email_traits).into(),
         };
-        let report = self.report_only || entry.mode == Mode::Report;
-        let mode = if report { "report" } else { "enforce" };
-        self.metrics
-            .blocked
-            .get_or_create(&KindLabels { kind: "hook", mode })
-            .inc();
-        tracing::warn!(
-            target: "kratos_gate::audit",
-            event = if report { "would_block" } else { "blocked" },
-            mode,
-            kind = "hook",
-            identity_id = id.map(|i| i.to_string()).unwrap_or_default(),
-            matched = %matched,
-            reason = entry.reason.as_deref().unwrap_or(""),
-            outcome = if report { 204 } else { 403 },
-            "Kratos web hook: listed identity"
+        let verdict = decision::decide(
+            &self.blocklist.snapshot(),
+            std::slice::from_ref(&suspect),
+            unix_now(),
+            self.report_only,
+        );
+        if verdict.is_empty() {
+            return empty(StatusCode::NO_CONTENT);
+        }
+        let report = !verdict.blocks();
+        decision::audit(
+            &self.metrics,
+            &verdict,
+            &AuditContext {
+                kind: "hook",
+                client_ip: None,
+                request_id: "",
+                method: "POST",
+                path: HOOK_PATH,
+                session_id: None,
+                outcome: 403,
+            },
         );
         if report {
             return empty(StatusCode::NO_CONTENT);

@@ -1,72 +1,21 @@
 //! Pure analysis of Kratos responses: where a JSON body carries a session credential, which
 //! sessions it vouches for, and whose they are. No I/O; `enforce.rs` decides what to do.
 
+use std::borrow::Cow;
 use std::io::Read;
 
-use uuid::Uuid;
+use serde_json::Value;
 
-use crate::blocklist::parse_uuid;
-
-mod tree;
-pub use tree::{JsonView, Node};
-
-/// A session object found in a body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRef {
-    pub id: Option<Uuid>,
-    /// `identity.id` when the identity is expanded; `None` when it is `null` (a native login
-    /// that still needs a second factor) or missing.
-    pub identity_id: Option<Uuid>,
-}
-
-/// The overall shape of a body, which decides how a blocked answer looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Shape {
-    /// A bare session object (whoami, admin session): answered like "no session".
-    Session,
-    /// A list of sessions (`GET /sessions`).
-    SessionList,
-    /// Anything else (login, registration, recovery, token exchange, settings, flows).
-    #[default]
-    Other,
-}
-
-/// What a JSON body says about sessions.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Findings {
-    /// `session_token` and `ory_session_token` values, wherever they appear.
-    pub tokens: Vec<String>,
-    pub sessions: Vec<SessionRef>,
-    /// Every `identity.id` in the body (the session's, or a registration's top-level identity).
-    pub identities: Vec<Uuid>,
-    /// The e-mail addresses of those identities (verifiable, recovery, configured traits),
-    /// lower-cased.
-    pub addresses: Vec<String>,
-    /// A `tokenized` JWT (`whoami?tokenize_as=`) is present: a credential of its own.
-    pub tokenized: bool,
-    pub shape: Shape,
-}
-
-impl Findings {
-    /// The body hands out something a client can authenticate with.
-    pub fn carries_credential(&self) -> bool {
-        !self.tokens.is_empty() || self.tokenized
-    }
-
-    /// The body speaks for a session (credential or not), or names an identity: public
-    /// responses that do are answers to that identity's session (settings flows), so a
-    /// listed one is refused and its sessions revoked.
-    pub fn vouches(&self) -> bool {
-        self.carries_credential() || !self.sessions.is_empty() || !self.identities.is_empty()
-    }
-}
+mod reader;
+pub use reader::{Findings, SessionRef, Shape, Token, MAX_TOKENS};
 
 /// Text whose presence means a body must be parsed. A body with none of these cannot hold a
-/// credential or a session: Go's encoder writes keys verbatim, and `\u` catches escapes.
+/// credential, a session or an identity at a position the reader looks at: Go's encoder
+/// writes keys verbatim, and `\u` catches escapes.
 const NEEDLES: [&[u8]; 5] = [
     b"session_token",
     b"\"identity\"",
-    b"expires_at",
+    b"\"session\"",
     b"tokenized",
     b"\\u",
 ];
@@ -79,119 +28,37 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unparseable;
 
-/// Analyses a body that starts like JSON. A body that does not parse but mentions a session
-/// token is `Err` (fail closed); one that mentions nothing is `Ok(default)`.
-pub fn inspect_json(body: &[u8], email_traits: &[String]) -> Result<Findings, Unparseable> {
+/// Analyses a body that starts like JSON. A body that does not parse (or nests deeper than
+/// 128 levels) but mentions a session token is `Err` (fail closed); one that mentions
+/// nothing is `Ok(default)`.
+pub fn inspect_json(body: &[u8]) -> Result<Findings, Unparseable> {
     if !NEEDLES.iter().any(|n| contains(body, n)) {
         return Ok(Findings::default());
     }
-    let tree = match Node::parse(body) {
-        Ok(v) => v,
-        Err(_) => {
-            return if contains(body, b"session_token")
-                || contains(body, b"ory_st_")
-                || contains(body, b"tokenized")
-            {
-                Err(Unparseable)
-            } else {
-                Ok(Findings::default())
-            };
-        }
-    };
-    let mut f = Findings::default();
-    walk(&tree, email_traits, &mut f);
-    f.shape = match &tree {
-        Node::Object(_) if session_ref(&tree).is_some() => Shape::Session,
-        Node::Array(items)
-            if !items.is_empty() && items.iter().all(|i| session_ref(i).is_some()) =>
+    reader::read(body).or_else(|_| {
+        if contains(body, b"session_token")
+            || contains(body, b"ory_st_")
+            || contains(body, b"tokenized")
         {
-            Shape::SessionList
+            Err(Unparseable)
+        } else {
+            Ok(Findings::default())
         }
-        _ => Shape::Other,
-    };
-    Ok(f)
-}
-
-/// An object is a session when it has an `id`, an `identity` key (maybe `null`) and a field
-/// only sessions have. `expires_at` and `issued_at` do not count: every self-service flow has
-/// them too, and a settings flow also has `id` and `identity` (api.json `settingsFlow`).
-fn session_ref(o: &Node) -> Option<SessionRef> {
-    let id = o.member("id")?;
-    let identity = o.member("identity")?;
-    let has_session_field = [
-        "authenticated_at",
-        "authenticator_assurance_level",
-        "authentication_methods",
-    ]
-    .iter()
-    .any(|k| o.member(k).is_some());
-    if !has_session_field {
-        return None;
-    }
-    Some(SessionRef {
-        id: id.text().and_then(parse_uuid),
-        identity_id: identity
-            .member("id")
-            .and_then(JsonView::text)
-            .and_then(parse_uuid),
     })
 }
 
-/// Every member of every object, duplicates included: a credential under a repeated key is
-/// found whichever copy a client reads.
-fn walk(v: &Node, email_traits: &[String], f: &mut Findings) {
-    match v {
-        Node::Object(members) => {
-            if let Some(s) = session_ref(v) {
-                f.sessions.push(s);
-            }
-            for (k, child) in members {
-                match (k.as_ref(), child) {
-                    ("session_token" | "ory_session_token", Node::Str(t)) if !t.is_empty() => {
-                        f.tokens.push(t.as_ref().to_owned())
-                    }
-                    ("tokenized", Node::Str(t)) if !t.is_empty() => f.tokenized = true,
-                    ("identity", identity @ Node::Object(_)) => {
-                        if let Some(id) = identity
-                            .member("id")
-                            .and_then(JsonView::text)
-                            .and_then(parse_uuid)
-                        {
-                            if !f.identities.contains(&id) {
-                                f.identities.push(id);
-                            }
-                        }
-                        for a in identity_addresses(identity, email_traits) {
-                            if !f.addresses.contains(&a) {
-                                f.addresses.push(a);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                walk(child, email_traits, f);
-            }
-        }
-        Node::Array(items) => {
-            for i in items {
-                walk(i, email_traits, f);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The e-mail addresses of an identity object: `verifiable_addresses[].value`,
-/// `recovery_addresses[].value` and the string (or strings) at each of `email_traits`
-/// (dot-separated paths such as `traits.email`), trimmed and lower-cased.
-pub fn identity_addresses<J: JsonView>(identity: &J, email_traits: &[String]) -> Vec<String> {
+/// The e-mail addresses of an identity as Kratos's admin API or web hook describes it:
+/// `verifiable_addresses[].value`, `recovery_addresses[].value` and the string (or strings)
+/// at each of `email_traits` (dot-separated paths such as `traits.email`), trimmed and
+/// lower-cased. Never applied to a response body a client can write into.
+pub fn identity_addresses(identity: &Value, email_traits: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut push = |v: &J| {
-        let single = v.text();
-        let strings = single
-            .into_iter()
-            .chain(v.elements().iter().filter_map(JsonView::text));
-        for s in strings {
+    let mut push = |v: &Value| {
+        let items = match v {
+            Value::Array(items) => items.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        for s in items.iter().filter_map(Value::as_str) {
             let a = s.trim().to_lowercase();
             if a.contains('@') && !out.contains(&a) {
                 out.push(a);
@@ -199,9 +66,9 @@ pub fn identity_addresses<J: JsonView>(identity: &J, email_traits: &[String]) ->
         }
     };
     for list in ["verifiable_addresses", "recovery_addresses"] {
-        if let Some(items) = identity.member(list) {
-            for item in items.elements() {
-                if let Some(v) = item.member("value") {
+        if let Some(Value::Array(items)) = identity.get(list) {
+            for item in items {
+                if let Some(v) = item.get("value") {
                     push(v);
                 }
             }
@@ -210,7 +77,7 @@ pub fn identity_addresses<J: JsonView>(identity: &J, email_traits: &[String]) ->
     for path in email_traits {
         let mut v = Some(identity);
         for seg in path.split('.') {
-            v = v.and_then(|x| x.member(seg));
+            v = v.and_then(|x| x.get(seg));
         }
         if let Some(v) = v {
             push(v);
@@ -282,17 +149,123 @@ fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, DecodeError>
     Ok(out)
 }
 
-/// Request fields Kratos takes the login identifier from, in its order: `identifier`, then
-/// the password method's deprecated `password_identifier`, which its login schema accepts
-/// instead (`stringsx.Coalesce(p.Identifier, p.LegacyIdentifier)`).
-const IDENTIFIER_FIELDS: [&str; 2] = ["identifier", "password_identifier"];
+/// Longest identifier or address the gateway resolves; a longer one is unreadable (fail
+/// closed where it matters) rather than ignored.
+const MAX_SUBMITTED_LEN: usize = 1024;
 
-/// The identifier a client submitted in a login request body (JSON or form).
+/// The fields of a self-service submission that name whose account it is about.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// Login: `identifier`, else the password method's deprecated `password_identifier`,
+    /// which Kratos's login schema accepts instead (`stringsx.Coalesce`).
+    pub identifier: Option<String>,
+    /// Recovery and verification: the address a code is sent to.
+    pub email: Option<String>,
+    /// A `code` was submitted (the recovery step that hands out a session).
+    pub has_code: bool,
+}
+
+/// The submission could not be read the way Kratos reads it (or not within the gateway's
+/// bounds): whose account it is about is unknown.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnreadableSubmission;
+
+/// The submission fields the gateway reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Identifier,
+    PasswordIdentifier,
+    Email,
+    Code,
+}
+
+impl Field {
+    /// The field a JSON member name sets, matched as Go's `encoding/json` matches struct
+    /// fields: ignoring case, with the Kelvin sign and the long s folding to `k` and `s`.
+    fn of(name: &str) -> Option<Field> {
+        let mut folded = String::with_capacity(name.len());
+        for c in name.chars() {
+            folded.push(match c {
+                'ſ' => 's',
+                '\u{212A}' => 'k',
+                c if c.is_ascii() => c.to_ascii_lowercase(),
+                _ => return None,
+            });
+        }
+        match folded.as_str() {
+            "identifier" => Some(Field::Identifier),
+            "password_identifier" => Some(Field::PasswordIdentifier),
+            "email" => Some(Field::Email),
+            "code" => Some(Field::Code),
+            _ => None,
+        }
+    }
+}
+
+/// The members of the first JSON value of a submission, as Go assigns them to a struct:
+/// every matching member in document order, the last one winning; `null` changes nothing;
+/// a value of another type than a string makes the body unreadable (Go fails there too).
+/// Unknown members are skipped without a depth limit.
+#[derive(Default)]
+struct JsonSubmission {
+    identifier: Option<String>,
+    password_identifier: Option<String>,
+    email: Option<String>,
+    code: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonSubmission {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonSubmission;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_unit<E>(self) -> Result<JsonSubmission, E> {
+                Ok(JsonSubmission::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonSubmission, A::Error> {
+                let mut out = JsonSubmission::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let Some(field) = Field::of(&key) else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        continue;
+                    };
+                    let Some(value) = map.next_value::<Option<Cow<'de, str>>>()? else {
+                        continue;
+                    };
+                    match field {
+                        Field::Identifier => out.identifier = Some(value.into_owned()),
+                        Field::PasswordIdentifier => {
+                            out.password_identifier = Some(value.into_owned())
+                        }
+                        Field::Email => out.email = Some(value.into_owned()),
+                        Field::Code => out.code = true,
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The fields a client submitted in a self-service request body (JSON or form), read the
+/// way Kratos reads them (CONTRACT.md §14):
 ///
-/// The body is read the way Kratos chooses its decoder (ory/x `httpx.HasContentType`): by
-/// the media types of the comma-separated `Content-Type` value, parameters ignored, JSON
-/// before form. A parameter that merely mentions "json" does not make a form body JSON.
-pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<String> {
+/// - the decoder is chosen by the media types of the comma-separated `Content-Type`,
+///   parameters ignored, JSON before form (ory/x `httpx.HasContentType`);
+/// - JSON: only the first value counts, whatever follows it (Go's `json.Decoder`);
+/// - form: the first value of each field (Go's `url.Values.Get`);
+/// - any other body yields no fields.
+pub fn submitted(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Submitted, UnreadableSubmission> {
     let media_type = |wanted: &str| {
         content_type.unwrap_or("").split(',').any(|v| {
             v.split(';')
@@ -302,148 +275,295 @@ pub fn login_identifier(content_type: Option<&str>, body: &[u8]) -> Option<Strin
                 .eq_ignore_ascii_case(wanted)
         })
     };
-    let usable = |s: &str| {
+    let usable = |s: &str| -> Result<Option<String>, UnreadableSubmission> {
         let s = s.trim();
-        (!s.is_empty() && s.len() <= 512).then(|| s.to_owned())
+        match s.len() {
+            0 => Ok(None),
+            n if n > MAX_SUBMITTED_LEN => Err(UnreadableSubmission),
+            _ => Ok(Some(s.to_owned())),
+        }
     };
     if media_type("application/json") {
-        let tree = Node::parse(body).ok()?;
-        IDENTIFIER_FIELDS
-            .iter()
-            .find_map(|name| tree.member(name).and_then(JsonView::text).and_then(usable))
+        let first = serde_json::Deserializer::from_slice(body)
+            .into_iter::<JsonSubmission>()
+            .next();
+        let Some(Ok(fields)) = first else {
+            return Err(UnreadableSubmission);
+        };
+        let identifier = match fields
+            .identifier
+            .as_deref()
+            .map(usable)
+            .transpose()?
+            .flatten()
+        {
+            Some(i) => Some(i),
+            None => fields
+                .password_identifier
+                .as_deref()
+                .map(usable)
+                .transpose()?
+                .flatten(),
+        };
+        Ok(Submitted {
+            identifier,
+            email: fields.email.as_deref().map(usable).transpose()?.flatten(),
+            has_code: fields.code,
+        })
     } else if media_type("application/x-www-form-urlencoded") {
-        IDENTIFIER_FIELDS.iter().find_map(|name| {
+        let field = |name: &str| {
             form_urlencoded::parse(body)
                 .find(|(k, _)| k == name)
-                .and_then(|(_, v)| usable(&v))
+                .map(|(_, v)| v)
+        };
+        let identifier = match field("identifier")
+            .as_deref()
+            .map(usable)
+            .transpose()?
+            .flatten()
+        {
+            Some(i) => Some(i),
+            None => field("password_identifier")
+                .as_deref()
+                .map(usable)
+                .transpose()?
+                .flatten(),
+        };
+        Ok(Submitted {
+            identifier,
+            email: field("email").as_deref().map(usable).transpose()?.flatten(),
+            has_code: field("code").is_some(),
         })
     } else {
-        None
+        Ok(Submitted::default())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
+    use crate::blocklist::parse_uuid;
+    use serde_json::json;
 
     const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";
-
-    fn traits() -> Vec<String> {
-        vec!["traits.email".to_owned(), "traits.emails".to_owned()]
-    }
-
-    #[test]
-    fn addresses_from_every_place() {
-        let identity = serde_json::json!({"id": ID,
-            "traits": {"email": " Alice@Example.COM ", "emails": ["b@x.example", 3]},
-            "verifiable_addresses": [{"value": "v@x.example", "via": "email"}],
-            "recovery_addresses": [{"value": "alice@example.com"}, {"value": "+4912345"}]});
-        let mut got = identity_addresses(&identity, &traits());
-        got.sort();
-        assert_eq!(got, vec!["alice@example.com", "b@x.example", "v@x.example"]);
-        let body = serde_json::json!({"session_token": "ory_st_x", "session": session(identity)});
-        let f = inspect_json(body.to_string().as_bytes(), &traits()).expect("p");
-        assert_eq!(f.addresses.len(), 3);
-    }
+    const OTHER: &str = "0b7a3c52-2f43-4ad5-9d0e-0e5c3a6a7f10";
     const SID: &str = "7efedf89-4dda-4636-8320-7506e58db1a3";
 
+    fn uuid(s: &str) -> uuid::Uuid {
+        parse_uuid(s).expect("uuid")
+    }
+
     fn session(identity: Value) -> Value {
-        serde_json::json!({"id": SID, "active": true, "expires_at": "2026-08-02T10:00:00Z",
+        json!({"id": SID, "active": true, "expires_at": "2026-08-02T10:00:00Z",
             "authenticator_assurance_level": "aal1", "identity": identity, "devices": []})
     }
 
+    fn inspect(v: &Value) -> Findings {
+        inspect_json(v.to_string().as_bytes()).expect("parses")
+    }
+
+    fn token(value: &str, authored: bool) -> Token {
+        Token {
+            value: value.to_owned(),
+            authored,
+        }
+    }
+
     #[test]
-    fn native_login_token_and_identity() {
-        let body = serde_json::json!({"session_token": "ory_st_abc", "session": session(serde_json::json!({"id": ID})), "continue_with": null});
-        let f = inspect_json(body.to_string().as_bytes(), &traits()).expect("parse");
-        assert_eq!(f.tokens, vec!["ory_st_abc"]);
-        assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
-        assert_eq!(f.sessions.len(), 1);
-        assert_eq!(f.sessions[0].id, parse_uuid(SID));
+    fn addresses_from_every_place_of_an_identity_record() {
+        let identity = json!({"id": ID,
+            "traits": {"email": " Alice@Example.COM ", "emails": ["b@x.example", 3]},
+            "verifiable_addresses": [{"value": "v@x.example", "via": "email"}],
+            "recovery_addresses": [{"value": "alice@example.com"}, {"value": "+4912345"}]});
+        let traits = vec!["traits.email".to_owned(), "traits.emails".to_owned()];
+        let mut got = identity_addresses(&identity, &traits);
+        got.sort();
+        assert_eq!(got, vec!["alice@example.com", "b@x.example", "v@x.example"]);
+    }
+
+    #[test]
+    fn native_login_token_and_identity_are_kratos_authored() {
+        let f = inspect(
+            &json!({"session_token": "ory_st_abc", "session": session(json!({"id": ID})), "continue_with": null}),
+        );
+        assert_eq!(f.tokens, vec![token("ory_st_abc", true)]);
+        assert_eq!(f.identities, vec![uuid(ID)]);
+        assert_eq!(
+            f.sessions,
+            vec![SessionRef {
+                id: Some(uuid(SID)),
+                identity_id: Some(uuid(ID))
+            }]
+        );
         assert_eq!(f.shape, Shape::Other);
         assert!(f.carries_credential());
     }
 
     #[test]
     fn aal2_pending_login_has_session_id_but_no_identity() {
-        let body = serde_json::json!({"session_token": "ory_st_abc", "session": session(Value::Null), "continue_with": null});
-        let f = inspect_json(body.to_string().as_bytes(), &traits()).expect("parse");
+        let f = inspect(
+            &json!({"session_token": "ory_st_abc", "session": session(Value::Null), "continue_with": null}),
+        );
         assert!(f.identities.is_empty());
-        assert_eq!(f.sessions[0].identity_id, None);
-        assert_eq!(f.sessions[0].id, parse_uuid(SID));
+        assert_eq!(
+            f.sessions,
+            vec![SessionRef {
+                id: Some(uuid(SID)),
+                identity_id: None
+            }]
+        );
     }
 
     #[test]
-    fn continue_with_token_anywhere() {
-        let body = r#"{"id":"x","state":"passed_challenge","continue_with":[{"action":"set_ory_session_token","ory_session_token":"ory_st_zz"},{"action":"show_settings_ui"}]}"#;
-        let f = inspect_json(body.as_bytes(), &traits()).expect("parse");
-        assert_eq!(f.tokens, vec!["ory_st_zz"]);
+    fn continue_with_token_is_authored_and_registration_identity_counts() {
+        let f = inspect(
+            &json!({"identity": {"id": ID, "traits": {"email": "a@b.example"}},
+            "continue_with": [{"action": "set_ory_session_token", "ory_session_token": "ory_st_zz"},
+                              {"action": "show_verification_ui", "flow": {"id": OTHER}}]}),
+        );
+        assert_eq!(f.tokens, vec![token("ory_st_zz", true)]);
+        assert_eq!(f.identities, vec![uuid(ID)]);
         assert!(f.sessions.is_empty());
+    }
+
+    /// Kratos echoes `transient_payload` and submitted `ui` values: nothing in them is
+    /// evidence, but a token in them is still a credential.
+    #[test]
+    fn client_echoes_are_never_evidence() {
+        let payload = json!({
+            "identity": {"id": OTHER, "traits": {"email": "someone@unlisted.example"}},
+            "session": session(json!({"id": OTHER})),
+            "sessions": [session(json!({"id": OTHER}))],
+            "email": "someone@unlisted.example",
+            "session_token": "ory_st_echoed",
+        });
+        let recovery = json!({"id": SID, "type": "api", "state": "passed_challenge",
+            "transient_payload": payload,
+            "ui": {"nodes": [{"attributes": {"name": "email", "value": "someone@unlisted.example"}}]},
+            "continue_with": [{"action": "set_ory_session_token", "ory_session_token": "ory_st_real"}]});
+        let f = inspect(&recovery);
+        assert!(f.identities.is_empty(), "{f:?}");
+        assert!(f.sessions.is_empty(), "{f:?}");
+        let mut tokens = f.tokens.clone();
+        tokens.sort_by(|a, b| a.value.cmp(&b.value));
+        assert_eq!(
+            tokens,
+            vec![token("ory_st_echoed", false), token("ory_st_real", true)]
+        );
+        assert_eq!(f.shape, Shape::Other);
+    }
+
+    #[test]
+    fn a_token_echoed_and_authored_counts_once_as_authored() {
+        let f = inspect(&json!({"transient_payload": {"session_token": "ory_st_x"},
+            "continue_with": [{"ory_session_token": "ory_st_x"}]}));
+        assert_eq!(f.tokens, vec![token("ory_st_x", true)]);
     }
 
     #[test]
     fn whoami_and_session_list_shapes() {
-        let s = session(serde_json::json!({"id": ID}));
-        let f = inspect_json(s.to_string().as_bytes(), &traits()).expect("parse");
+        let s = session(json!({"id": ID}));
+        let f = inspect(&s);
         assert_eq!(f.shape, Shape::Session);
+        assert_eq!(f.identities, vec![uuid(ID)]);
         assert!(!f.carries_credential());
         assert!(f.vouches());
-        let list = Value::Array(vec![s.clone(), s]);
+        let list = inspect(&Value::Array(vec![s.clone(), s]));
+        assert_eq!(list.shape, Shape::SessionList);
+        assert_eq!(list.sessions.len(), 1, "duplicates collapse");
+        assert_eq!(inspect(&json!([])).shape, Shape::Other);
         assert_eq!(
-            inspect_json(list.to_string().as_bytes(), &traits())
-                .expect("p")
-                .shape,
-            Shape::SessionList
-        );
-        assert_eq!(
-            inspect_json(b"[]", &traits()).expect("p").shape,
+            inspect(&json!([session(json!({"id": ID})), {"id": 1}])).shape,
             Shape::Other
         );
     }
 
     #[test]
-    fn settings_flow_is_not_a_session() {
-        let flow = serde_json::json!({"id": SID, "type": "browser",
+    fn settings_flow_names_its_identity_but_is_not_a_session() {
+        let flow = json!({"id": SID, "type": "browser",
             "expires_at": "2026-08-01T11:00:00Z", "issued_at": "2026-08-01T10:00:00Z",
-            "request_url": "https://auth.example.com/self-service/settings/browser",
-            "ui": {"nodes": []}, "identity": {"id": ID}, "state": "success"});
-        let f = inspect_json(flow.to_string().as_bytes(), &traits()).expect("parse");
+            "ui": {"nodes": []}, "identity": {"id": ID}, "state": "success",
+            "transient_payload": {"identity": {"id": OTHER}}});
+        let f = inspect(&flow);
         assert_eq!(f.shape, Shape::Other);
         assert!(f.sessions.is_empty(), "the flow id is not a session id");
-        assert_eq!(f.identities, vec![parse_uuid(ID).expect("u")]);
-        assert!(
-            f.vouches(),
-            "it names the identity whose session fetched it"
-        );
+        assert_eq!(f.identities, vec![uuid(ID)]);
+        assert!(f.vouches());
     }
 
     #[test]
     fn escaped_keys_are_still_found() {
-        let body = br#"{"session\u005ftoken":"ory_st_esc"}"#;
-        assert_eq!(
-            inspect_json(body, &traits()).expect("p").tokens,
-            vec!["ory_st_esc"]
-        );
+        let f = inspect_json(br#"{"session\u005ftoken":"ory_st_esc"}"#).expect("p");
+        assert_eq!(f.tokens, vec![token("ory_st_esc", true)]);
     }
 
     #[test]
     fn every_copy_of_a_repeated_key_is_read() {
-        // A client library may read either copy; both are credentials.
-        let body = br#"{"session_token":"ory_st_first","session_token":"ory_st_second"}"#;
-        let f = inspect_json(body, &traits()).unwrap();
-        assert_eq!(f.tokens, ["ory_st_first", "ory_st_second"]);
+        let f =
+            inspect_json(br#"{"session_token":"ory_st_first","session_token":"ory_st_second"}"#)
+                .unwrap();
+        assert_eq!(
+            f.tokens,
+            vec![token("ory_st_first", true), token("ory_st_second", true)]
+        );
+    }
+
+    #[test]
+    fn tokens_are_bounded_and_the_overflow_is_known() {
+        let items: Vec<Value> = (0..5000)
+            .map(|i| json!({"session_token": format!("ory_st_{i}")}))
+            .collect();
+        let f = inspect(&json!({"transient_payload": items}));
+        assert_eq!(f.tokens.len(), MAX_TOKENS);
+        assert!(f.too_many_tokens);
+        assert!(f.carries_credential());
+        let same: Vec<Value> = (0..5000).map(|_| json!({"session_token": "x"})).collect();
+        let f = inspect(&json!({"transient_payload": same}));
+        assert_eq!(f.tokens, vec![token("x", false)]);
+        assert!(!f.too_many_tokens);
+    }
+
+    #[test]
+    fn many_empty_objects_parse_to_nothing() {
+        let mut body = br#"{"id":"x","identity":null,"transient_payload":["#.to_vec();
+        for i in 0..340_000 {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{}");
+        }
+        body.extend_from_slice(b"]}");
+        let f = inspect_json(&body).expect("parses");
+        assert!(!f.vouches());
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_fails_closed_only_when_a_token_is_named() {
+        let deep = |inner: &str| {
+            format!(
+                "{{\"transient_payload\":{}{inner}{}}}",
+                "[".repeat(3000),
+                "]".repeat(3000)
+            )
+        };
+        assert_eq!(inspect_json(deep("").as_bytes()), Ok(Findings::default()));
+        let with_token = format!(
+            "{{\"session_token\":\"ory_st_a\",\"x\":{}{}}}",
+            "[".repeat(3000),
+            "]".repeat(3000)
+        );
+        assert_eq!(inspect_json(with_token.as_bytes()), Err(Unparseable));
     }
 
     #[test]
     fn unrelated_and_empty_tokens_are_ignored() {
-        assert!(!inspect_json(br#"{"ui":{"nodes":[]}}"#, &traits())
+        assert!(!inspect_json(br#"{"ui":{"nodes":[]}}"#)
             .expect("p")
             .vouches());
-        assert!(!inspect_json(br#"{"session_token":""}"#, &traits())
+        assert!(!inspect_json(br#"{"session_token":""}"#)
             .expect("p")
             .vouches());
-        assert!(!inspect_json(br#"{"logout_token":"ory_lo_x"}"#, &traits())
+        assert!(!inspect_json(br#"{"logout_token":"ory_lo_x"}"#)
             .expect("p")
             .vouches());
     }
@@ -451,13 +571,10 @@ mod tests {
     #[test]
     fn broken_json_with_a_token_fails_closed() {
         assert_eq!(
-            inspect_json(br#"{"session_token":"ory_st_abc""#, &traits()),
+            inspect_json(br#"{"session_token":"ory_st_abc""#),
             Err(Unparseable)
         );
-        assert_eq!(
-            inspect_json(br#"{"a":"#, &traits()),
-            Ok(Findings::default())
-        );
+        assert_eq!(inspect_json(br#"{"a":"#), Ok(Findings::default()));
     }
 
     #[test]
@@ -491,59 +608,173 @@ mod tests {
         assert_eq!(decode("identity", b"x", 10).expect("d"), b"x");
     }
 
+    fn fields(ct: &str, body: &[u8]) -> Result<Submitted, UnreadableSubmission> {
+        submitted(Some(ct), body)
+    }
+
+    fn identifier(ct: &str, body: &[u8]) -> Option<String> {
+        fields(ct, body).expect("readable").identifier
+    }
+
     #[test]
     fn identifiers_from_json_and_form() {
+        const JSON: &str = "application/json";
+        const FORM: &str = "application/x-www-form-urlencoded";
         assert_eq!(
-            login_identifier(
-                Some("application/json"),
+            identifier(
+                JSON,
                 br#"{"method":"password","identifier":" a@b.c ","password":"x"}"#
-            ),
-            Some("a@b.c".to_owned())
+            )
+            .as_deref(),
+            Some("a@b.c")
         );
         assert_eq!(
-            login_identifier(
-                Some("application/x-www-form-urlencoded"),
-                b"method=password&identifier=a%40b.c&password=x"
-            ),
-            Some("a@b.c".to_owned())
+            identifier(FORM, b"method=password&identifier=a%40b.c&password=x").as_deref(),
+            Some("a@b.c")
         );
-        assert_eq!(login_identifier(Some("text/plain"), b"identifier=a"), None);
+        assert_eq!(
+            submitted(Some("text/plain"), b"identifier=a"),
+            Ok(Submitted::default())
+        );
         // Kratos decides by media type; parameters do not count.
         assert_eq!(
-            login_identifier(
-                Some("Application/X-WWW-Form-Urlencoded; profile=json"),
+            identifier(
+                "Application/X-WWW-Form-Urlencoded; profile=json",
                 b"identifier=a%40b.c"
-            ),
-            Some("a@b.c".to_owned())
+            )
+            .as_deref(),
+            Some("a@b.c")
         );
         assert_eq!(
-            login_identifier(
-                Some("text/plain, application/json; charset=utf-8"),
+            identifier(
+                "text/plain, application/json; charset=utf-8",
                 br#"{"identifier":"a@b.c"}"#
-            ),
-            Some("a@b.c".to_owned())
+            )
+            .as_deref(),
+            Some("a@b.c")
         );
-        // Kratos's password login accepts the deprecated field instead of `identifier`.
+        // The deprecated field, and its place in Kratos's order.
         assert_eq!(
-            login_identifier(
-                Some("application/json"),
-                br#"{"method":"password","password_identifier":"a@b.c","password":"x"}"#
-            ),
-            Some("a@b.c".to_owned())
+            identifier(JSON, br#"{"password_identifier":"a@b.c"}"#).as_deref(),
+            Some("a@b.c")
         );
         assert_eq!(
-            login_identifier(
-                Some("application/x-www-form-urlencoded"),
-                b"method=password&password_identifier=a%40b.c&identifier=&password=x"
-            ),
-            Some("a@b.c".to_owned())
+            identifier(FORM, b"password_identifier=a%40b.c&identifier=&password=x").as_deref(),
+            Some("a@b.c")
         );
         assert_eq!(
-            login_identifier(
-                Some("application/json"),
+            identifier(
+                JSON,
                 br#"{"identifier":"first@b.c","password_identifier":"second@b.c"}"#
-            ),
-            Some("first@b.c".to_owned())
+            )
+            .as_deref(),
+            Some("first@b.c")
         );
+        // Go's url.Values.Get: the first value.
+        assert_eq!(
+            identifier(FORM, b"identifier=first%40b.c&identifier=second%40b.c").as_deref(),
+            Some("first@b.c")
+        );
+    }
+
+    /// Kratos's JSON decoder reads the first value and ignores what follows.
+    #[test]
+    fn only_the_first_json_value_counts() {
+        const JSON: &str = "application/json";
+        assert_eq!(
+            identifier(
+                JSON,
+                br#"{"identifier":"listed@b.c"} {"identifier":"other@b.c"}"#
+            )
+            .as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, br#"{"identifier":"listed@b.c"}garbage"#).as_deref(),
+            Some("listed@b.c")
+        );
+    }
+
+    /// Go's decoder nests 10,000 levels deep; members the gateway skips are skipped
+    /// without a depth limit, so a deep member does not hide the identifier.
+    #[test]
+    fn a_deeply_nested_member_does_not_hide_the_identifier() {
+        let deep = format!(
+            r#"{{"x":{}{},"identifier":"listed@b.c"}}"#,
+            "[".repeat(3000),
+            "]".repeat(3000)
+        );
+        assert_eq!(
+            identifier("application/json", deep.as_bytes()).as_deref(),
+            Some("listed@b.c")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_read_as_kratos_reads_it_is_unreadable() {
+        const JSON: &str = "application/json";
+        assert_eq!(
+            fields(JSON, br#"{"identifier":7}"#),
+            Err(UnreadableSubmission)
+        );
+        assert_eq!(fields(JSON, b"not json"), Err(UnreadableSubmission));
+        let long = format!(r#"{{"identifier":"{}@b.c"}}"#, "a".repeat(2000));
+        assert_eq!(fields(JSON, long.as_bytes()), Err(UnreadableSubmission));
+    }
+
+    /// Go's `encoding/json` assigns struct fields from members matched without regard to case
+    /// (the Kelvin sign and the long s included), the last one winning; `null` leaves the
+    /// field as it was.
+    #[test]
+    fn members_are_matched_as_go_matches_struct_fields() {
+        const JSON: &str = "application/json";
+        assert_eq!(
+            identifier(
+                JSON,
+                br#"{"identifier":"a@ok.example","IDENTIFIER":"listed@b.c"}"#
+            )
+            .as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, br#"{"identifier":"a@b.c","identifier":"c@d.e"}"#).as_deref(),
+            Some("c@d.e")
+        );
+        assert_eq!(
+            identifier(
+                JSON,
+                "{\"password_identifier\":\"x@y.z\",\"paſſword_identifier\":\"listed@b.c\"}"
+                    .as_bytes()
+            )
+            .as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, br#"{"identifier":"listed@b.c","Identifier":null}"#).as_deref(),
+            Some("listed@b.c")
+        );
+        assert_eq!(
+            identifier(JSON, r#"{"identifıer":"x@y.z"}"#.as_bytes()),
+            None,
+            "dotless i does not fold"
+        );
+    }
+
+    #[test]
+    fn recovery_submissions_name_the_address_and_the_code_step() {
+        let sent = fields(
+            "application/json",
+            br#"{"method":"code","email":"Listed@B.C","transient_payload":{"email":"x@y.z"}}"#,
+        )
+        .expect("r");
+        assert_eq!(sent.email.as_deref(), Some("Listed@B.C"));
+        assert!(!sent.has_code);
+        let code = fields(
+            "application/x-www-form-urlencoded",
+            b"method=code&code=123456",
+        )
+        .expect("r");
+        assert!(code.has_code);
+        assert_eq!(code.email, None);
     }
 }

@@ -33,10 +33,12 @@ pub struct Owner {
 /// Kratos's answer to whoami for a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WhoamiAnswer {
-    Identity(Owner),
+    /// 200: the credential is a session of this identity.
+    Identity { id: Uuid, session_id: Option<Uuid> },
     /// 401: not a valid session; the credential grants nothing.
     NoSession,
-    /// 403 `session_aal2_required`: valid, but its owner is not revealed.
+    /// 403 with Kratos's JSON error `session_aal2_required`: valid, but its owner is not
+    /// revealed until a second factor is done.
     Aal2Required,
 }
 
@@ -157,24 +159,42 @@ impl KratosClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(crate::blocklist::parse_uuid);
                 let body = self.json(resp, WHAT).await?;
-                let owner = body
+                let body_id = body
                     .get("identity")
-                    .and_then(|i| owner_of(i, &self.email_traits));
-                match (header_id, owner) {
-                    (Some(id), Some(o)) if o.id == id => Ok(WhoamiAnswer::Identity(o)),
-                    (Some(id), _) => Ok(WhoamiAnswer::Identity(Owner {
-                        id,
-                        addresses: Vec::new(),
-                    })),
-                    (None, Some(o)) => Ok(WhoamiAnswer::Identity(o)),
-                    (None, None) => Err(LookupError::Body {
+                    .and_then(|i| i.get("id"))
+                    .and_then(Value::as_str)
+                    .and_then(crate::blocklist::parse_uuid);
+                let session_id = body
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(crate::blocklist::parse_uuid);
+                match header_id.or(body_id) {
+                    Some(id) => Ok(WhoamiAnswer::Identity { id, session_id }),
+                    None => Err(LookupError::Body {
                         what: WHAT,
                         detail: "session without identity".to_owned(),
                     }),
                 }
             }
             StatusCode::UNAUTHORIZED => Ok(WhoamiAnswer::NoSession),
-            StatusCode::FORBIDDEN => Ok(WhoamiAnswer::Aal2Required),
+            // Only Kratos's own error says "second factor pending"; a 403 from an edge or a
+            // WAF in between says nothing about the credential (CONTRACT.md §14).
+            StatusCode::FORBIDDEN => {
+                let body = self.json(resp, WHAT).await?;
+                if body
+                    .get("error")
+                    .and_then(|e| e.get("id"))
+                    .and_then(Value::as_str)
+                    == Some("session_aal2_required")
+                {
+                    Ok(WhoamiAnswer::Aal2Required)
+                } else {
+                    Err(LookupError::Body {
+                        what: WHAT,
+                        detail: "403 that is not Kratos's session_aal2_required".to_owned(),
+                    })
+                }
+            }
             status => Err(LookupError::Status { what: WHAT, status }),
         }
     }
@@ -272,13 +292,25 @@ impl KratosClient {
 
     async fn json(
         &self,
-        resp: reqwest::Response,
+        mut resp: reqwest::Response,
         what: &'static str,
     ) -> Result<Value, LookupError> {
-        let body = resp
-            .bytes()
+        // Bounded: an answer about one identity or session is kilobytes.
+        const MAX_ANSWER: usize = 8 * 1024 * 1024;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|source| LookupError::Transport { what, source })?;
+            .map_err(|source| LookupError::Transport { what, source })?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(LookupError::Body {
+                    what,
+                    detail: format!("answer larger than {MAX_ANSWER} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         serde_json::from_slice(&body).map_err(|e| LookupError::Body {
             what,
             detail: e.to_string(),

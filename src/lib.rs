@@ -18,6 +18,7 @@
 pub mod blocklist;
 pub mod body;
 pub mod config;
+pub mod decision;
 pub mod diagnostic;
 pub mod enforce;
 pub mod headers;
@@ -192,10 +193,16 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         body_limit: config.inspection.body_limit_bytes,
         login_body_limit: config.inspection.login_body_limit_bytes,
         body_timeout: config.upstream.response_timeout.get(),
-        email_traits: config.blocklist.email_traits.clone(),
+        body_read_timeout: config.server.body_read_timeout.get(),
+        attribution_timeout: config.inspection.attribution_timeout.get(),
         report_only,
         message: config.enforcement.message.clone(),
         browser_redirect: config.enforcement.browser_redirect.clone(),
+        // Kratos's default recovery flow lifespan is an hour.
+        recovery_addresses: enforce::RecoveryAddresses::new(
+            100_000,
+            std::time::Duration::from_secs(3600),
+        ),
     });
 
     let mut listeners = Vec::new();

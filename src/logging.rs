@@ -249,7 +249,7 @@ fn write_access(started: Instant, exchange: &Exchange, status: http::StatusCode)
         path = %exchange.path(),
         status = status.as_u16(),
         duration_ms,
-        upstream_status = exchange.upstream_status.map(|s| s.as_u16()),
+        upstream_status = exchange.upstream_status.get().map(|s| s.as_u16()),
         listener = listener_name(exchange.listener),
         client_ip = %exchange.peer.ip,
         "request"

@@ -193,6 +193,8 @@ pub const FAIL_CLOSED_REASONS: &[&str] = &[
     "timeout",
     "bad_request",
     "trailer_cookie",
+    "too_many_credentials",
+    "request_body_timeout",
 ];
 /// Every `GatewayError::label` the proxy counts as an upstream error.
 pub const UPSTREAM_ERROR_REASONS: &[&str] = &[
@@ -205,6 +207,7 @@ pub const UPSTREAM_ERROR_REASONS: &[&str] = &[
     "upgrade_refused",
     "bad_request",
     "not_found",
+    "too_many_credentials",
 ];
 pub const REVOCATION_RESULTS: &[&str] = &["success", "retry", "dropped"];
 /// Every (source, result) of `kratos_gate_attribution_lookups_total`.
@@ -215,7 +218,7 @@ pub const LOOKUPS: &[(&str, &[&str])] = &[
     ("whoami", &["found", "no_session", "aal2_required", "error"]),
     (
         "identifier",
-        &["found", "not_found", "error", "body_too_large"],
+        &["found", "not_found", "error", "unreadable", "ambiguous"],
     ),
     ("admin_identity", &["found", "error"]),
 ];

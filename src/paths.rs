@@ -65,9 +65,37 @@ pub fn extend_session_id(raw_path: &str) -> Option<String> {
 }
 
 /// True for the admin API's paths however spelled (`/admin`, `/admin/...`, `//Admin/./x`).
+///
+/// Besides `/admin/…`, Kratos's public port answers the admin API's unprefixed paths
+/// (`/identities…`, `/recovery/link`, `/recovery/code`, `/courier…`) with a 307 to the admin
+/// URL (CONTRACT.md §2, §14): they are refused too, so that URL is never revealed.
 pub fn is_admin_path(raw_path: &str) -> bool {
     let p = canonical_path(raw_path);
-    p == "/admin" || p.starts_with("/admin/")
+    let under = |prefix: &str| p == prefix || p.starts_with(&format!("{prefix}/"));
+    under("/admin")
+        || under("/identities")
+        || under("/courier")
+        || p == "/recovery/link"
+        || p == "/recovery/code"
+}
+
+/// Parses a UUID the way Kratos parses ids in paths (gofrs/uuid `FromString`): the
+/// canonical form or 32 hex digits without dashes, either bare, in `{…}` braces or after a
+/// `urn:uuid:` prefix, in either letter case. Anything else is `None`: Kratos answers it
+/// with 400.
+pub fn parse_uuid_as_kratos_does(text: &str) -> Option<uuid::Uuid> {
+    let inner = match text.strip_prefix("urn:uuid:") {
+        Some(rest) => rest,
+        None => text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(text),
+    };
+    match inner.len() {
+        32 if inner.bytes().all(|b| b.is_ascii_hexdigit()) => uuid::Uuid::try_parse(inner).ok(),
+        36 if !inner.starts_with('{') => uuid::Uuid::try_parse(inner).ok(),
+        _ => None,
+    }
 }
 
 /// A short name for what a public request is, for audit events and metrics.
@@ -185,12 +213,72 @@ mod tests {
             assert!(is_admin_path(raw), "{raw}");
         }
         for raw in [
+            "/identities",
+            "/Identities/5ff66179-c240-4703-b0d8-494592cefff5",
+            "/identities/x/sessions",
+            "//recovery/link",
+            "/recovery/code",
+            "/courier/messages",
+        ] {
+            assert!(is_admin_path(raw), "{raw}");
+        }
+        for raw in [
             "/",
             "/administrator",
             "/self-service/admin",
             "/sessions/whoami",
+            "/self-service/recovery",
+            "/identitiesx",
         ] {
             assert!(!is_admin_path(raw), "{raw}");
+        }
+    }
+
+    #[test]
+    fn uuids_in_every_spelling_kratos_accepts() {
+        let canonical = "5ff66179-c240-4703-b0d8-494592cefff5";
+        let want = uuid::Uuid::parse_str(canonical).ok();
+        for spelling in [
+            canonical.to_owned(),
+            canonical.to_uppercase(),
+            canonical.replace('-', ""),
+            format!("{{{canonical}}}"),
+            format!("{{{}}}", canonical.replace('-', "")),
+            format!("urn:uuid:{canonical}"),
+            format!("urn:uuid:{}", canonical.replace('-', "")),
+        ] {
+            assert_eq!(parse_uuid_as_kratos_does(&spelling), want, "{spelling}");
+        }
+        for bad in [
+            "",
+            "5ff66179",
+            "5ff66179-c240-4703-b0d8-494592cefff5x",
+            "{5ff66179}",
+        ] {
+            assert_eq!(parse_uuid_as_kratos_does(bad), None, "{bad}");
+        }
+    }
+
+    /// An extend path in any spelling yields an id that parses as Kratos would parse it.
+    #[test]
+    fn extend_ids_in_kratos_spellings_come_through() {
+        let canonical = "5ff66179-c240-4703-b0d8-494592cefff5";
+        for raw in [
+            format!("/admin/sessions/{}/extend", canonical.replace('-', "")),
+            format!("/admin/sessions/%7B{canonical}%7D/extend"),
+            format!(
+                "/admin/sessions/urn:uuid:{}/extend",
+                canonical.to_uppercase()
+            ),
+        ] {
+            let id = extend_session_id(&raw).expect("extend path");
+            assert_eq!(
+                parse_uuid_as_kratos_does(&id)
+                    .map(|u| u.to_string())
+                    .as_deref(),
+                Some(canonical),
+                "{raw}"
+            );
         }
     }
 

@@ -34,12 +34,8 @@ pub struct Exchange {
     pub method: Method,
     /// The target as the client spelled it (audit and kind naming only).
     pub uri: Uri,
-    /// The `identifier` the client submitted, when its request body was small enough to copy.
-    pub login_identifier: Option<String>,
-    /// A form or JSON request body was too large to copy, so its identifier is unknown.
-    pub login_body_too_large: bool,
     /// Kratos's status, once Kratos has answered (the access log).
-    pub upstream_status: Option<http::StatusCode>,
+    pub upstream_status: OnceLock<http::StatusCode>,
 }
 
 impl Exchange {
@@ -94,11 +90,15 @@ impl std::fmt::Display for RequestId {
 
 /// Hooks a policy plugs into the engine.
 pub trait Policy: Send + Sync + 'static {
+    /// What the policy keeps about one exchange between its two phases (pingora's `CTX`).
+    type Ctx: Default + Send + Sync;
+
     /// Runs after the request was sanitised, before it is forwarded. `Err` answers the client
     /// without contacting Kratos.
     fn on_request(
         &self,
-        exchange: &mut Exchange,
+        exchange: &Exchange,
+        ctx: &mut Self::Ctx,
         request: Request<Body>,
     ) -> impl Future<Output = Result<Request<Body>, Response<Body>>> + Send;
 
@@ -106,6 +106,7 @@ pub trait Policy: Send + Sync + 'static {
     fn on_response(
         &self,
         exchange: &Exchange,
+        ctx: Self::Ctx,
         response: Response<Incoming>,
     ) -> impl Future<Output = Response<Body>> + Send;
 }
@@ -229,17 +230,15 @@ impl<P: Policy> Proxy<P> {
             Some(id) => RequestId::given(id),
             None => RequestId::generated(),
         };
-        let mut exchange = Exchange {
+        let exchange = Exchange {
             listener: self.listener,
             request_id,
             peer,
             method: request.method().clone(),
             uri: request.uri().clone(),
-            login_identifier: None,
-            login_body_too_large: false,
-            upstream_status: None,
+            upstream_status: OnceLock::new(),
         };
-        let response = match self.forward(&mut exchange, request).await {
+        let response = match self.forward(&exchange, request).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics
@@ -264,14 +263,15 @@ impl<P: Policy> Proxy<P> {
 
     async fn forward(
         &self,
-        exchange: &mut Exchange,
+        exchange: &Exchange,
         request: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
         if headers::is_upgrade_request(request.headers()) || request.method() == Method::CONNECT {
             return Err(GatewayError::UpgradeRefused);
         }
         let request = self.to_upstream(request, exchange.peer)?;
-        let request = match self.policy.on_request(exchange, request).await {
+        let mut ctx = P::Ctx::default();
+        let request = match self.policy.on_request(exchange, &mut ctx, request).await {
             Ok(r) => r,
             Err(answer) => return Ok(answer),
         };
@@ -304,9 +304,16 @@ impl<P: Policy> Proxy<P> {
             Ok(Err(e)) => return Err(classify_client_error(&e)),
             Ok(Ok(r)) => r,
         };
-        exchange.upstream_status = Some(response.status());
+        let _ = exchange.upstream_status.set(response.status());
+        // The client undid `chunked` only; a body under another transfer coding would pass
+        // unread, whatever it carries.
+        if let Some(codings) = headers::transfer_codings_besides_chunked(response.headers()) {
+            return Err(GatewayError::UnreadableResponse(format!(
+                "Transfer-Encoding {codings}"
+            )));
+        }
         headers::strip_hop_by_hop(response.headers_mut());
-        Ok(self.policy.on_response(exchange, response).await)
+        Ok(self.policy.on_response(exchange, ctx, response).await)
     }
 
     /// Rewrites a client request for Kratos: upstream URI, HTTP/1.1, Host kept, hop-by-hop

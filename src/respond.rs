@@ -49,17 +49,26 @@ pub enum GatewayError {
     /// The owner of a credential could not be determined because Kratos could not be asked.
     #[error("cannot determine whose session this is: {0}")]
     AttributionUnavailable(String),
+    /// A response carries more distinct credentials than Kratos ever issues at once: not
+    /// attributed (no Kratos call), not forwarded.
+    #[error("response carries {0} or more distinct credentials")]
+    TooManyCredentials(usize),
+    /// The client did not finish sending a request body the gateway must read in time.
+    #[error("request body not received within {0:?}")]
+    RequestBodyTimeout(std::time::Duration),
 }
 
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::UpgradeRefused | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::RequestBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::UpstreamUnreachable(_)
             | GatewayError::UpstreamBroken(_)
             | GatewayError::ResponseTooLarge { .. }
-            | GatewayError::UnreadableResponse(_) => StatusCode::BAD_GATEWAY,
+            | GatewayError::UnreadableResponse(_)
+            | GatewayError::TooManyCredentials(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::AttributionUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -77,6 +86,8 @@ impl GatewayError {
             GatewayError::ResponseTooLarge { .. } => "too_large",
             GatewayError::UnreadableResponse(_) => "unreadable_encoding",
             GatewayError::AttributionUnavailable(_) => "attribution_unavailable",
+            GatewayError::TooManyCredentials(_) => "too_many_credentials",
+            GatewayError::RequestBodyTimeout(_) => "request_body_timeout",
         }
     }
 
@@ -89,10 +100,11 @@ impl GatewayError {
                 "upstream_unreachable"
             }
             GatewayError::UpstreamTimeout(_) => "upstream_timeout",
-            GatewayError::ResponseTooLarge { .. } | GatewayError::UnreadableResponse(_) => {
-                "upstream_response_refused"
-            }
+            GatewayError::ResponseTooLarge { .. }
+            | GatewayError::UnreadableResponse(_)
+            | GatewayError::TooManyCredentials(_) => "upstream_response_refused",
             GatewayError::AttributionUnavailable(_) => "session_check_unavailable",
+            GatewayError::RequestBodyTimeout(_) => "request_timeout",
         }
     }
 
@@ -110,9 +122,12 @@ impl GatewayError {
             GatewayError::UpstreamTimeout(_) => {
                 "The identity service did not answer in time. Please try again later."
             }
-            GatewayError::ResponseTooLarge { .. } | GatewayError::UnreadableResponse(_) => {
+            GatewayError::ResponseTooLarge { .. }
+            | GatewayError::UnreadableResponse(_)
+            | GatewayError::TooManyCredentials(_) => {
                 "The identity service sent a response that could not be checked."
             }
+            GatewayError::RequestBodyTimeout(_) => "The request body was not received in time.",
             GatewayError::AttributionUnavailable(_) => {
                 "The session could not be checked right now. Please try again later."
             }
@@ -131,7 +146,14 @@ impl GatewayError {
         if let (Some(rid), Some(obj)) = (request_id, err.as_object_mut()) {
             obj.insert("request".to_owned(), rid.into());
         }
-        json_response(status, &serde_json::json!({ "error": err }))
+        let mut response = json_response(status, &serde_json::json!({ "error": err }));
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -174,6 +196,16 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body
     let mut body = serde_json::to_vec(value).unwrap_or_default();
     body.push(b'\n');
     answer(status, "application/json", body)
+}
+
+/// Kratos's answer to an id its UUID parser refuses (fixture
+/// `kratos-error-400-malformed-uuid.json`), for an extend the gateway will not forward.
+pub fn malformed_uuid(id: &str) -> Response<Body> {
+    let message = format!("uuid: incorrect UUID format in string {id:?}");
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({"error": {"code": 400, "status": "Bad Request", "message": message}}),
+    )
 }
 
 /// Kratos's whoami answer for "no session", byte for byte (CONTRACT.md §5).

@@ -220,7 +220,6 @@ fn assert_no_session_cookie_and_refused(answer: &Answer, p: &Person, what: &str)
 #[tokio::test]
 async fn login_body_with_trailing_bytes_still_names_the_listed_identity() {
     let s = setup().await;
-    let pending = script_spa_login_422(&s);
     let first = format!(
         r#"{{"identifier":"{}","password":"x","method":"password"}}"#,
         s.listed.email
@@ -229,6 +228,8 @@ async fn login_body_with_trailing_bytes_still_names_the_listed_identity() {
         format!(r#"{first} {{"identifier":"someone@else.example"}}"#),
         format!("{first}garbage"),
     ] {
+        // A fresh first-factor session each time (the last one was revoked).
+        let pending = script_spa_login_422(&s);
         let answer = send(
             Method::POST,
             &s.public("/self-service/login?flow=f"),
@@ -237,6 +238,11 @@ async fn login_body_with_trailing_bytes_still_names_the_listed_identity() {
         )
         .await;
         assert_no_session_cookie_and_refused(&answer, &pending, &body);
+        // Its revocation lands before the next attempt scripts a new session.
+        assert!(
+            wait_until(WAIT, || s.fake.sessions_of(s.listed.identity).is_empty()).await,
+            "{body}: the listed identity's sessions were not revoked"
+        );
     }
 }
 

@@ -218,6 +218,67 @@ async fn slow_loris_heads_are_cut_off_by_the_header_read_timeout() {
     still_serving(&s).await;
 }
 
+/// A JSON or form submission the gateway reads (for the identifier it names) that sends only
+/// part of its body: without a deadline each one held a connection and a task for as long as
+/// the client liked, and a few hundred exhausted file descriptors.
+#[tokio::test]
+async fn submissions_that_never_finish_their_body_get_408_and_are_closed() {
+    let timeout = Duration::from_millis(300);
+    let s = setup_with(|c| c.server.body_read_timeout = HumanDuration(timeout)).await;
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for (i, content_type) in ["application/json", "application/x-www-form-urlencoded"]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        let addr = s.gw.public;
+        slow.push(tokio::spawn(async move {
+            let mut conn = RawConn::connect(addr).await;
+            conn.send(format!(
+                "POST /self-service/login?flow={i} HTTP/1.1\r\nHost: a\r\nContent-Type: {content_type}\r\nContent-Length: 100\r\n\r\n{{\"identifier\":"
+            ))
+            .await;
+            let opened = Instant::now();
+            let closed = conn.closed_within(Duration::from_secs(3)).await;
+            (closed, opened.elapsed(), conn.received)
+        }));
+    }
+    // Meanwhile an honest client is served.
+    still_serving(&s).await;
+    for task in slow {
+        let (closed, lived, received) = task.await.expect("task");
+        assert!(closed, "a stalled body was never cut off");
+        assert!(
+            lived < Duration::from_secs(2),
+            "cut off only after {lived:?}"
+        );
+        assert_eq!(
+            first_status(&received),
+            Some(408),
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // None of them reached Kratos.
+    assert!(
+        s.fake
+            .calls()
+            .iter()
+            .all(|c| c.path() != "/self-service/login"),
+        "{:?}",
+        s.fake.calls()
+    );
+    let m = s.metrics();
+    assert!(
+        m.contains("kratos_gate_fail_closed_total{reason=\"request_body_timeout\"} 40"),
+        "{m}"
+    );
+    still_serving(&s).await;
+}
+
 #[tokio::test]
 async fn http2_streams_opened_and_reset_in_a_burst_are_cut_off() {
     let (logs, _guard) = logs::capture();

@@ -286,3 +286,75 @@ fn gzip_roundtrip_within_limits() {
         }
     });
 }
+
+/// Counts the bytes allocated by the thread that turned counting on, so that one test can
+/// measure a function while other tests run on other threads.
+mod allocations {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+        static PEAK: Cell<usize> = const { Cell::new(0) };
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if COUNTING.with(Cell::get) {
+                let live = LIVE.with(|l| {
+                    l.set(l.get() + layout.size());
+                    l.get()
+                });
+                PEAK.with(|p| p.set(p.get().max(live)));
+            }
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if COUNTING.with(Cell::get) {
+                LIVE.with(|l| l.set(l.get().saturating_sub(layout.size())));
+            }
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    /// The most bytes `f` had allocated at once on this thread.
+    pub fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        LIVE.with(|l| l.set(0));
+        PEAK.with(|p| p.set(0));
+        COUNTING.with(|c| c.set(true));
+        let out = f();
+        COUNTING.with(|c| c.set(false));
+        (out, PEAK.with(Cell::get))
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: allocations::Counting = allocations::Counting;
+
+/// Kratos echoes `transient_payload`: a 1 MB submission of empty objects comes back as a 1 MB
+/// answer to inspect. Reading it must cost memory in proportion to what it can hold (a few
+/// tokens), not to the number of objects: a tree of the echo took 160 MB a request.
+#[test]
+fn an_echo_of_many_empty_objects_costs_no_memory_per_object() {
+    let mut body =
+        br#"{"id":"f","state":"sent_email","identity":null,"transient_payload":["#.to_vec();
+    for i in 0..340_000 {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{}");
+    }
+    body.extend_from_slice(br#"],"continue_with":[{"ory_session_token":"ory_st_x"}]}"#);
+    let (findings, peak) =
+        allocations::peak_of(|| kratos_gate::inspection::inspect_json(&body).expect("parses"));
+    assert!(findings.carries_credential());
+    assert!(
+        peak < 64 * 1024,
+        "inspecting a {} byte echo allocated {peak} bytes at once",
+        body.len()
+    );
+}

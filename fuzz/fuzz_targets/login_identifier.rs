@@ -1,4 +1,4 @@
-//! `login_identifier` on arbitrary `Content-Type` values and bodies. Input: the content type
+//! `inspection::submitted` (login identifier, recovery address) on arbitrary `Content-Type` values and bodies. Input: the content type
 //! up to the first NUL, then the body.
 #![no_main]
 

@@ -13,7 +13,9 @@ use kratos_gate::headers::{
     is_session_cookie_name, session_cookies, set_cookie_name, set_cookie_value, strip_hop_by_hop,
     strip_session_set_cookies,
 };
-use kratos_gate::inspection::{decode, first_significant_byte, inspect_json, login_identifier};
+use kratos_gate::inspection::{
+    decode, first_significant_byte, inspect_json, submitted, MAX_TOKENS,
+};
 use kratos_gate::paths::{canonical_path, extend_session_id, request_kind};
 
 pub const SESSION_COOKIE: &str = "ory_kratos_session";
@@ -310,20 +312,25 @@ fn tokens_in(v: &Value, out: &mut Vec<String>) {
 /// `inspect_json`: fails closed. Every token a parseable body carries is found (the
 /// pre-filter hides none); a body that does not parse but mentions a token is an error.
 pub fn check_inspect_json(body: &[u8]) {
-    let traits = vec!["traits.email".to_owned(), "traits.emails".to_owned()];
-    let result = inspect_json(body, &traits);
+    let result = inspect_json(body);
     let _ = first_significant_byte(body);
     match serde_json::from_slice::<Value>(body) {
         Ok(value) => {
             let findings = result.expect("a body that parses is judged");
             let mut expected = Vec::new();
             tokens_in(&value, &mut expected);
-            for t in &expected {
-                assert!(
-                    findings.tokens.contains(t),
-                    "token {t:?} missed in {:?}",
-                    String::from_utf8_lossy(body)
-                );
+            expected.sort();
+            expected.dedup();
+            if expected.len() > MAX_TOKENS {
+                assert!(findings.too_many_tokens, "overflow not reported");
+            } else {
+                for t in &expected {
+                    assert!(
+                        findings.tokens.iter().any(|f| &f.value == t),
+                        "token {t:?} missed in {:?}",
+                        String::from_utf8_lossy(body)
+                    );
+                }
             }
             if !expected.is_empty() {
                 assert!(findings.carries_credential());
@@ -337,7 +344,7 @@ pub fn check_inspect_json(body: &[u8]) {
             let worth_reading = [
                 &b"session_token"[..],
                 b"\"identity\"",
-                b"expires_at",
+                b"\"session\"",
                 b"tokenized",
                 b"\\u",
             ]
@@ -371,11 +378,13 @@ pub fn check_decode(encoding: &str, body: &[u8], limit: usize) {
     }
 }
 
-/// `login_identifier`: never panics; an identifier is trimmed, non-empty and at most 512
-/// bytes.
+/// `submitted`: never panics; an identifier or address is trimmed, non-empty and at most
+/// 1024 bytes.
 pub fn check_login_identifier(content_type: Option<&str>, body: &[u8]) {
-    if let Some(id) = login_identifier(content_type, body) {
-        assert!(!id.is_empty() && id.len() <= 512, "{id:?}");
-        assert_eq!(id.trim(), id, "not trimmed");
+    if let Ok(fields) = submitted(content_type, body) {
+        for id in fields.identifier.iter().chain(fields.email.iter()) {
+            assert!(!id.is_empty() && id.len() <= 1024, "{id:?}");
+            assert_eq!(id.trim(), id, "not trimmed");
+        }
     }
 }

@@ -1,0 +1,606 @@
+//! One pass over a response body with serde_json's parser and no tree: session tokens are
+//! found anywhere (a credential is a credential wherever it sits), but evidence of whose they
+//! are is read only at positions Kratos fills from its own records (CONTRACT.md §14):
+//!
+//! | response kind (api.json)                         | positions read                       |
+//! |--------------------------------------------------|--------------------------------------|
+//! | `successfulNativeLogin`, token exchange, SPA 200 | `session.id`, `session.identity.id`, `session_token` |
+//! | `successfulNativeRegistration`                   | the above and `identity.id`          |
+//! | `settingsFlow`                                   | `identity.id`                        |
+//! | any flow                                         | `continue_with[].ory_session_token`  |
+//! | `session` (whoami, admin)                        | `id`, `identity.id`, `tokenized`     |
+//! | list of sessions (`GET /sessions`)               | each item's `id`, `identity.id`      |
+//!
+//! All of these are members of the top-level value (or of the top-level array's items).
+//! Client input (`transient_payload`, `ui`, `traits`, `metadata_*`) sits below other members
+//! and is never read for evidence. Nothing is allocated per object or array: an echoed
+//! payload of empty objects costs parse time, not memory. Nesting is bounded by serde_json's
+//! recursion limit (128).
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use uuid::Uuid;
+
+use crate::blocklist::parse_uuid;
+
+/// Visitor methods for values that can hold nothing of interest.
+macro_rules! scalars {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+
+/// Distinct tokens kept; beyond this the body only records that there were more.
+pub const MAX_TOKENS: usize = 4;
+/// Session list items read for evidence; Kratos pages lists far below this.
+pub const MAX_LISTED_SESSIONS: usize = 1000;
+
+/// A session at a Kratos-authored position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    pub id: Option<Uuid>,
+    /// `identity.id` when the identity is expanded; `None` when it is `null` (a native login
+    /// that still needs a second factor) or missing.
+    pub identity_id: Option<Uuid>,
+}
+
+/// The overall shape of a body, which decides how a blocked answer looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// A bare session object (whoami, admin session): answered like "no session".
+    Session,
+    /// A list of sessions (`GET /sessions`).
+    SessionList,
+    /// Anything else (login, registration, recovery, token exchange, settings, flows).
+    #[default]
+    Other,
+}
+
+/// A session token found in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub value: String,
+    /// Found at a Kratos-authored position (`session_token` at the top, or a top-level
+    /// `continue_with` item), where the body's own evidence speaks for it.
+    pub authored: bool,
+}
+
+/// What a JSON body says about sessions.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Findings {
+    /// Distinct `session_token` / `ory_session_token` values, wherever they appear (at most
+    /// [`MAX_TOKENS`]).
+    pub tokens: Vec<Token>,
+    /// More distinct tokens than [`MAX_TOKENS`] were present.
+    pub too_many_tokens: bool,
+    /// A `tokenized` JWT (`whoami?tokenize_as=`) is present: a credential of its own.
+    pub tokenized: bool,
+    /// Sessions at Kratos-authored positions.
+    pub sessions: Vec<SessionRef>,
+    /// Identity ids at Kratos-authored positions (the sessions' and a top-level `identity`).
+    pub identities: Vec<Uuid>,
+    pub shape: Shape,
+}
+
+impl Findings {
+    /// The body hands out something a client can authenticate with.
+    pub fn carries_credential(&self) -> bool {
+        !self.tokens.is_empty() || self.too_many_tokens || self.tokenized
+    }
+
+    /// The body speaks for a session (credential or not), or Kratos names an identity in it:
+    /// public responses that do are answers to that identity's session (settings flows), so
+    /// a listed one is refused and its sessions revoked.
+    pub fn vouches(&self) -> bool {
+        self.carries_credential() || !self.sessions.is_empty() || !self.identities.is_empty()
+    }
+
+    fn add_token(&mut self, value: &str, authored: bool) {
+        if value.is_empty() {
+            return;
+        }
+        if let Some(t) = self.tokens.iter_mut().find(|t| t.value == value) {
+            t.authored |= authored;
+            return;
+        }
+        if self.tokens.len() >= MAX_TOKENS {
+            self.too_many_tokens = true;
+            return;
+        }
+        self.tokens.push(Token {
+            value: value.to_owned(),
+            authored,
+        });
+    }
+
+    fn add_identity(&mut self, id: Uuid) {
+        if !self.identities.contains(&id) {
+            self.identities.push(id);
+        }
+    }
+
+    fn add_session(&mut self, s: SessionRef) {
+        if let Some(id) = s.identity_id {
+            self.add_identity(id);
+        }
+        if !self.sessions.contains(&s) {
+            self.sessions.push(s);
+        }
+    }
+}
+
+/// Reads `body` (which starts like JSON). Anything after the first value but white space
+/// is an error: Kratos never sends it, and clients differ on whether they read it.
+pub fn read(body: &[u8]) -> Result<Findings, serde_json::Error> {
+    let mut findings = Findings::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.deserialize_any(TopLevel { f: &mut findings })?;
+    de.end()?;
+    Ok(findings)
+}
+
+/// Member names the reader reacts to; everything else is `Other`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    SessionToken,
+    Tokenized,
+    Session,
+    Identity,
+    ContinueWith,
+    Id,
+    /// A member only session objects have (`settingsFlow` has `id` and `identity` too).
+    SessionOnly,
+    Other,
+}
+
+impl Key {
+    fn of(name: &str) -> Key {
+        match name {
+            "session_token" | "ory_session_token" => Key::SessionToken,
+            "tokenized" => Key::Tokenized,
+            "session" => Key::Session,
+            "identity" => Key::Identity,
+            "continue_with" => Key::ContinueWith,
+            "id" => Key::Id,
+            "authenticated_at" | "authenticator_assurance_level" | "authentication_methods" => {
+                Key::SessionOnly
+            }
+            _ => Key::Other,
+        }
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+        Ok(Key::of(v))
+    }
+}
+
+/// Calls `on_text` with a string value, or scans any other value.
+struct Text<'a, F> {
+    f: &'a mut Findings,
+    on_text: F,
+}
+
+impl<'de, F: FnOnce(&mut Findings, &str)> DeserializeSeed<'de> for Text<'_, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnOnce(&mut Findings, &str)> Visitor<'de> for Text<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        (self.on_text)(self.f, v);
+        Ok(())
+    }
+    scalars!();
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Scan { f: self.f }.visit_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Scan { f: self.f }.visit_seq(seq)
+    }
+}
+
+/// Any value below a non-authored position: finds tokens and `tokenized`, reads no evidence.
+struct Scan<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> DeserializeSeed<'de> for Scan<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    scalars!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            scan_member(key, &mut map, self.f)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Scan { f: &mut *self.f })?.is_some() {}
+        Ok(())
+    }
+}
+
+/// A member at a position that is not evidence: its tokens still count.
+fn scan_member<'de, A: MapAccess<'de>>(
+    key: Key,
+    map: &mut A,
+    f: &mut Findings,
+) -> Result<(), A::Error> {
+    match key {
+        Key::SessionToken => map.next_value_seed(Text {
+            f,
+            on_text: |f: &mut Findings, v: &str| f.add_token(v, false),
+        }),
+        Key::Tokenized => map.next_value_seed(Text {
+            f,
+            on_text: |f: &mut Findings, v: &str| f.tokenized |= !v.is_empty(),
+        }),
+        _ => map.next_value_seed(Scan { f }),
+    }
+}
+
+/// The top-level value: an object of a known response kind, or a list of sessions.
+struct TopLevel<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object or array")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    scalars!();
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let top = AuthoredObject { f: self.f }.read(map)?;
+        if top.is_session() {
+            self.f.shape = Shape::Session;
+            self.f.add_session(SessionRef {
+                id: top.id,
+                identity_id: top.identity.flatten(),
+            });
+        } else if let Some(Some(identity)) = top.identity {
+            // `successfulNativeRegistration.identity`, `settingsFlow.identity`.
+            self.f.add_identity(identity);
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut items = 0usize;
+        let mut all_sessions = true;
+        while let Some(item) = seq.next_element_seed(ListItem { f: &mut *self.f })? {
+            items += 1;
+            match item {
+                Some(s) if items <= MAX_LISTED_SESSIONS => self.f.add_session(s),
+                Some(_) => {}
+                None => all_sessions = false,
+            }
+        }
+        if items > 0 && all_sessions {
+            self.f.shape = Shape::SessionList;
+        }
+        Ok(())
+    }
+}
+
+/// What the members of a top-level object (or list item) said.
+#[derive(Default)]
+struct Members {
+    id: Option<Uuid>,
+    has_id: bool,
+    /// `identity` member: `Some(None)` when present but `null` or without an id.
+    identity: Option<Option<Uuid>>,
+    session_only: bool,
+}
+
+impl Members {
+    /// `id`, an `identity` member (maybe `null`) and a member only sessions have.
+    fn is_session(&self) -> bool {
+        self.has_id && self.identity.is_some() && self.session_only
+    }
+}
+
+/// Reads the members of a top-level object: the authored positions, and a scan of the rest.
+struct AuthoredObject<'a> {
+    f: &'a mut Findings,
+}
+
+impl AuthoredObject<'_> {
+    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut m = Members::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::SessionToken => map.next_value_seed(Text {
+                    f: &mut *self.f,
+                    on_text: |f: &mut Findings, v: &str| f.add_token(v, true),
+                })?,
+                Key::Tokenized => map.next_value_seed(Text {
+                    f: &mut *self.f,
+                    on_text: |f: &mut Findings, v: &str| f.tokenized |= !v.is_empty(),
+                })?,
+                Key::Id => {
+                    m.has_id = true;
+                    let mut id = None;
+                    map.next_value_seed(Text {
+                        f: &mut *self.f,
+                        on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
+                    })?;
+                    m.id = id;
+                }
+                Key::Identity => {
+                    m.identity = Some(map.next_value_seed(IdOf { f: &mut *self.f })?);
+                }
+                Key::Session => {
+                    if let Some(s) = map.next_value_seed(SessionOf { f: &mut *self.f })? {
+                        self.f.add_session(s);
+                    }
+                }
+                Key::ContinueWith => map.next_value_seed(ContinueWith { f: &mut *self.f })?,
+                Key::SessionOnly => {
+                    m.session_only = true;
+                    map.next_value_seed(Scan { f: &mut *self.f })?;
+                }
+                Key::Other => map.next_value_seed(Scan { f: &mut *self.f })?,
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// An item of a top-level array: a session object, or something else (scanned).
+struct ListItem<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> DeserializeSeed<'de> for ListItem<'_> {
+    type Value = Option<SessionRef>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListItem<'_> {
+    type Value = Option<SessionRef>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Scan { f: self.f }.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A listed session's members: `id`, `identity.id`, and the session-only fields.
+        // Tokens are still found anywhere; nothing else is evidence.
+        let mut m = Members::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::Id => {
+                    m.has_id = true;
+                    let mut id = None;
+                    map.next_value_seed(Text {
+                        f: &mut *self.f,
+                        on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
+                    })?;
+                    m.id = id;
+                }
+                Key::Identity => m.identity = Some(map.next_value_seed(IdOf { f: &mut *self.f })?),
+                Key::SessionOnly => {
+                    m.session_only = true;
+                    map.next_value_seed(Scan { f: &mut *self.f })?;
+                }
+                other => scan_member(other, &mut map, self.f)?,
+            }
+        }
+        Ok(m.is_session().then_some(SessionRef {
+            id: m.id,
+            identity_id: m.identity.flatten(),
+        }))
+    }
+}
+
+/// The `id` member of an object (an identity); `None` for `null`, a non-object or no id.
+struct IdOf<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> DeserializeSeed<'de> for IdOf<'_> {
+    type Value = Option<Uuid>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IdOf<'_> {
+    type Value = Option<Uuid>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object or null")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Scan { f: self.f }.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut id = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::Id => map.next_value_seed(Text {
+                    f: &mut *self.f,
+                    on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
+                })?,
+                // Below the identity's id, everything is the identity's own data (traits,
+                // metadata) and possibly user-written: scanned for tokens only.
+                other => scan_member(other, &mut map, self.f)?,
+            }
+        }
+        Ok(id)
+    }
+}
+
+/// A `session` member: its `id` and `identity.id`; `None` when it is not an object.
+struct SessionOf<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> DeserializeSeed<'de> for SessionOf<'_> {
+    type Value = Option<SessionRef>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SessionOf<'_> {
+    type Value = Option<SessionRef>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a session object")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Scan { f: self.f }.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut s = SessionRef {
+            id: None,
+            identity_id: None,
+        };
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::Id => map.next_value_seed(Text {
+                    f: &mut *self.f,
+                    on_text: |_: &mut Findings, v: &str| s.id = parse_uuid(v),
+                })?,
+                Key::Identity => s.identity_id = map.next_value_seed(IdOf { f: &mut *self.f })?,
+                other => scan_member(other, &mut map, self.f)?,
+            }
+        }
+        Ok(Some(s))
+    }
+}
+
+/// A top-level `continue_with`: its items' `ory_session_token` are Kratos's.
+struct ContinueWith<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> DeserializeSeed<'de> for ContinueWith<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContinueWith<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of continue_with items")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    scalars!();
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Scan { f: self.f }.visit_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(ContinueWithItem { f: &mut *self.f })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+struct ContinueWithItem<'a> {
+    f: &'a mut Findings,
+}
+
+impl<'de> DeserializeSeed<'de> for ContinueWithItem<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContinueWithItem<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a continue_with item")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    scalars!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Scan { f: self.f }.visit_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::SessionToken => map.next_value_seed(Text {
+                    f: &mut *self.f,
+                    on_text: |f: &mut Findings, v: &str| f.add_token(v, true),
+                })?,
+                other => scan_member(other, &mut map, self.f)?,
+            }
+        }
+        Ok(())
+    }
+}
