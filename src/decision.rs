@@ -12,20 +12,12 @@ use crate::blocklist::{Blocklist, Entry, Mode};
 use crate::metrics::{KindLabels, Metrics};
 
 /// An identity a response or hook call was attributed to: its id when known, and the
-/// addresses of its Kratos record.
+/// addresses of its Kratos record (`None` until fetched, which happens only when the list
+/// has address entries: the common case allocates nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Suspect {
     pub id: Option<Uuid>,
-    pub addresses: Arc<[String]>,
-}
-
-impl Suspect {
-    pub fn id(id: Uuid) -> Suspect {
-        Suspect {
-            id: Some(id),
-            addresses: Arc::from(Vec::new()),
-        }
-    }
+    pub addresses: Option<Arc<[String]>>,
 }
 
 /// A listed identity, and the entry that decides about it.
@@ -68,7 +60,7 @@ pub fn strictest_hit(list: &Blocklist, suspect: &Suspect, now: i64) -> Option<Hi
             entry,
         });
     if list.has_address_entries() {
-        for address in suspect.addresses.iter() {
+        for address in suspect.addresses.iter().flat_map(|a| a.iter()) {
             for (matched, entry) in list.address_matches(address, now) {
                 if best
                     .as_ref()
@@ -166,7 +158,7 @@ mod tests {
     fn suspect(id: Option<&str>, addresses: &[&str]) -> Suspect {
         Suspect {
             id: id.map(|i| Uuid::parse_str(i).expect("uuid")),
-            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            addresses: Some(addresses.iter().map(|a| (*a).to_owned()).collect()),
         }
     }
 

@@ -166,13 +166,13 @@ impl Attribution {
     fn add_owner(&mut self, id: Uuid, addresses: Option<Arc<[String]>>) {
         match self.suspects.iter_mut().find(|s| s.id == Some(id)) {
             Some(s) => {
-                if let Some(a) = addresses {
-                    s.addresses = a;
+                if addresses.is_some() {
+                    s.addresses = addresses;
                 }
             }
             None => self.suspects.push(Suspect {
                 id: Some(id),
-                addresses: addresses.unwrap_or_else(|| Arc::from(Vec::new())),
+                addresses,
             }),
         }
     }
@@ -336,7 +336,7 @@ impl Enforcer {
         };
         let suspect = Suspect {
             id: Some(owner.id),
-            addresses: owner.addresses.into(),
+            addresses: Some(owner.addresses.into()),
         };
         let verdict = self.decide(&[suspect]);
         if verdict.is_empty() {
@@ -385,10 +385,12 @@ impl Enforcer {
             .map(|v| v.to_str().ok().and_then(parse_uuid));
         if let Some(Some(identity)) = header_identity {
             self.metrics.lookup("header", "found");
-            let mut attribution = Attribution::default();
-            attribution.add_owner(identity, None);
-            self.with_addresses(&mut attribution).await?;
-            let verdict = self.decide(&attribution.suspects);
+            let mut suspects = [Suspect {
+                id: Some(identity),
+                addresses: None,
+            }];
+            self.with_addresses(&mut suspects).await?;
+            let verdict = self.decide(&suspects);
             if verdict.is_empty() {
                 return Ok(Response::from_parts(
                     parts,
@@ -538,24 +540,23 @@ impl Enforcer {
 
     /// Fetches the addresses of every attributed identity that has none yet, when the list
     /// has address entries (one admin lookup each, cached briefly).
-    async fn with_addresses(&self, attribution: &mut Attribution) -> Result<(), GatewayError> {
+    async fn with_addresses(&self, suspects: &mut [Suspect]) -> Result<(), GatewayError> {
         if !self.blocklist.snapshot().has_address_entries() {
             return Ok(());
         }
-        let missing: Vec<Uuid> = attribution
-            .suspects
+        let missing = suspects
             .iter()
-            .filter(|s| s.addresses.is_empty())
-            .filter_map(|s| s.id)
-            .collect();
-        if missing.len() > MAX_OWNERS {
-            return Err(GatewayError::TooManyCredentials(missing.len()));
+            .filter(|s| s.addresses.is_none() && s.id.is_some())
+            .count();
+        if missing > MAX_OWNERS {
+            return Err(GatewayError::TooManyCredentials(missing));
         }
-        for id in missing {
+        for s in suspects.iter_mut().filter(|s| s.addresses.is_none()) {
+            let Some(id) = s.id else { continue };
             match self.kratos.identity_addresses(id).await {
                 Ok(addresses) => {
                     self.metrics.lookup("admin_identity", "found");
-                    attribution.add_owner(id, Some(addresses));
+                    s.addresses = Some(addresses);
                 }
                 Err(e) => {
                     self.metrics.lookup("admin_identity", "error");
@@ -660,7 +661,7 @@ impl Enforcer {
         if aal2_pending {
             self.resolve_submitted(state, &mut attribution).await?;
         }
-        self.with_addresses(&mut attribution).await?;
+        self.with_addresses(&mut attribution.suspects).await?;
         Ok(attribution)
     }
 

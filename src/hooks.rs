@@ -87,7 +87,7 @@ impl HookEndpoint {
                 .get("id")
                 .and_then(Value::as_str)
                 .and_then(parse_uuid),
-            addresses: identity_addresses(identity, &self.email_traits).into(),
+            addresses: Some(identity_addresses(identity, &self.email_traits).into()),
         };
         let verdict = decision::decide(
             &self.blocklist.snapshot(),
