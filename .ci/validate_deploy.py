@@ -5,12 +5,17 @@ Called by .ci/validate-deploy with the venv's Python (kubernetes-validate, jsons
   validate_deploy.py k8s VERSION FILE...      every object, strict schema of Kubernetes VERSION
   validate_deploy.py helm-values VALUES VERSION   the sidecar in the ory/kratos chart values
   validate_deploy.py kratos-config SCHEMA FILE[:KEY.PATH]...   Kratos configs vs config.schema.json
+  validate_deploy.py monitoring DIR README OUT   deploy/monitoring: the PrometheusRule's spec equals the
+                                              rules file (written to OUT for promtool), the dashboard
+                                              against DIR/dashboard.schema.json, and every metric the
+                                              rules and the dashboard name is in README's metrics table
 
 Exits non-zero on the first kind of failure it meets, after printing every problem it found.
 """
 
 import json
 import os
+import re
 import sys
 
 import jsonschema
@@ -18,7 +23,7 @@ import kubernetes_validate.utils as kv
 import yaml
 
 # Custom resources: kubernetes-validate ships schemas for built-in kinds only.
-CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 def load_all(path):
@@ -176,6 +181,103 @@ def cmd_kratos_config(schema_path, specs):
     return failed
 
 
+# A metric name of the gateway's in a PromQL expression.
+METRIC = re.compile(r"\b((?:kratos_gate|process)_[a-z0-9_]+)")
+
+
+def documented_metrics(readme_path):
+    """Names in the first column of README's metrics table (rows starting with | `name`)."""
+    names = set()
+    for line in open(readme_path):
+        m = re.match(r"\|\s*`((?:kratos_gate|process)_[a-z0-9_]+)`", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def family(name):
+    """The family a sample name belongs to: histogram series end in _bucket, _sum, _count."""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def undocumented(exprs, documented):
+    return sorted({n for e in exprs for n in METRIC.findall(e) if n not in documented and family(n) not in documented})
+
+
+def cmd_monitoring(mon_dir, readme, out):
+    failed = 0
+    documented = documented_metrics(readme)
+    if not documented:
+        print("ERROR %s: no metrics table found" % readme)
+        return 1
+
+    rules_path = os.path.join(mon_dir, "kratos-gate.rules.yaml")
+    rules = yaml.safe_load(open(rules_path))
+    crd = yaml.safe_load(open(os.path.join(mon_dir, "prometheusrule.yaml")))
+    if (crd.get("apiVersion"), crd.get("kind")) != ("monitoring.coreos.com/v1", "PrometheusRule"):
+        print("ERROR prometheusrule.yaml: not a monitoring.coreos.com/v1 PrometheusRule")
+        failed += 1
+    if crd.get("spec") != rules:
+        print("ERROR deploy/monitoring: prometheusrule.yaml's spec differs from kratos-gate.rules.yaml")
+        failed += 1
+    else:
+        print("ok   deploy/monitoring/prometheusrule.yaml: spec equals kratos-gate.rules.yaml")
+    with open(out, "w") as f:
+        yaml.safe_dump(crd.get("spec") or {}, f, sort_keys=False)
+    exprs = [r["expr"] for g in rules.get("groups", []) for r in g.get("rules", [])]
+    alerts = {r.get("alert") for g in rules.get("groups", []) for r in g.get("rules", [])}
+    bad = undocumented(exprs, documented)
+    if bad:
+        print("ERROR kratos-gate.rules.yaml: metrics not in README's metrics table: %s" % ", ".join(bad))
+        failed += 1
+    else:
+        print("ok   kratos-gate.rules.yaml: %d alerts, every metric documented" % len(alerts))
+
+    dash_path = os.path.join(mon_dir, "grafana-dashboard.json")
+    schema = json.load(open(os.path.join(mon_dir, "dashboard.schema.json")))
+    dash = json.load(open(dash_path))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(dash), key=lambda e: list(e.path))
+    for e in errors:
+        print("ERROR grafana-dashboard.json: %s: %s" % ("/".join(str(p) for p in e.path) or "(top)", e.message))
+    if errors:
+        failed += 1
+    panels = []
+    for p in dash.get("panels", []):
+        panels.append(p)
+        panels.extend(p.get("panels", []))
+    ids = [p.get("id") for p in panels]
+    if len(ids) != len(set(ids)):
+        print("ERROR grafana-dashboard.json: panel ids are not unique")
+        failed += 1
+    dash_exprs = [t.get("expr", "") for p in panels for t in p.get("targets", [])]
+    bad = undocumented(dash_exprs, documented)
+    if bad:
+        print("ERROR grafana-dashboard.json: metrics not in README's metrics table: %s" % ", ".join(bad))
+        failed += 1
+    # What the dashboard must show: blocks, fail-closed answers, lookups, revocations,
+    # reloads, latency and the checksum.
+    used = {n for e in dash_exprs for n in METRIC.findall(e)}
+    for must in (
+        "kratos_gate_blocked_total",
+        "kratos_gate_fail_closed_total",
+        "kratos_gate_attribution_lookups_total",
+        "kratos_gate_revocations_total",
+        "kratos_gate_blocklist_reloads_total",
+        "kratos_gate_request_duration_seconds_bucket",
+        "kratos_gate_blocklist_info",
+    ):
+        if must not in used:
+            print("ERROR grafana-dashboard.json: no panel shows %s" % must)
+            failed += 1
+    if not errors and not failed:
+        print("ok   grafana-dashboard.json: %d panels, schema and metric names" % len(panels))
+    return failed
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "k8s":
@@ -184,6 +286,8 @@ def main(argv):
         failed = cmd_helm_values(argv[2], argv[3])
     elif cmd == "kratos-config":
         failed = cmd_kratos_config(argv[2], argv[3:])
+    elif cmd == "monitoring":
+        failed = cmd_monitoring(argv[2], argv[3], argv[4])
     else:
         raise SystemExit("unknown command " + cmd)
     return 1 if failed else 0

@@ -551,3 +551,95 @@ async fn an_entry_that_lapses_leaves_the_count() {
     );
     gw.shutdown().await;
 }
+
+/// Metric names (`kratos_gate_…`, `process_…`) in a text: PromQL expressions, README rows.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (i, _) in text
+        .match_indices("kratos_gate_")
+        .chain(text.match_indices("process_"))
+    {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        out.insert(name);
+    }
+    out
+}
+
+/// The shipped alerts and dashboard name only series the gateway exports, and README's
+/// metrics table names every family it exports: checked against a scrape.
+#[tokio::test]
+async fn shipped_alerts_dashboard_and_readme_name_exactly_what_a_scrape_exports() {
+    let gw = start_gateway(NOWHERE, NOWHERE, &blocklist_of(&[A])).await;
+    let m = client::get(&gw.ops_url("/metrics")).await.text();
+    gw.shutdown().await;
+    let exported: std::collections::BTreeSet<String> =
+        samples(&m).into_iter().map(|(n, _, _)| n).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/monitoring/grafana-dashboard.json")).expect("JSON");
+    let mut exprs = String::new();
+    let mut panels: Vec<&serde_json::Value> = Vec::new();
+    for p in dashboard["panels"].as_array().expect("panels") {
+        panels.push(p);
+        panels.extend(p["panels"].as_array().into_iter().flatten());
+    }
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push_str(t["expr"].as_str().expect("expr"));
+            exprs.push('\n');
+        }
+    }
+    let rules = read("deploy/monitoring/kratos-gate.rules.yaml");
+    for (what, text) in [("dashboard", exprs.as_str()), ("rules", rules.as_str())] {
+        let named = metric_names(text);
+        assert!(named.len() > 5, "{what}: {named:?}");
+        let missing: Vec<_> = named.difference(&exported).collect();
+        assert!(
+            missing.is_empty(),
+            "{what} names series no scrape has: {missing:?}"
+        );
+    }
+
+    // README: every exported family has a row (histogram series belong to their family).
+    let readme = read("README.md");
+    let documented: std::collections::BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|n| n.starts_with("kratos_gate_") || n.starts_with("process_"))
+        .map(str::to_owned)
+        .collect();
+    let family = |n: &str| {
+        ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| n.strip_suffix(s))
+            .unwrap_or(n)
+            .to_owned()
+    };
+    let undocumented: Vec<_> = exported
+        .iter()
+        .filter(|n| !documented.contains(*n) && !documented.contains(&family(n)))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not in README's metrics table: {undocumented:?}"
+    );
+    let stale: Vec<_> = documented
+        .iter()
+        .filter(|d| !exported.iter().any(|n| n == *d || family(n) == **d))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "in README's table, not exported: {stale:?}"
+    );
+}
