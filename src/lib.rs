@@ -190,6 +190,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         revoker,
         metrics: Arc::clone(&metrics),
         session_cookie: config.inspection.session_cookie.clone(),
+        clear_session_cookie: respond::clearing_cookie(&config.inspection),
         body_limit: config.inspection.body_limit_bytes,
         login_body_limit: config.inspection.login_body_limit_bytes,
         body_timeout: config.upstream.response_timeout.get(),
@@ -320,6 +321,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     readiness.set_listening();
     {
         let list = blocklist.snapshot();
+        // The same SHA-256 as `GET /blocklist` and `kratos_gate_blocklist_info`.
+        let sha256 = blocklist.state().sha256;
         let listeners = [
             Some(("public", public_addr)),
             admin_addr.map(|a| ("admin", a)),
@@ -345,7 +348,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             upstream_admin = %config.upstream.admin,
             source = %config.blocklist.path.display(),
             blocklist = %config.blocklist.path.display(),
-            checksum = %format_args!("{:016x}", list.checksum()),
+            checksum = %sha256,
+            sha256 = %sha256,
             entries = list.len(),
             "kratos-gate serving"
         );

@@ -382,6 +382,12 @@ fn has_no_debug_output(v: &Value) {
 #[test]
 fn json_mode_writes_only_json_lines_with_plain_values_from_start_to_exit() {
     let mut gate = Gate::start(&Opts::default());
+    let (status, body) = http_get(gate.ops(), "/blocklist", &[]).expect("GET /blocklist");
+    assert_eq!(status, 200, "{body}");
+    let ops_sha256 = serde_json::from_str::<Value>(&body).expect("JSON")["sha256"]
+        .as_str()
+        .expect("sha256")
+        .to_owned();
     // Nothing listens upstream: the request logs the upstream failure with its listener.
     let (status, _) = http_get(gate.public(), "/self-service/login/browser", &[]).expect("502");
     assert_eq!(status, 502);
@@ -417,10 +423,16 @@ fn json_mode_writes_only_json_lines_with_plain_values_from_start_to_exit() {
         start["source"],
         gate.dir.path().join("blocklist.yaml").display().to_string()
     );
+    // The file's SHA-256, as `GET /blocklist` reports it.
     let checksum = start["checksum"].as_str().expect("checksum");
     assert!(
-        checksum.len() >= 16 && checksum.chars().all(|c| c.is_ascii_hexdigit()),
+        checksum.len() == 64 && checksum.chars().all(|c| c.is_ascii_hexdigit()),
         "{start}"
+    );
+    assert_eq!(start["sha256"], checksum);
+    assert_eq!(
+        ops_sha256, checksum,
+        "start-up line and GET /blocklist agree"
     );
     assert_eq!(start["entries"], 1);
 
