@@ -182,6 +182,25 @@ pub enum GlobalMode {
     Report,
 }
 
+/// A cookie's `SameSite` attribute, spelled as in Kratos's config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SameSite {
+    #[default]
+    Lax,
+    Strict,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
+}
+
 /// `log`: logging besides `--log-format` and `RUST_LOG`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -250,7 +269,17 @@ pub struct Forwarding {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Inspection {
+    /// Kratos's `session.cookie.name`.
     pub session_cookie: String,
+    /// Kratos's `session.cookie.path` (else `cookies.path`): the `Path` of the cookie that
+    /// clears a refused browser session.
+    pub session_cookie_path: String,
+    /// Kratos's `session.cookie.domain` (else `cookies.domain`); unset: host-only.
+    pub session_cookie_domain: Option<String>,
+    /// Kratos's `session.cookie.secure`: `Secure` on the clearing cookie.
+    pub session_cookie_secure: bool,
+    /// Kratos's `session.cookie.same_site` (else `cookies.same_site`).
+    pub session_cookie_same_site: SameSite,
     /// Largest response body the gateway buffers to look for credentials; a larger one that
     /// may carry a credential is refused (502).
     pub body_limit_bytes: usize,
@@ -311,6 +340,10 @@ impl Default for Inspection {
     fn default() -> Self {
         Inspection {
             session_cookie: "ory_kratos_session".to_owned(),
+            session_cookie_path: "/".to_owned(),
+            session_cookie_domain: None,
+            session_cookie_secure: true,
+            session_cookie_same_site: SameSite::Lax,
             body_limit_bytes: 1024 * 1024,
             login_body_limit_bytes: 16 * 1024,
             attribution_timeout: HumanDuration(Duration::from_secs(5)),
@@ -576,6 +609,21 @@ impl Config {
                 && http::HeaderValue::from_str(&self.inspection.session_cookie).is_ok()
                 && !self.inspection.session_cookie.contains(['=', ';', ' ']),
             "inspection.session_cookie must be a cookie name",
+        );
+        let attribute = |v: &str| {
+            !v.contains(';') && !v.contains(char::is_whitespace) && !v.contains(char::is_control)
+        };
+        check(
+            self.inspection.session_cookie_path.starts_with('/')
+                && attribute(&self.inspection.session_cookie_path),
+            "inspection.session_cookie_path must be a path starting with /",
+        );
+        check(
+            self.inspection
+                .session_cookie_domain
+                .as_deref()
+                .is_none_or(|d| !d.is_empty() && attribute(d) && !d.contains(['/', ':', ','])),
+            "inspection.session_cookie_domain must be a domain such as example.com",
         );
         check(
             self.inspection.body_limit_bytes >= 1024,

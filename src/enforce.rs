@@ -54,6 +54,9 @@ pub struct Enforcer {
     pub revoker: Revoker,
     pub metrics: Arc<Metrics>,
     pub session_cookie: String,
+    /// The `Set-Cookie` that clears the session cookie with Kratos's attributes
+    /// (`respond::clearing_cookie`), sent when a browser session is refused.
+    pub clear_session_cookie: HeaderValue,
     pub body_limit: usize,
     pub login_body_limit: usize,
     /// Longest wait for a body that must be read before the response can be judged
@@ -76,6 +79,9 @@ pub struct ExchangeState {
     submission: Submission,
     /// `?flow=` of a recovery submission.
     recovery_flow: Option<Uuid>,
+    /// The request presented the session cookie (a browser, not a token client): a refusal
+    /// of its session also clears the cookie.
+    session_cookie_sent: bool,
 }
 
 /// What the client submitted in a body the gateway read.
@@ -234,6 +240,8 @@ impl Enforcer {
         state: &mut ExchangeState,
         mut request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
+        state.session_cookie_sent =
+            respond::presents_session_cookie(request.headers(), &self.session_cookie);
         // The admin API never belongs on the public side: Kratos would answer with a redirect
         // that reveals the admin URL, and where both share one origin (Ory Network) an
         // extend sent here would bypass the admin listener's check.
@@ -406,7 +414,10 @@ impl Enforcer {
                 ));
             }
             self.revoke(&verdict, &[]);
-            return Ok(respond::signed_out(respond::WHOAMI_401));
+            return Ok(respond::signed_out(
+                respond::WHOAMI_401,
+                self.clearing_cookie(state),
+            ));
         }
 
         // Find credentials and sessions in the body, reading it only if it may hold them.
@@ -445,20 +456,24 @@ impl Enforcer {
             return Ok(Response::from_parts(parts, body));
         }
         let answer = match findings.shape {
-            Shape::Session => respond::signed_out(respond::WHOAMI_401),
-            Shape::SessionList => respond::signed_out(respond::SESSIONS_401),
+            Shape::Session => respond::signed_out(respond::WHOAMI_401, self.clearing_cookie(state)),
+            Shape::SessionList => {
+                respond::signed_out(respond::SESSIONS_401, self.clearing_cookie(state))
+            }
             Shape::Other if parts.status.is_redirection() => {
                 let mut r = respond::identity_disabled_browser(
                     &self.message,
                     self.browser_redirect.as_ref(),
                 );
                 keep_other_cookies(&parts.headers, r.headers_mut(), &self.session_cookie);
+                self.clear_settings_session(exchange, state, r.headers_mut());
                 r
             }
             Shape::Other => {
                 let mut r =
                     respond::identity_disabled(&self.message, Some(exchange.request_id.as_str()));
                 keep_other_cookies(&parts.headers, r.headers_mut(), &self.session_cookie);
+                self.clear_settings_session(exchange, state, r.headers_mut());
                 r
             }
         };
@@ -724,6 +739,27 @@ impl Enforcer {
             }
         }
         Ok(())
+    }
+
+    /// The clearing `Set-Cookie`, when the refused request presented the session cookie.
+    fn clearing_cookie(&self, state: &ExchangeState) -> Option<&HeaderValue> {
+        state
+            .session_cookie_sent
+            .then_some(&self.clear_session_cookie)
+    }
+
+    /// A refused settings answer signs the browser out: its session is the one refused.
+    fn clear_settings_session(
+        &self,
+        exchange: &Exchange,
+        state: &ExchangeState,
+        headers: &mut http::HeaderMap,
+    ) {
+        if paths::request_kind(exchange.path()) == "settings" {
+            if let Some(c) = self.clearing_cookie(state) {
+                headers.append(header::SET_COOKIE, c.clone());
+            }
+        }
     }
 
     fn decide(&self, suspects: &[Suspect]) -> Verdict {

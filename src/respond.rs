@@ -214,13 +214,51 @@ pub const WHOAMI_401: &str = "{\"error\":{\"code\":401,\"status\":\"Unauthorized
 /// Kratos's `GET /sessions` answer for "no session" (CONTRACT.md §5).
 pub const SESSIONS_401: &str = "{\"error\":{\"code\":401,\"status\":\"Unauthorized\",\"reason\":\"No valid session cookie found.\",\"message\":\"The request could not be authorized\"}}\n";
 
-/// The signed-out answer for whoami and session listing.
-pub fn signed_out(body: &'static str) -> Response<Body> {
-    answer(
+/// The signed-out answer for whoami and session listing. `clear` is the session cookie's
+/// clearing `Set-Cookie` ([`clearing_cookie`]), for a request that presented the cookie.
+pub fn signed_out(body: &'static str, clear: Option<&HeaderValue>) -> Response<Body> {
+    let mut resp = answer(
         StatusCode::UNAUTHORIZED,
         "application/json",
         Bytes::from_static(body.as_bytes()),
-    )
+    );
+    if let Some(c) = clear {
+        resp.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    resp
+}
+
+/// The `Set-Cookie` that removes the session cookie from a browser, as Kratos writes it at
+/// logout (CONTRACT.md §3.3: `MaxAge = -1`, which Go writes as `Max-Age=0` and an `Expires`
+/// in 1970) with the attributes Kratos set it with: Go's attribute order `Path`, `Domain`,
+/// `Expires`, `Max-Age`, `HttpOnly`, `Secure`, `SameSite`. The value is empty: nothing a
+/// browser could present again.
+pub fn clearing_cookie(c: &crate::config::Inspection) -> HeaderValue {
+    let mut v = format!("{}=; Path={}", c.session_cookie, c.session_cookie_path);
+    if let Some(domain) = &c.session_cookie_domain {
+        v.push_str("; Domain=");
+        // Go drops a leading dot (RFC 6265 §5.2.3 ignores it).
+        v.push_str(domain.trim_start_matches('.'));
+    }
+    v.push_str("; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly");
+    if c.session_cookie_secure {
+        v.push_str("; Secure");
+    }
+    v.push_str("; SameSite=");
+    v.push_str(c.session_cookie_same_site.as_str());
+    // Config validation keeps every part a valid header value.
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// True when a request presents the session cookie (in any spelling the gateway recognises
+/// as it, in any `Cookie` field): a browser session, as opposed to a token client.
+pub fn presents_session_cookie(headers: &http::HeaderMap, session_cookie: &str) -> bool {
+    headers.get_all(header::COOKIE).iter().any(|field| {
+        field.as_bytes().split(|b| *b == b';').any(|pair| {
+            let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+            crate::headers::is_session_cookie_name(name.trim_ascii(), session_cookie)
+        })
+    })
 }
 
 /// 403 `identity_disabled` for JSON clients and for the admin extend.
