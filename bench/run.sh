@@ -505,7 +505,8 @@ rm -f "$DAV"/upload/blob-*
 # ---------------------------------------------------------------------------------------------
 log "reload: 1,000,000 ids"
 GW=${PIDS[gw1m]}
-gauge() { curl -fsS --max-time 2 "http://127.0.0.1:${OPS[$1]}/metrics" | awk '$1=="kratos_gate_blocklist_entries"{print $2}'; }
+# Entries in force, all kinds (`kratos_gate_blocklist_entries{kind=…}`).
+gauge() { curl -fsS --max-time 2 "http://127.0.0.1:${OPS[$1]}/metrics" | awk '$1 ~ /^kratos_gate_blocklist_entries[{]/ {s += $2; n++} END {if (n) print s}'; }
 swap() { # gateway file expected -> seconds from rename to gauge
   cp "$2" "$RUN/stage/next.yaml"
   local s0 deadline
