@@ -434,8 +434,14 @@ impl std::fmt::Display for EntryChange {
 pub struct Audit {
     pub sha256: String,
     pub previous_sha256: String,
-    /// Identity changes first, then e-mails, then domains; each in key order.
+    /// Identity changes first, then e-mails, then domains; each in key order. Every change
+    /// when `full`, else the first [`AUDIT_INLINE`] (a million-id reload would otherwise hold
+    /// a record per id only to log a count).
     pub changes: Vec<EntryChange>,
+    /// Changes by kind of entry and change, all of them.
+    counts: std::collections::BTreeMap<(&'static str, &'static str), usize>,
+    /// Keep every change (the audit target logs at debug level).
+    full: bool,
 }
 
 impl Audit {
@@ -453,7 +459,13 @@ impl Audit {
         // `changes_to` the other way round: its `extended` are this reload's shortenings,
         // its additions this reload's removals (and, for e-mails, shortenings).
         let backward = new.changes_to(old, now);
-        let mut out = Vec::new();
+        let mut audit = Audit {
+            sha256: sha256.to_owned(),
+            previous_sha256,
+            changes: Vec::new(),
+            counts: Default::default(),
+            full: tracing::enabled!(target: "kratos_gate::audit", tracing::Level::DEBUG),
+        };
 
         let id_entry = |list: &Blocklist, id: &uuid::Uuid| list.lookup_at(id, now);
         for id in &forward.added {
@@ -462,13 +474,13 @@ impl Audit {
                 Some(e) if e.mode == Mode::Report => ChangeKind::NowEnforced,
                 _ => ChangeKind::Added,
             };
-            out.push(change_of(
+            audit.record_with(
                 "identity",
-                id.to_string(),
+                || id.to_string(),
                 change,
                 before,
                 id_entry(new, id),
-            ));
+            );
         }
         for id in &forward.removed {
             let after = id_entry(new, id);
@@ -476,31 +488,31 @@ impl Audit {
                 Some(e) if e.mode == Mode::Report => ChangeKind::NowReport,
                 _ => ChangeKind::Removed,
             };
-            out.push(change_of(
+            audit.record_with(
                 "identity",
-                id.to_string(),
+                || id.to_string(),
                 change,
                 id_entry(old, id),
                 after,
-            ));
+            );
         }
         for id in &forward.extended {
-            out.push(change_of(
+            audit.record_with(
                 "identity",
-                id.to_string(),
+                || id.to_string(),
                 ChangeKind::Extended,
                 id_entry(old, id),
                 id_entry(new, id),
-            ));
+            );
         }
         for id in &backward.extended {
-            out.push(change_of(
+            audit.record_with(
                 "identity",
-                id.to_string(),
+                || id.to_string(),
                 ChangeKind::Shortened,
                 id_entry(old, id),
                 id_entry(new, id),
-            ));
+            );
         }
 
         let email_entry = |list: &Blocklist, email: &str| -> Option<Entry> {
@@ -551,7 +563,9 @@ impl Audit {
             }
         }
         email_changes.sort_by(|a, b| a.key.cmp(&b.key));
-        out.extend(email_changes);
+        for c in email_changes {
+            audit.record(c);
+        }
 
         let mut domain_changes: Vec<EntryChange> = Vec::new();
         for domain in &forward.added_domains {
@@ -573,21 +587,51 @@ impl Audit {
             domain_changes.push(change_of("domain", domain.clone(), change, before, after));
         }
         domain_changes.sort_by(|a, b| a.key.cmp(&b.key));
-        out.extend(domain_changes);
-
-        Audit {
-            sha256: sha256.to_owned(),
-            previous_sha256,
-            changes: out,
+        for c in domain_changes {
+            audit.record(c);
         }
+        audit
+    }
+
+    fn keeps_another(&self) -> bool {
+        self.full || self.changes.len() < AUDIT_INLINE
+    }
+
+    fn record(&mut self, c: EntryChange) {
+        *self.counts.entry((c.kind, c.change.as_str())).or_default() += 1;
+        if self.keeps_another() {
+            self.changes.push(c);
+        }
+    }
+
+    /// [`Audit::record`] that makes the key only for a change it keeps.
+    fn record_with(
+        &mut self,
+        kind: &'static str,
+        key: impl FnOnce() -> String,
+        change: ChangeKind,
+        before: Option<Entry>,
+        after: Option<Entry>,
+    ) {
+        *self.counts.entry((kind, change.as_str())).or_default() += 1;
+        if self.keeps_another() {
+            self.changes
+                .push(change_of(kind, key(), change, before, after));
+        }
+    }
+
+    /// Every change, kept or not.
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
     }
 
     /// Changes of one kind of entry (`identity`, `email`, `domain`).
     pub fn count(&self, kind: &str, change: Option<ChangeKind>) -> usize {
-        self.changes
+        self.counts
             .iter()
-            .filter(|c| c.kind == kind && change.is_none_or(|k| c.change == k))
-            .count()
+            .filter(|((k, c), _)| *k == kind && change.is_none_or(|x| x.as_str() == *c))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -827,7 +871,7 @@ fn log_audit(
             .map(|k| n(k, changes))
             .sum::<usize>()
     };
-    let total = audit.changes.len();
+    let total = audit.total();
     let mut listed: Vec<String> = audit
         .changes
         .iter()
