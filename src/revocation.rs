@@ -314,6 +314,14 @@ impl Worker {
         if let Some(mut again) = self.pending.get_mut(target) {
             *again = false;
         }
+        let started = std::time::Instant::now();
+        let result = self.attempt(target).await;
+        self.metrics.observe_revocation(started.elapsed());
+        result
+    }
+
+    /// The admin API calls of one revocation attempt.
+    async fn attempt(&self, target: &Target) -> Result<(), crate::kratos::LookupError> {
         match target {
             Target::Session(id) => self.client.revoke_session(*id).await,
             Target::IdentitySessions(id) => self.client.revoke_identity_sessions(*id).await,

@@ -733,6 +733,12 @@ async fn blocks_lookups_and_revocations_are_counted_on_the_ops_metrics_endpoint(
             "kratos_gate_attribution_lookups_total{source=\"whoami\",result=\"found\"}",
             1.0,
         ),
+        // The whoami call and the revocation attempt were timed.
+        (
+            "kratos_gate_kratos_lookup_duration_seconds_count{source=\"whoami\"}",
+            1.0,
+        ),
+        ("kratos_gate_revocation_duration_seconds_count", 1.0),
     ] {
         assert_eq!(metric(&text, line), value, "{line}\n{text}");
     }
