@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use http::Uri;
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use crate::diagnostic::Diagnostic;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: Listen,
@@ -40,16 +41,18 @@ pub struct Config {
     pub source: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     pub public: ListenAddr,
     #[serde(default)]
     pub admin: Option<ListenAddr>,
     #[serde(deserialize_with = "from_str")]
+    #[schemars(schema_with = "crate::schema::socket_addr")]
     pub ops: SocketAddr,
     /// The Kratos web hook endpoint (`POST /hooks/kratos`); off unless set.
     #[serde(default, deserialize_with = "opt_from_str")]
+    #[schemars(schema_with = "crate::schema::opt_socket_addr")]
     pub hooks: Option<SocketAddr>,
 }
 
@@ -62,7 +65,7 @@ pub struct ListenAddr {
 }
 
 /// PEM files: a certificate chain (leaf first) and its private key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -111,7 +114,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
     #[serde(deserialize_with = "from_str")]
@@ -149,7 +152,7 @@ pub struct Upstream {
     pub rewrite_host: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlocklistConfig {
     pub path: PathBuf,
@@ -174,7 +177,7 @@ pub struct BlocklistConfig {
     pub address_cache_size: usize,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GlobalMode {
     #[default]
@@ -183,7 +186,7 @@ pub enum GlobalMode {
 }
 
 /// A cookie's `SameSite` attribute, spelled as in Kratos's config.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum SameSite {
     #[default]
     Lax,
@@ -202,7 +205,7 @@ impl SameSite {
 }
 
 /// `log`: logging besides `--log-format` and `RUST_LOG`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// One line per proxied request (target `kratos_gate::access`): request id, method, path,
@@ -210,7 +213,7 @@ pub struct Log {
     pub access: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hooks {
     /// Request header that must carry the shared secret (when a secret is configured).
@@ -235,7 +238,7 @@ impl Default for Hooks {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// A client must finish sending request headers within this time (slow-loris bound).
@@ -258,15 +261,16 @@ pub struct Server {
     pub shutdown_grace: HumanDuration,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Forwarding {
     /// Peers whose `X-Forwarded-For` and client-IP headers are believed (your ingress).
     #[serde(deserialize_with = "vec_from_str")]
+    #[schemars(schema_with = "crate::schema::cidr_list")]
     pub trusted_proxies: Vec<IpNet>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Inspection {
     /// Kratos's `session.cookie.name`.
@@ -292,17 +296,18 @@ pub struct Inspection {
     pub attribution_timeout: HumanDuration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Enforcement {
     /// `error.message` of the 403 `identity_disabled` answer.
     pub message: String,
     /// Where browser form flows are sent (303) instead of the HTML 403 page.
     #[serde(deserialize_with = "opt_from_str")]
+    #[schemars(schema_with = "crate::schema::opt_url")]
     pub browser_redirect: Option<Uri>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Revocation {
     /// Revocations waiting to be sent; beyond this new ones are dropped and counted.

@@ -33,6 +33,7 @@ pub mod proxy;
 pub mod reload;
 pub mod respond;
 pub mod revocation;
+pub mod schema;
 pub mod server;
 pub mod status;
 pub mod tls;

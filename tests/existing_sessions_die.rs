@@ -43,15 +43,34 @@ async fn whoami(url: &str, method: Method, form: Form, p: &Person) -> Answer {
     send(method, url, &[(name, value.as_str())], "").await
 }
 
+/// The session cookie cleared as Kratos clears it at logout, with Kratos's default
+/// attributes (CONTRACT.md 3.3).
+const CLEARING_COOKIE: &str = "ory_kratos_session=; Path=/; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax";
+
+/// A browser (the request carried the session cookie) is signed out: the one `Set-Cookie`
+/// clears the session cookie. A token client gets no `Set-Cookie` at all.
+fn assert_signed_out_for(a: &Answer, form: Form) {
+    match form {
+        Form::Cookie => assert_eq!(a.set_cookies(), vec![CLEARING_COOKIE.to_owned()]),
+        Form::SessionTokenHeader | Form::Bearer => {
+            assert!(
+                a.set_cookies().is_empty(),
+                "{form:?}: {:?}",
+                a.set_cookies()
+            )
+        }
+    }
+}
+
 /// Exactly Kratos's whoami 401 (CONTRACT.md section 5), and nothing that vouches.
-fn assert_kratos_no_session(a: &Answer, p: &Person) {
+fn assert_kratos_no_session(a: &Answer, form: Form, p: &Person) {
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "body: {}", a.text());
     assert_eq!(a.text(), fixtures::WHOAMI_401_WIRE);
     assert_eq!(
         a.headers.get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/json")
     );
-    assert!(a.set_cookies().is_empty(), "{:?}", a.set_cookies());
+    assert_signed_out_for(a, form);
     assert_no_credential(a, p);
 }
 
@@ -95,7 +114,7 @@ async fn whoami_of_listed_identity_is_kratos_401_for_every_credential_form_and_m
                 &s.listed,
             )
             .await;
-            assert_kratos_no_session(&a, &s.listed);
+            assert_kratos_no_session(&a, form, &s.listed);
             blocked += 1.0;
             assert_eq!(
                 metric(
@@ -163,7 +182,7 @@ async fn tokenize_as_never_hands_a_jwt_to_listed_identity() {
             &s.listed,
         )
         .await;
-        assert_kratos_no_session(&a, &s.listed);
+        assert_kratos_no_session(&a, form, &s.listed);
         assert!(!a.text().contains("tokenized") && !a.text().contains("eyJ"));
         assert_session_dead(&s, &s.listed).await;
     }
@@ -221,7 +240,7 @@ async fn whoami_session_body_without_identity_header_is_still_refused() {
         &s.listed,
     )
     .await;
-    assert_kratos_no_session(&a, &s.listed);
+    assert_kratos_no_session(&a, Form::SessionTokenHeader, &s.listed);
     assert!(!a.text().contains(&jwt));
     // The body named the session: that one is revoked.
     assert_revoked(&s.fake, &s.listed, Revocation::Session).await;
@@ -248,7 +267,8 @@ async fn whoami_cookie_reissue_is_withheld_from_listed_identity() {
         &s.listed,
     )
     .await;
-    assert_kratos_no_session(&a, &s.listed);
+    // The re-issued cookie is withheld; the browser's cookie is cleared instead.
+    assert_kratos_no_session(&a, Form::Cookie, &s.listed);
     assert_session_dead(&s, &s.listed).await;
 }
 
@@ -315,6 +335,7 @@ async fn session_list_of_listed_identity_is_kratos_401() {
         let a = whoami(&s.public("/sessions"), Method::GET, form, &s.listed).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{form:?}: {}", a.text());
         assert_eq!(a.text(), fixtures::SESSIONS_401_WIRE);
+        assert_signed_out_for(&a, form);
         assert!(!a.text().contains(&other.session.to_string()));
         assert_no_credential(&a, &s.listed);
         // The sessions the list vouched for are revoked.
@@ -406,6 +427,8 @@ async fn native_settings_with_listed_session_is_refused_and_the_session_dies() {
     )
     .await;
     support::enforcement::assert_identity_disabled(&a);
+    // A token client: nothing to clear.
+    assert!(a.set_cookies().is_empty(), "{:?}", a.set_cookies());
     assert!(!a.text().contains(&s.listed.email), "{}", a.text());
     assert_revoked(&s.fake, &s.listed, Revocation::IdentitySessions).await;
 }

@@ -165,7 +165,8 @@ pub fn login_form(identifier: &str) -> String {
         .finish()
 }
 
-/// Every `Set-Cookie` that names the session cookie, in any spelling.
+/// Every `Set-Cookie` that hands out the session cookie, in any spelling: every one naming
+/// it except a clearing cookie (an empty value that expires at once), which hands out nothing.
 pub fn session_set_cookies(answer: &Answer) -> Vec<String> {
     answer
         .set_cookies()
@@ -180,8 +181,19 @@ pub fn session_set_cookies(answer: &Answer) -> Vec<String> {
             name.trim_start_matches("__host-")
                 .trim_start_matches("__secure-")
                 .contains(SESSION_COOKIE)
+                && !is_clearing_cookie(c)
         })
         .collect()
+}
+
+/// A `Set-Cookie` that removes a cookie: an empty value and `Max-Age=0`.
+pub fn is_clearing_cookie(set_cookie: &str) -> bool {
+    let mut parts = set_cookie.split(';').map(str::trim);
+    let value_empty = parts
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .is_some_and(|(_, v)| v.trim().is_empty());
+    value_empty && parts.any(|a| a.eq_ignore_ascii_case("max-age=0"))
 }
 
 /// Nothing in the answer lets its holder act as `p`: no session `Set-Cookie`, neither the
