@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::diagnostic::Diagnostic;
 
+pub mod edit;
 mod scan;
 
 /// Whether a match is enforced or only reported (dry run).
@@ -38,9 +39,32 @@ pub struct Entry {
     pub line: u64,
     pub column: u64,
     pub mode: Mode,
+    /// Free metadata for ops (`ticket`, `added_by`, `note`, and the `meta:` map), in file
+    /// order; in audit events and `lookup`, never sent to clients.
+    pub meta: Option<Metadata>,
 }
 
+/// An entry's metadata: (key, value) pairs in file order.
+pub type Metadata = Arc<[(String, String)]>;
+
+/// Metadata keys an entry may carry beside `meta:`.
+pub const METADATA_KEYS: &[&str] = &["ticket", "added_by", "note"];
+
 impl Entry {
+    /// The metadata as `k=v,k=v` (empty when there is none), for audit events.
+    pub fn meta_text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in self.meta.iter().flat_map(|m| m.iter()) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+        out
+    }
+
     /// True while the entry is in force at `now` (unix seconds).
     pub fn in_force_at(&self, now: i64) -> bool {
         self.until.is_none_or(|until| now < until)
@@ -128,13 +152,16 @@ struct IdRec {
 
 impl Extra {
     fn of(entry: &Entry) -> Option<Extra> {
-        (entry.reason.is_some() || entry.until.is_some() || entry.mode != Mode::Enforce).then(
-            || Extra {
-                reason: entry.reason.clone(),
-                until: entry.until,
-                mode: entry.mode,
-            },
-        )
+        (entry.reason.is_some()
+            || entry.until.is_some()
+            || entry.mode != Mode::Enforce
+            || entry.meta.is_some())
+        .then(|| Extra {
+            reason: entry.reason.clone(),
+            until: entry.until,
+            mode: entry.mode,
+            meta: entry.meta.clone(),
+        })
     }
 }
 
@@ -144,6 +171,7 @@ struct Extra {
     reason: Option<Arc<str>>,
     until: Option<i64>,
     mode: Mode,
+    meta: Option<Metadata>,
 }
 
 impl IdTable {
@@ -207,9 +235,9 @@ impl IdTable {
 
     fn entry_at(&self, i: usize) -> Option<Entry> {
         let m = self.meta.get(i)?;
-        let (reason, until, mode) = match self.extras.get(m.extra as usize) {
-            Some(x) => (x.reason.clone(), x.until, x.mode),
-            None => (None, None, Mode::Enforce),
+        let (reason, until, mode, meta) = match self.extras.get(m.extra as usize) {
+            Some(x) => (x.reason.clone(), x.until, x.mode, x.meta.clone()),
+            None => (None, None, Mode::Enforce, None),
         };
         Some(Entry {
             reason,
@@ -217,6 +245,7 @@ impl IdTable {
             line: u64::from(m.line),
             column: u64::from(m.column),
             mode,
+            meta,
         })
     }
 
@@ -357,6 +386,8 @@ enum Item<'a> {
         reason: Option<Cow<'a, str>>,
         until: Option<Value<'a>>,
         mode: Option<Value<'a>>,
+        /// `ticket`, `added_by`, `note` and the `meta:` map's pairs, in file order.
+        meta: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     },
 }
 
@@ -371,12 +402,17 @@ impl Item<'static> {
                 reason,
                 until,
                 mode,
+                meta,
             } => Item::Full {
                 at,
                 key: key.map(|(k, v)| (Cow::Owned(k), spanned(v))),
                 reason: reason.map(Cow::Owned),
                 until: until.map(spanned),
                 mode: mode.map(spanned),
+                meta: meta
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+                    .collect(),
             },
         }
     }
@@ -422,16 +458,17 @@ impl<'s> Collector<'s> {
         section: &str,
         key: &str,
     ) -> Option<(Value<'a>, Entry)> {
-        let (at, value, reason, until, mode) = match item {
-            Item::Bare(v) => (v.1, v, None, None, None),
+        let (at, value, reason, until, mode, meta) = match item {
+            Item::Bare(v) => (v.1, v, None, None, None, Vec::new()),
             Item::Full {
                 at,
                 key: entry_key,
                 reason,
                 until,
                 mode,
+                meta,
             } => match entry_key {
-                Some((k, v)) if k == key => (at, v, reason, until, mode),
+                Some((k, v)) if k == key => (at, v, reason, until, mode, meta),
                 Some((k, v)) => {
                     self.error(
                         v.1,
@@ -479,6 +516,11 @@ impl<'s> Collector<'s> {
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty())
             .map(Arc::<str>::from);
+        let meta: Vec<(String, String)> = meta
+            .into_iter()
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .collect();
         Some((
             value,
             Entry {
@@ -487,6 +529,7 @@ impl<'s> Collector<'s> {
                 line: at.line,
                 column: at.column,
                 mode,
+                meta: (!meta.is_empty()).then(|| meta.into()),
             },
         ))
     }
@@ -600,6 +643,7 @@ impl<'s> Collector<'s> {
                     line: u64::from(r.line),
                     column: u64::from(r.column),
                     mode: x.map_or(Mode::Enforce, |x| x.mode),
+                    meta: x.and_then(|x| x.meta.clone()),
                 }
             };
             let mut existing = entry_of(first, extras);
@@ -678,18 +722,8 @@ impl Blocklist {
         let checksum = checksum(text.as_bytes());
         let mut c = Collector::new(source);
         if !is_blank_yaml(text) {
-            // serde-saphyr's default budget stops at 250,000 nodes, a quarter of a
-            // million-id list. The file is written by ops, not by clients: allow work in
-            // proportion to its size (anchors and aliases keep their default limits).
-            let options = serde_saphyr::options! {
-                budget: serde_saphyr::budget! {
-                    max_nodes: 250_000usize.max(text.len() / 8),
-                    max_events: 1_000_000usize.max(text.len() / 4),
-                    max_total_scalar_bytes: (64usize << 20).max(text.len()),
-                },
-            };
-            let raw = match serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options) {
-                Ok(raw) => raw.unwrap_or_default(),
+            let raw = match raw_file(text) {
+                Ok(raw) => raw,
                 Err(err) => return Err(vec![Diagnostic::from_yaml(source, &err)]),
             };
             let sections = [
@@ -1184,8 +1218,16 @@ fn merge_entries(existing: &mut Entry, other: Entry) {
         if other.reason.is_some() {
             existing.reason = other.reason;
         }
-    } else if existing.reason.is_none() {
-        existing.reason = other.reason;
+        if other.meta.is_some() {
+            existing.meta = other.meta;
+        }
+    } else {
+        if existing.reason.is_none() {
+            existing.reason = other.reason;
+        }
+        if existing.meta.is_none() {
+            existing.meta = other.meta;
+        }
     }
 }
 
@@ -1247,6 +1289,22 @@ fn is_blank_yaml(text: &str) -> bool {
     })
 }
 
+/// The file as serde-saphyr reads it, every item with its position.
+fn raw_file(text: &str) -> Result<RawFile, serde_saphyr::Error> {
+    // serde-saphyr's default budget stops at 250,000 nodes, a quarter of a million-id list.
+    // The file is written by ops, not by clients: allow work in proportion to its size
+    // (anchors and aliases keep their default limits).
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: 250_000usize.max(text.len() / 8),
+            max_events: 1_000_000usize.max(text.len() / 4),
+            max_total_scalar_bytes: (64usize << 20).max(text.len()),
+        },
+    };
+    serde_saphyr::from_str_with_options::<Option<RawFile>>(text, options)
+        .map(Option::unwrap_or_default)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -1270,10 +1328,40 @@ enum RawEntry {
         reason: Option<String>,
         until: Option<Spanned<String>>,
         mode: Option<Spanned<String>>,
+        meta: Vec<(String, String)>,
     },
 }
 
-const ENTRY_FIELDS: &[&str] = &["id", "email", "domain", "reason", "until", "mode"];
+const ENTRY_FIELDS: &[&str] = &[
+    "id", "email", "domain", "reason", "until", "mode", "ticket", "added_by", "note", "meta",
+];
+
+/// A `meta:` map of strings, in file order.
+struct MetaMap(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for MetaMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MetaVisitor;
+        impl<'de> Visitor<'de> for MetaVisitor {
+            type Value = MetaMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of text keys to text values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetaMap, A::Error> {
+                let mut out: Vec<(String, String)> = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if out.iter().any(|(seen, _)| *seen == k) {
+                        return Err(de::Error::custom(format!("duplicate meta key `{k}`")));
+                    }
+                    let v = map.next_value::<String>()?;
+                    out.push((k, v));
+                }
+                Ok(MetaMap(out))
+            }
+        }
+        deserializer.deserialize_map(MetaVisitor)
+    }
+}
 
 impl<'de> Deserialize<'de> for RawEntry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -1281,7 +1369,7 @@ impl<'de> Deserialize<'de> for RawEntry {
         impl<'de> Visitor<'de> for EntryVisitor {
             type Value = RawEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a value, or a map with `id`/`email`/`domain` and optional `reason`, `until`, `mode`")
+                f.write_str("a value, or a map with `id`/`email`/`domain` and optional `reason`, `until`, `mode`, `ticket`, `added_by`, `note`, `meta`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawEntry, E> {
                 Ok(RawEntry::Bare(v.to_owned()))
@@ -1294,6 +1382,8 @@ impl<'de> Deserialize<'de> for RawEntry {
                 let mut reason = None;
                 let mut until = None;
                 let mut mode = None;
+                let mut meta: Vec<(String, String)> = Vec::new();
+                let mut meta_map = false;
                 while let Some(k) = map.next_key::<String>()? {
                     match k.as_str() {
                         "id" | "email" | "domain" => {
@@ -1323,6 +1413,20 @@ impl<'de> Deserialize<'de> for RawEntry {
                             }
                             mode = Some(map.next_value::<Spanned<String>>()?);
                         }
+                        "ticket" | "added_by" | "note" => {
+                            if meta.iter().any(|(seen, _)| *seen == k) {
+                                return Err(de::Error::custom(format!("duplicate field `{k}`")));
+                            }
+                            let v = map.next_value::<String>()?;
+                            meta.push((k, v));
+                        }
+                        "meta" => {
+                            if meta_map {
+                                return Err(de::Error::duplicate_field("meta"));
+                            }
+                            meta_map = true;
+                            meta.extend(map.next_value::<MetaMap>()?.0);
+                        }
                         other => return Err(de::Error::unknown_field(other, ENTRY_FIELDS)),
                     }
                 }
@@ -1331,6 +1435,7 @@ impl<'de> Deserialize<'de> for RawEntry {
                     reason,
                     until,
                     mode,
+                    meta,
                 })
             }
         }
@@ -1880,6 +1985,42 @@ mod tests {
         let at: Vec<(u64, u64)> = errs.iter().map(|e| (e.line, e.column)).collect();
         assert_eq!(at, vec![(2, 5), (3, 9), (5, 5), (6, 5)], "{errs:?}");
         assert!(errs[1].message.contains("`email:`"), "{errs:?}");
+    }
+
+    #[test]
+    fn metadata_is_accepted_in_both_readers_and_kept_in_file_order() {
+        let text = format!(
+            "identities:\n  - id: {A}\n    ticket: OPS-1\n    added_by: alice\n    note: \"called, no answer\"\n"
+        );
+        assert!(
+            same_both_ways(&text),
+            "the fast path takes ticket/added_by/note"
+        );
+        let p = parse(&text).expect("parses");
+        let e = p
+            .blocklist
+            .lookup_at(&Uuid::parse_str(A).expect("uuid"), 0)
+            .expect("listed");
+        assert_eq!(
+            e.meta_text(),
+            "ticket=OPS-1,added_by=alice,note=called, no answer"
+        );
+        let text = "emails:\n  - email: a@b.example\n    ticket: T-2\n    meta:\n      team: fraud\n      case: \"42\"\n";
+        assert!(!same_both_ways(text), "a meta: map is serde-saphyr's");
+        let p = parse(text).expect("parses");
+        let (_, e) = p
+            .blocklist
+            .lookup_address("a@b.example", 0)
+            .expect("listed");
+        assert_eq!(e.meta_text(), "ticket=T-2,team=fraud,case=42");
+        for bad in [
+            "emails:\n  - email: a@b.example\n    meta: [x]\n",
+            "emails:\n  - email: a@b.example\n    ticket: a\n    ticket: b\n",
+            "emails:\n  - email: a@b.example\n    owner: bob\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+            same_both_ways(bad);
+        }
     }
 
     #[test]

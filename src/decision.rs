@@ -131,6 +131,7 @@ pub fn audit(metrics: &Metrics, verdict: &Verdict, ctx: &AuditContext<'_>) {
                 entry_line = hit.entry.line,
                 session_id = ctx.session_id.map(|s| s.to_string()).unwrap_or_default(),
                 reason = hit.entry.reason.as_deref().unwrap_or(""),
+                meta = hit.entry.meta_text(),
                 client_ip = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                 request_id = ctx.request_id,
                 method = ctx.method,

@@ -11,6 +11,8 @@
     )
 )]
 
+mod cli;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -76,6 +78,20 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Add (or update) an entry in the blocklist file: an identity id, an e-mail address or
+    /// a domain. Other lines stay byte for byte; the result is linted like `check` and
+    /// replaces the file atomically, or the file is left untouched (exit 2).
+    Block(cli::BlockArgs),
+    /// Remove an identity id, e-mail address or domain (every spelling of it) from the
+    /// blocklist file (exit 1 when it is not listed).
+    Unblock(cli::UnblockArgs),
+    /// Which entries match an identity id or e-mail address, and why, strictest first (exit
+    /// 0 if one in force does, 1 if none). With the config (no --blocklist), also asks
+    /// Kratos's admin API for the identity's addresses.
+    Lookup(cli::LookupArgs),
+    /// Entries added, removed and changed between two blocklist files (exit 0 same, 1
+    /// different, 2 invalid).
+    Diff(cli::DiffArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -108,6 +124,10 @@ fn main() -> ExitCode {
         }) => check_blocklist(&path),
         Some(Command::Check { blocklist: None }) => check(&args.config),
         Some(Command::Health { timeout }) => health(&args.config, timeout, format),
+        Some(Command::Block(a)) => cli::block(&args.config, a),
+        Some(Command::Unblock(a)) => cli::unblock(&args.config, a),
+        Some(Command::Lookup(a)) => cli::lookup(&args.config, a),
+        Some(Command::Diff(a)) => cli::diff(a),
         None => serve(&args.config, format),
     }
 }

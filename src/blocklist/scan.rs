@@ -6,6 +6,8 @@
 //!   - id: 9b2e4c1a-…               # a bare value, or a map of `id`/`email`/`domain`,
 //!     reason: chargeback fraud     #   `reason`, `until`, `mode`, one key a line
 //!     until: 2027-01-01T00:00:00Z
+//!     ticket: OPS-123              # metadata: `ticket`, `added_by`, `note` (a `meta:`
+//!                                  #   map is left to serde-saphyr)
 //! ```
 //!
 //! with comments, blank lines, `---`, plain scalars that can only be strings, and quoted
@@ -34,6 +36,8 @@ struct Pending<'a> {
     reason: Option<Cow<'a, str>>,
     until: Option<Value<'a>>,
     mode: Option<Value<'a>>,
+    /// `ticket`, `added_by`, `note` (a `meta:` map is left to serde-saphyr).
+    meta: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl<'a> Pending<'a> {
@@ -64,6 +68,12 @@ impl<'a> Pending<'a> {
                 }
                 self.mode = Some(value);
             }
+            "ticket" | "added_by" | "note" => {
+                if self.meta.iter().any(|(k, _)| k == key) {
+                    return None;
+                }
+                self.meta.push((Cow::Borrowed(key), value.0));
+            }
             _ => return None,
         }
         Some(())
@@ -76,6 +86,7 @@ impl<'a> Pending<'a> {
             reason: self.reason,
             until: self.until,
             mode: self.mode,
+            meta: self.meta,
         }
     }
 }
@@ -167,6 +178,7 @@ fn scan_inner<'a>(text: &'a str, c: &mut Collector<'_>) -> Option<()> {
                         reason: None,
                         until: None,
                         mode: None,
+                        meta: Vec::new(),
                     };
                     let v = map_value(rest, col + key.len() + 1, line_no)?;
                     p.add(key, v)?;
@@ -221,7 +233,7 @@ fn map_value(rest: &str, col: usize, line: u64) -> Option<Value<'_>> {
 
 /// A scalar that starts at 0-based column `col` and runs to the end of the line (or to a
 /// comment). `None` unless YAML reads it as this exact string.
-fn scalar(text: &str, col: usize, line: u64) -> Option<Value<'_>> {
+pub(super) fn scalar(text: &str, col: usize, line: u64) -> Option<Value<'_>> {
     let at = Pos {
         line,
         column: col as u64 + 1,
