@@ -318,7 +318,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut items = 0usize;
         let mut all_sessions = true;
-        while let Some(item) = seq.next_element_seed(ListItem { f: &mut *self.f })? {
+        while let Some(item) = seq.next_element_seed(Object(ListItem(&mut *self.f)))? {
             items += 1;
             match item {
                 Some(s) if items <= MAX_LISTED_SESSIONS => self.f.add_session(s),
@@ -364,24 +364,15 @@ impl AuthoredObject<'_> {
                     f: &mut *self.f,
                     on_text: |f: &mut Findings, v: &str| f.add_token(v, true),
                 })?,
-                Key::Tokenized => map.next_value_seed(Text {
-                    f: &mut *self.f,
-                    on_text: |f: &mut Findings, v: &str| f.tokenized |= !v.is_empty(),
-                })?,
                 Key::Id => {
                     m.has_id = true;
-                    let mut id = None;
-                    map.next_value_seed(Text {
-                        f: &mut *self.f,
-                        on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
-                    })?;
-                    m.id = id;
+                    m.id = read_id(&mut map, self.f)?;
                 }
                 Key::Identity => {
-                    m.identity = Some(map.next_value_seed(IdOf { f: &mut *self.f })?);
+                    m.identity = Some(map.next_value_seed(Object(IdOf(&mut *self.f)))?)
                 }
                 Key::Session => {
-                    if let Some(s) = map.next_value_seed(SessionOf { f: &mut *self.f })? {
+                    if let Some(s) = map.next_value_seed(Object(SessionOf(&mut *self.f)))? {
                         self.f.add_session(s);
                     }
                 }
@@ -390,58 +381,90 @@ impl AuthoredObject<'_> {
                     m.session_only = true;
                     map.next_value_seed(Scan { f: &mut *self.f })?;
                 }
-                Key::Other => map.next_value_seed(Scan { f: &mut *self.f })?,
+                other => scan_member(other, &mut map, self.f)?,
             }
         }
         Ok(m)
     }
 }
 
-/// An item of a top-level array: a session object, or something else (scanned).
-struct ListItem<'a> {
-    f: &'a mut Findings,
+/// The value of an `id` member as a UUID (tokens in a non-string value still count).
+fn read_id<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    f: &mut Findings,
+) -> Result<Option<Uuid>, A::Error> {
+    let mut id = None;
+    map.next_value_seed(Text {
+        f,
+        on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
+    })?;
+    Ok(id)
 }
 
-impl<'de> DeserializeSeed<'de> for ListItem<'_> {
-    type Value = Option<SessionRef>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+/// What reads the members of one kind of object. Any other value where the object is
+/// expected yields the default, after its tokens were found.
+trait ObjectReader {
+    type Out: Default;
+    fn findings(&mut self) -> &mut Findings;
+    fn read<'de, A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error>;
+}
+
+/// A value read by `R` when it is an object.
+struct Object<R>(R);
+
+impl<'de, R: ObjectReader> DeserializeSeed<'de> for Object<R> {
+    type Value = R::Out;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<R::Out, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ListItem<'_> {
-    type Value = Option<SessionRef>;
+impl<'de, R: ObjectReader> Visitor<'de> for Object<R> {
+    type Value = R::Out;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_str<E>(self, _: &str) -> Result<R::Out, E> {
+        Ok(R::Out::default())
     }
     scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Scan { f: self.f }.visit_seq(seq).map(|()| None)
+    fn visit_seq<A: SeqAccess<'de>>(mut self, seq: A) -> Result<R::Out, A::Error> {
+        Scan {
+            f: self.0.findings(),
+        }
+        .visit_seq(seq)
+        .map(|()| R::Out::default())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // A listed session's members: `id`, `identity.id`, and the session-only fields.
-        // Tokens are still found anywhere; nothing else is evidence.
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<R::Out, A::Error> {
+        self.0.read(map)
+    }
+}
+
+/// An item of a top-level array: a session (its `id`, `identity.id` and a session-only
+/// member), or something else. Tokens are still found anywhere; nothing else is evidence.
+struct ListItem<'a>(&'a mut Findings);
+
+impl ObjectReader for ListItem<'_> {
+    type Out = Option<SessionRef>;
+    fn findings(&mut self) -> &mut Findings {
+        self.0
+    }
+    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
         let mut m = Members::default();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
                 Key::Id => {
                     m.has_id = true;
-                    let mut id = None;
-                    map.next_value_seed(Text {
-                        f: &mut *self.f,
-                        on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
-                    })?;
-                    m.id = id;
+                    m.id = read_id(&mut map, self.0)?;
                 }
-                Key::Identity => m.identity = Some(map.next_value_seed(IdOf { f: &mut *self.f })?),
+                Key::Identity => {
+                    m.identity = Some(map.next_value_seed(Object(IdOf(&mut *self.0)))?)
+                }
                 Key::SessionOnly => {
                     m.session_only = true;
-                    map.next_value_seed(Scan { f: &mut *self.f })?;
+                    map.next_value_seed(Scan { f: &mut *self.0 })?;
                 }
-                other => scan_member(other, &mut map, self.f)?,
+                other => scan_member(other, &mut map, self.0)?,
             }
         }
         Ok(m.is_session().then_some(SessionRef {
@@ -451,41 +474,22 @@ impl<'de> Visitor<'de> for ListItem<'_> {
     }
 }
 
-/// The `id` member of an object (an identity); `None` for `null`, a non-object or no id.
-struct IdOf<'a> {
-    f: &'a mut Findings,
-}
+/// The `id` member of an identity object; `None` for `null`, a non-object or no id. Below
+/// the id, everything is the identity's own data (traits, metadata), possibly user-written:
+/// scanned for tokens only.
+struct IdOf<'a>(&'a mut Findings);
 
-impl<'de> DeserializeSeed<'de> for IdOf<'_> {
-    type Value = Option<Uuid>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+impl ObjectReader for IdOf<'_> {
+    type Out = Option<Uuid>;
+    fn findings(&mut self) -> &mut Findings {
+        self.0
     }
-}
-
-impl<'de> Visitor<'de> for IdOf<'_> {
-    type Value = Option<Uuid>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object or null")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Scan { f: self.f }.visit_seq(seq).map(|()| None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
         let mut id = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
-                Key::Id => map.next_value_seed(Text {
-                    f: &mut *self.f,
-                    on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
-                })?,
-                // Below the identity's id, everything is the identity's own data (traits,
-                // metadata) and possibly user-written: scanned for tokens only.
-                other => scan_member(other, &mut map, self.f)?,
+                Key::Id => id = read_id(&mut map, self.0)?,
+                other => scan_member(other, &mut map, self.0)?,
             }
         }
         Ok(id)
@@ -493,42 +497,23 @@ impl<'de> Visitor<'de> for IdOf<'_> {
 }
 
 /// A `session` member: its `id` and `identity.id`; `None` when it is not an object.
-struct SessionOf<'a> {
-    f: &'a mut Findings,
-}
+struct SessionOf<'a>(&'a mut Findings);
 
-impl<'de> DeserializeSeed<'de> for SessionOf<'_> {
-    type Value = Option<SessionRef>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+impl ObjectReader for SessionOf<'_> {
+    type Out = Option<SessionRef>;
+    fn findings(&mut self) -> &mut Findings {
+        self.0
     }
-}
-
-impl<'de> Visitor<'de> for SessionOf<'_> {
-    type Value = Option<SessionRef>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a session object")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Scan { f: self.f }.visit_seq(seq).map(|()| None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
         let mut s = SessionRef {
             id: None,
             identity_id: None,
         };
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
-                Key::Id => map.next_value_seed(Text {
-                    f: &mut *self.f,
-                    on_text: |_: &mut Findings, v: &str| s.id = parse_uuid(v),
-                })?,
-                Key::Identity => s.identity_id = map.next_value_seed(IdOf { f: &mut *self.f })?,
-                other => scan_member(other, &mut map, self.f)?,
+                Key::Id => s.id = read_id(&mut map, self.0)?,
+                Key::Identity => s.identity_id = map.next_value_seed(Object(IdOf(&mut *self.0)))?,
+                other => scan_member(other, &mut map, self.0)?,
             }
         }
         Ok(Some(s))
@@ -561,44 +546,29 @@ impl<'de> Visitor<'de> for ContinueWith<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq
-            .next_element_seed(ContinueWithItem { f: &mut *self.f })?
+            .next_element_seed(Object(ContinueWithItem(&mut *self.f)))?
             .is_some()
         {}
         Ok(())
     }
 }
 
-struct ContinueWithItem<'a> {
-    f: &'a mut Findings,
-}
+/// One `continue_with` item: an `ory_session_token` in it is Kratos-authored.
+struct ContinueWithItem<'a>(&'a mut Findings);
 
-impl<'de> DeserializeSeed<'de> for ContinueWithItem<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+impl ObjectReader for ContinueWithItem<'_> {
+    type Out = ();
+    fn findings(&mut self) -> &mut Findings {
+        self.0
     }
-}
-
-impl<'de> Visitor<'de> for ContinueWithItem<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a continue_with item")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        Scan { f: self.f }.visit_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
                 Key::SessionToken => map.next_value_seed(Text {
-                    f: &mut *self.f,
+                    f: &mut *self.0,
                     on_text: |f: &mut Findings, v: &str| f.add_token(v, true),
                 })?,
-                other => scan_member(other, &mut map, self.f)?,
+                other => scan_member(other, &mut map, self.0)?,
             }
         }
         Ok(())
