@@ -391,3 +391,42 @@ async fn lookup_with_config_asks_kratos_for_the_identitys_addresses() {
     .expect("join");
     assert_eq!(code, 1, "{out}");
 }
+
+#[tokio::test]
+async fn metadata_is_in_the_audit_event_and_never_in_the_answer() {
+    use support::client::post_json;
+    use support::fake_kratos::{fresh_token, fresh_uuid, Reply};
+    use support::fixtures::native_login_body;
+    use support::gateway::start_gateway;
+    use support::logs;
+
+    let (logs, _guard) = logs::capture();
+    let fake = FakeKratos::start().await;
+    let (identity, session, token) = (fresh_uuid(), fresh_uuid(), fresh_token());
+    fake.on_public(
+        "POST",
+        "/self-service/login",
+        Reply::json(200, native_login_body(identity, session, &token)),
+    );
+    let list = format!(
+        "identities:\n  - id: {identity}\n    reason: fraud\n    ticket: OPS-1\n    added_by: alice\n    meta:\n      team: risk-desk\n"
+    );
+    let gw = start_gateway(&fake.public_url(), &fake.admin_url(), &list).await;
+    let reply = post_json(&gw.public_url("/self-service/login?flow=1"), "{}").await;
+    assert_eq!(reply.status, 403);
+    let text = reply.text();
+    for secret in ["OPS-1", "alice", "risk-desk", "fraud"] {
+        assert!(
+            !text.contains(secret),
+            "{secret} sent to the client: {text}"
+        );
+    }
+    let events = logs.audit("blocked");
+    assert_eq!(events.len(), 1, "{}", logs.text());
+    assert_eq!(
+        events[0]["meta"],
+        "ticket=OPS-1,added_by=alice,team=risk-desk"
+    );
+    assert_eq!(events[0]["reason"], "fraud");
+    gw.shutdown().await;
+}
