@@ -306,7 +306,7 @@ async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watc
 }
 
 impl Worker {
-    async fn call(&self, target: &Target) -> Result<(), crate::kratos::LookupError> {
+    async fn call(&self, target: &Target) -> Result<usize, crate::kratos::LookupError> {
         // Take a turn first, then a permit: permits are held only while a call is in flight.
         self.pacer.wait_turn().await;
         let _permit = self.permits.acquire().await;
@@ -321,20 +321,21 @@ impl Worker {
     }
 
     /// The admin API calls of one revocation attempt.
-    async fn attempt(&self, target: &Target) -> Result<(), crate::kratos::LookupError> {
+    /// Returns how many revocations Kratos was asked for (none for an address no identity
+    /// logs in with).
+    async fn attempt(&self, target: &Target) -> Result<usize, crate::kratos::LookupError> {
         match target {
-            Target::Session(id) => self.client.revoke_session(*id).await,
-            Target::IdentitySessions(id) => self.client.revoke_identity_sessions(*id).await,
+            Target::Session(id) => self.client.revoke_session(*id).await.map(|()| 1),
+            Target::IdentitySessions(id) => {
+                self.client.revoke_identity_sessions(*id).await.map(|()| 1)
+            }
             Target::IdentifierSessions(email) => {
                 let ids = self.client.identities_by_identifier(email).await?;
-                if ids.is_empty() {
-                    tracing::info!(%email, "no identity logs in with this address; nothing to revoke");
-                }
-                for owner in ids {
+                for owner in &ids {
                     self.pacer.wait_turn().await;
                     self.client.revoke_identity_sessions(owner.id).await?;
                 }
-                Ok(())
+                Ok(ids.len())
             }
         }
     }
@@ -346,10 +347,14 @@ impl Worker {
         let mut attempt: u32 = 1;
         loop {
             match self.call(target).await {
-                Ok(()) => {
+                Ok(asked) => {
                     self.metrics.revocation("success");
                     self.confirmed.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(target: "kratos_gate::audit", event = "revoked", revocation = %target, attempt, "revoked at Kratos");
+                    if asked > 0 {
+                        tracing::info!(target: "kratos_gate::audit", event = "revoked", revocation = %target, attempt, "revoked at Kratos");
+                    } else {
+                        tracing::info!(revocation = %target, "no identity logs in with this address; nothing to revoke");
+                    }
                     // Asked for again while this attempt was under way: it may have missed
                     // a session created meanwhile, so go once more.
                     // The `-` is journaled under the entry's lock, before a new request for the

@@ -147,6 +147,32 @@ async fn an_email_entry_is_resolved_and_revoked() {
     gw.shutdown().await;
 }
 
+/// An address no identity logs in with is looked up, but nothing is revoked, and the audit
+/// log says no "revoked" for it.
+#[tokio::test]
+async fn an_email_entry_matching_no_identity_is_not_audited_as_revoked() {
+    let (logs, _guard) = support::logs::capture();
+    let fake = FakeKratos::start().await;
+    let gw = start_gateway(&fake.public_url(), &fake.admin_url(), "").await;
+    replace_atomically(&gw.blocklist_path(), "emails:\n  - nobody@example.com\n");
+    fake.wait_for_call(
+        Side::Admin,
+        "GET",
+        "/admin/identities",
+        Duration::from_secs(3),
+    )
+    .await
+    .expect("the address is resolved");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !logs.text().contains("nothing to revoke") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(logs.text().contains("nothing to revoke"), "{}", logs.text());
+    assert!(logs.audit("revoked").is_empty(), "{}", logs.text());
+    assert!(fake.calls_matching(Side::Admin, "DELETE", "/").is_empty());
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn sweep_on_start_revokes_every_listed_identity() {
     let fake = FakeKratos::start().await;
