@@ -284,6 +284,9 @@ pub fn session_set_cookie_lines(bytes: &[u8]) -> Vec<String> {
                 .trim_start_matches("__secure-")
                 == SESSION_COOKIE
         })
+        // A clearing cookie (empty value, `Max-Age=0`: a refused browser signed out) hands
+        // out nothing.
+        .filter(|value| !super::enforcement::is_clearing_cookie(value))
         .map(str::to_owned)
         .collect()
 }
