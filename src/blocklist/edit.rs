@@ -143,11 +143,11 @@ pub fn block(
     fields: &Fields,
     now: i64,
 ) -> Result<Option<Edited>, Vec<Diagnostic>> {
-    let layout = Layout::read(text, source)?;
-    let matching = layout.matching(target);
+    let layout = Layout::read(text, source, target)?;
+    let matching = layout.matching();
     let mut merged = Resolved::default();
-    if let Some(first) = matching.first() {
-        merged = Resolved::of(&first.raw);
+    if let Some(raw) = matching.first().and_then(|m| m.raw.as_deref()) {
+        merged = Resolved::of(raw);
     }
     if let Some(r) = &fields.reason {
         merged.reason = Some(r.clone()).filter(|r| !r.trim().is_empty());
@@ -170,11 +170,10 @@ pub fn block(
     match matching.split_first() {
         Some((first, rest)) => {
             // The entry keeps its own spelling.
-            let written = match &first.raw {
-                RawEntry::Bare(v) => v.clone(),
-                RawEntry::Full { key, .. } => key
-                    .as_ref()
-                    .map_or_else(|| target.text.clone(), |(_, v)| v.value.clone()),
+            let written = match first.raw.as_deref() {
+                Some(RawEntry::Bare(v)) => v.clone(),
+                Some(RawEntry::Full { key: Some(k), .. }) => k.1.value.clone(),
+                _ => target.text.clone(),
             };
             let rendered = render(first.indent, &written, target, &merged, nl);
             let old: String = layout.span(first.start, first.end);
@@ -185,7 +184,10 @@ pub fn block(
             for item in rest.iter().rev() {
                 out.drain(item.start..item.end);
             }
-            out.splice(first.start..first.end, std::iter::once(rendered));
+            out.splice(
+                first.start..first.end,
+                std::iter::once(Cow::Owned(rendered)),
+            );
         }
         None => {
             let rendered = |indent| render(indent, &target.text, target, &merged, nl);
@@ -204,26 +206,32 @@ pub fn block(
                     }
                     (_, Some(last)) => {
                         terminate(&mut out, last.end - 1, nl);
-                        out.insert(last.end, rendered(last.indent));
+                        out.insert(last.end, Cow::Owned(rendered(last.indent)));
                     }
                     (HeaderRest::EmptyFlow(comment), None) => {
                         let header = format!("{}:{comment}{nl}", target.section());
                         out.splice(
                             section.header..section.header + 1,
-                            [header, rendered(layout.default_indent())],
+                            [
+                                Cow::Owned(header),
+                                Cow::Owned(rendered(layout.default_indent())),
+                            ],
                         );
                     }
                     (HeaderRest::Block, None) => {
                         terminate(&mut out, section.header, nl);
-                        out.insert(section.header + 1, rendered(layout.default_indent()));
+                        out.insert(
+                            section.header + 1,
+                            Cow::Owned(rendered(layout.default_indent())),
+                        );
                     }
                 },
                 None => {
                     if let Some(last) = out.len().checked_sub(1) {
                         terminate(&mut out, last, nl);
                     }
-                    out.push(format!("{}:{nl}", target.section()));
-                    out.push(rendered(layout.default_indent()));
+                    out.push(Cow::Owned(format!("{}:{nl}", target.section())));
+                    out.push(Cow::Owned(rendered(layout.default_indent())));
                 }
             }
         }
@@ -255,8 +263,8 @@ pub fn unblock(
     target: &Target,
     now: i64,
 ) -> Result<Option<Edited>, Vec<Diagnostic>> {
-    let layout = Layout::read(text, source)?;
-    let matching = layout.matching(target);
+    let layout = Layout::read(text, source, target)?;
+    let matching = layout.matching();
     if matching.is_empty() {
         return Ok(None);
     }
@@ -285,10 +293,10 @@ fn validate(text: String, source: &str, now: i64) -> Result<Edited, Vec<Diagnost
 }
 
 /// Gives line `i` a line break if it has none (the file's last line).
-fn terminate(lines: &mut [String], i: usize, nl: &str) {
+fn terminate(lines: &mut [Cow<'_, str>], i: usize, nl: &str) {
     if let Some(line) = lines.get_mut(i) {
         if !line.ends_with('\n') {
-            line.push_str(nl);
+            line.to_mut().push_str(nl);
         }
     }
 }
@@ -412,27 +420,38 @@ struct ItemAt {
     end: usize,
     /// Column of its `-`.
     indent: usize,
-    raw: RawEntry,
+    /// True when it lists the target.
+    matches: bool,
+    /// As serde-saphyr reads it (for a matching item at least).
+    /// Boxed: a million-item file holds a million of these.
+    raw: Option<Box<RawEntry>>,
 }
 
 /// The file's lines (each with its line break) and where its sections and items are.
-struct Layout {
-    lines: Vec<String>,
+struct Layout<'a> {
+    lines: Vec<Cow<'a, str>>,
     sections: Vec<SectionAt>,
 }
 
-impl Layout {
-    /// Reads the layout and checks it against serde-saphyr's reading of the same text: the
-    /// same items, each starting within the lines found for it. A file that is not a valid
-    /// list, or whose layout this reader does not follow, is an error.
-    fn read(text: &str, source: &str) -> Result<Layout, Vec<Diagnostic>> {
-        Blocklist::parse(text, source)?;
-        let raw: RawFile = if super::is_blank_yaml(text) {
-            RawFile::default()
-        } else {
-            raw_file(text).map_err(|e| vec![Diagnostic::from_yaml(source, &e)])?
+impl<'a> Layout<'a> {
+    /// Reads the layout and finds the items that list `target`. A file in the shapes of the
+    /// fast reader (nearly every file; one entry key a line) is followed line by line, and
+    /// only the matching items are read by serde-saphyr (a million-id file is not held as
+    /// YAML nodes). Any other file is checked against serde-saphyr's reading of it: the same
+    /// items, each starting within the lines found for it. A file that is not a valid list,
+    /// or whose layout this reader does not follow, is an error.
+    fn read(text: &'a str, source: &str, target: &Target) -> Result<Layout<'a>, Vec<Diagnostic>> {
+        let fast = match Blocklist::parse_fast_path_only(text, source) {
+            Some(parsed) => {
+                parsed?;
+                true
+            }
+            None => {
+                Blocklist::parse(text, source)?;
+                false
+            }
         };
-        let lines: Vec<String> = text.split_inclusive('\n').map(str::to_owned).collect();
+        let lines: Vec<Cow<'a, str>> = text.split_inclusive('\n').map(Cow::Borrowed).collect();
         let mut sections: Vec<SectionAt> = Vec::new();
         let mut in_section = false;
         for (i, line) in lines.iter().enumerate() {
@@ -484,7 +503,8 @@ impl Layout {
                     start: i,
                     end: i + 1,
                     indent,
-                    raw: RawEntry::Bare(String::new()),
+                    matches: false,
+                    raw: None,
                 });
             } else if let Some(item) = section.items.last_mut() {
                 item.end = i + 1;
@@ -497,6 +517,33 @@ impl Layout {
                 1,
                 "kratos-gate cannot follow this file's layout line by line (one entry per `- ` line, sections at column 1); edit it by hand",
             )]
+        };
+        if fast {
+            for section in &mut sections {
+                let name = section_name(section.kind);
+                for item in &mut section.items {
+                    let item_lines = lines.get(item.start..item.end).unwrap_or_default();
+                    item.matches = fast_item_key(item_lines).is_some_and(|k| target.is(&k));
+                    if item.matches {
+                        // `name:` and this item alone, as serde-saphyr reads it.
+                        let doc = format!("{name}:\n{}", item_lines.concat());
+                        let raw =
+                            raw_file(&doc).map_err(|_| layout_error(item.start as u64 + 1))?;
+                        item.raw = [raw.identities, raw.emails, raw.email_domains]
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                            .next()
+                            .map(|s| Box::new(s.value));
+                    }
+                }
+            }
+            return Ok(Layout { lines, sections });
+        }
+        let raw: RawFile = if super::is_blank_yaml(text) {
+            RawFile::default()
+        } else {
+            raw_file(text).map_err(|e| vec![Diagnostic::from_yaml(source, &e)])?
         };
         let from_serde = [
             (SectionKind::Identities, raw.identities),
@@ -524,25 +571,24 @@ impl Layout {
                 if !(at.start < line && line <= at.end) {
                     return Err(layout_error(item.referenced.line()));
                 }
-                at.raw = item.value;
+                at.matches = match &item.value {
+                    RawEntry::Bare(v) => target.is(v),
+                    RawEntry::Full { key, .. } => {
+                        key.as_ref().is_some_and(|(_, v)| target.is(&v.value))
+                    }
+                };
+                at.raw = Some(Box::new(item.value));
             }
         }
         Ok(Layout { lines, sections })
     }
 
-    /// The items of `target`'s section that name it, in file order.
-    fn matching(&self, target: &Target) -> Vec<&ItemAt> {
+    /// The items of the target's section that name it, in file order.
+    fn matching(&self) -> Vec<&ItemAt> {
         self.sections
             .iter()
-            .filter(|s| s.kind == target.kind)
             .flat_map(|s| s.items.iter())
-            .filter(|item| {
-                let text = match &item.raw {
-                    RawEntry::Bare(v) => Some(v.as_str()),
-                    RawEntry::Full { key, .. } => key.as_ref().map(|(_, v)| v.value.as_str()),
-                };
-                text.is_some_and(|t| target.is(t))
-            })
+            .filter(|item| item.matches)
             .collect()
     }
 
@@ -565,6 +611,31 @@ impl Layout {
             .find_map(|s| s.items.first().map(|it| it.indent))
             .unwrap_or(2)
     }
+}
+
+/// The key (`id`, `email`, `domain` value, or the bare value) of an item in the fast
+/// reader's shapes: a bare scalar, or one `key: value` a line.
+fn fast_item_key<'l>(lines: &'l [Cow<'_, str>]) -> Option<Cow<'l, str>> {
+    for (n, line) in lines.iter().enumerate() {
+        let mut content = line.trim_end_matches(['\n', '\r']).trim_start_matches(' ');
+        if n == 0 {
+            content = content.strip_prefix('-')?.trim_start_matches(' ');
+        }
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        match scan::split_key(content) {
+            Some((key, rest)) => {
+                if matches!(key, "id" | "email" | "domain") {
+                    let value = rest.trim_start_matches(' ');
+                    return scan::scalar(value, 0, 1).map(|(v, _)| v);
+                }
+            }
+            None if n == 0 => return scan::scalar(content, 0, 1).map(|(v, _)| v),
+            None => {}
+        }
+    }
+    None
 }
 
 /// One difference between two lists.

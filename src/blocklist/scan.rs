@@ -212,7 +212,7 @@ fn is_item(content: &str) -> bool {
 }
 
 /// `key: rest` or `key:` for the keys a map item may have; anything else is no key.
-fn split_key(content: &str) -> Option<(&str, &str)> {
+pub(super) fn split_key(content: &str) -> Option<(&str, &str)> {
     let end = content.find(|ch: char| !(ch.is_ascii_lowercase() || ch == '_'))?;
     let (key, rest) = content.split_at(end);
     let rest = rest.strip_prefix(':')?;
