@@ -852,6 +852,36 @@ mod tests {
     }
 
     #[test]
+    fn the_line_reader_finds_keys_after_other_keys_and_quoted_keys() {
+        let text = format!(
+            "identities:\n  - reason: first\n    # inside\n    id: '{}'\n    ticket: T\n  - \"{A}\" # again\n  - 9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59\n",
+            A.to_uppercase()
+        );
+        assert!(Blocklist::parse_fast_path_only(&text, "f").is_some());
+        let fields = Fields {
+            until: Some("2999-01-01T00:00:00Z".into()),
+            ..Fields::default()
+        };
+        let e = block(&text, "f", &t(A), &fields, NOW)
+            .expect("ok")
+            .expect("changed");
+        assert_eq!(
+            e.text,
+            format!(
+                "identities:\n  - id: {}\n    reason: first\n    until: 2999-01-01T00:00:00Z\n    ticket: T\n  - 9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59\n",
+                A.to_uppercase()
+            )
+        );
+        let e = unblock(&text, "f", &t(A), NOW)
+            .expect("ok")
+            .expect("changed");
+        assert_eq!(
+            e.text,
+            "identities:\n  - 9b2e4c1a-0d5f-4c3b-8e7a-6f1d2c3b4a59\n"
+        );
+    }
+
+    #[test]
     fn an_invalid_result_is_an_error() {
         let fields = Fields {
             until: Some("notadate".into()),
