@@ -251,14 +251,30 @@ pub fn clearing_cookie(c: &crate::config::Inspection) -> HeaderValue {
 }
 
 /// True when a request presents the session cookie (in any spelling the gateway recognises
-/// as it, in any `Cookie` field): a browser session, as opposed to a token client.
+/// as it, in any `Cookie` field): a browser session, as opposed to a token client. Runs on
+/// every public request, so it allocates nothing.
 pub fn presents_session_cookie(headers: &http::HeaderMap, session_cookie: &str) -> bool {
+    let wanted = bare_cookie_name(session_cookie.as_bytes());
     headers.get_all(header::COOKIE).iter().any(|field| {
         field.as_bytes().split(|b| *b == b';').any(|pair| {
             let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
-            crate::headers::is_session_cookie_name(name.trim_ascii(), session_cookie)
+            bare_cookie_name(name.trim_ascii()).eq_ignore_ascii_case(wanted)
         })
     })
+}
+
+/// A cookie name without the `__Host-`/`__Secure-` prefixes (any case), as
+/// `headers::is_session_cookie_name` compares names.
+fn bare_cookie_name(name: &[u8]) -> &[u8] {
+    let mut n = name;
+    for prefix in [&b"__host-"[..], b"__secure-"] {
+        if let (Some(head), Some(rest)) = (n.get(..prefix.len()), n.get(prefix.len()..)) {
+            if head.eq_ignore_ascii_case(prefix) {
+                n = rest;
+            }
+        }
+    }
+    n
 }
 
 /// 403 `identity_disabled` for JSON clients and for the admin extend.
@@ -356,6 +372,68 @@ mod tests {
             escape_html("<a href='x'>&"),
             "&lt;a href=&#39;x&#39;&gt;&amp;"
         );
+    }
+
+    #[test]
+    fn clearing_cookie_is_kratos_logout_cookie() {
+        let mut c = crate::config::Inspection::default();
+        assert_eq!(
+            clearing_cookie(&c),
+            "ory_kratos_session=; Path=/; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+        );
+        c.session_cookie_path = "/auth".to_owned();
+        c.session_cookie_domain = Some(".example.com".to_owned());
+        c.session_cookie_secure = false;
+        c.session_cookie_same_site = crate::config::SameSite::None;
+        assert_eq!(
+            clearing_cookie(&c),
+            "ory_kratos_session=; Path=/auth; Domain=example.com; Expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; HttpOnly; SameSite=None"
+        );
+        let set = HeaderValue::from_static("ory_kratos_session=; Path=/; Max-Age=0");
+        assert!(!crate::headers::sets_session_cookie(
+            &set,
+            "ory_kratos_session"
+        ));
+    }
+
+    #[test]
+    fn session_cookie_is_recognised_in_the_spellings_headers_recognises() {
+        let names = [
+            "ory_kratos_session",
+            "ORY_KRATOS_SESSION",
+            "__Host-ory_kratos_session",
+            "__SECURE-Ory_Kratos_Session",
+            "__Host-__Secure-ory_kratos_session",
+            "__Secure-__Host-ory_kratos_session",
+            "ory_kratos_session_x",
+            "xory_kratos_session",
+            "__host",
+            "",
+        ];
+        for name in names {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                header::COOKIE,
+                HeaderValue::from_str(&format!("a=1; {name}=v; b=2")).expect("value"),
+            );
+            assert_eq!(
+                presents_session_cookie(&h, "ory_kratos_session"),
+                crate::headers::is_session_cookie_name(name.as_bytes(), "ory_kratos_session"),
+                "{name}"
+            );
+        }
+        // Any of several Cookie fields (HTTP/2 splits them); none at all.
+        let mut h = http::HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static(" ory_kratos_session=v"),
+        );
+        assert!(presents_session_cookie(&h, "ory_kratos_session"));
+        assert!(!presents_session_cookie(
+            &http::HeaderMap::new(),
+            "ory_kratos_session"
+        ));
     }
 
     #[test]
