@@ -60,8 +60,8 @@ pub struct LookupArgs {
     target: String,
     #[command(flatten)]
     file: ListFile,
-    /// Do not ask Kratos's admin API for the identity's addresses (it is asked when the
-    /// list comes from the config, i.e. without --blocklist).
+    /// Do not ask Kratos's admin API for the identity's addresses (it is asked when a config
+    /// is read: without --blocklist, or with --config or $KRATOS_GATE_CONFIG).
     #[arg(long)]
     offline: bool,
 }
@@ -70,6 +70,15 @@ pub struct LookupArgs {
 pub struct DiffArgs {
     old: PathBuf,
     new: PathBuf,
+}
+
+/// True when a config was named (`--config`, `$KRATOS_GATE_CONFIG`) rather than defaulted.
+fn config_named() -> bool {
+    std::env::var_os("KRATOS_GATE_CONFIG").is_some()
+        || std::env::args_os().any(|a| {
+            let a = a.to_string_lossy();
+            a == "--config" || a.starts_with("--config=")
+        })
 }
 
 fn parse_meta(s: &str) -> Result<(String, String), String> {
@@ -304,7 +313,11 @@ pub fn lookup(config_path: &Path, args: LookupArgs) -> ExitCode {
                 return Err(ExitCode::from(EXIT_INVALID));
             }
         };
-        let (path, config) = list_path(config_path, &args.file)?;
+        let (path, mut config) = list_path(config_path, &args.file)?;
+        // `--blocklist F --config C`: the list from F, Kratos from C.
+        if config.is_none() && !args.offline && config_named() {
+            config = Some(Config::load(config_path).map_err(|errs| invalid(&errs))?);
+        }
         let list = read_blocklist(&path)
             .map_err(|errs| invalid(&errs))?
             .blocklist;

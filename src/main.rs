@@ -86,8 +86,8 @@ enum Command {
     /// blocklist file (exit 1 when it is not listed).
     Unblock(cli::UnblockArgs),
     /// Which entries match an identity id or e-mail address, and why, strictest first (exit
-    /// 0 if one in force does, 1 if none). With the config (no --blocklist), also asks
-    /// Kratos's admin API for the identity's addresses.
+    /// 0 if one in force does, 1 if none). With a config (no --blocklist, or --config),
+    /// also asks Kratos's admin API for the identity's addresses.
     Lookup(cli::LookupArgs),
     /// Entries added, removed and changed between two blocklist files (exit 0 same, 1
     /// different, 2 invalid).

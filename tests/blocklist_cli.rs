@@ -34,7 +34,9 @@ email_domains:
 ";
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_kratos-gate"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kratos-gate"));
+    cmd.env_remove("KRATOS_GATE_CONFIG");
+    cmd
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
@@ -378,6 +380,26 @@ async fn lookup_with_config_asks_kratos_for_the_identitys_addresses() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("identity via identity {clean}")),
+        "{out}"
+    );
+    // --blocklist with --config: the list from the one, Kratos from the other.
+    let other = dir.path().join("candidate.yaml");
+    write_file(&other, "emails:\n  - someone@good.example\n");
+    let (config2, other2) = (config.clone(), other.clone());
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(bin()
+            .arg("lookup")
+            .arg(clean.to_string())
+            .arg("--blocklist")
+            .arg(&other2)
+            .arg("--config")
+            .arg(&config2))
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("candidate.yaml:2: email:someone@good.example via address"),
         "{out}"
     );
     // Without Kratos (--offline), the address alone matches nothing.
