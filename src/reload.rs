@@ -11,7 +11,8 @@ use tokio::sync::{watch, Notify};
 
 use sha2::{Digest, Sha256};
 
-use crate::blocklist::{format_timestamp, unix_now, Blocklist, Changes, Entry, Matched, Mode};
+use crate::blocklist::edit::Change;
+use crate::blocklist::{format_timestamp, unix_now, Blocklist, Changes, Entry, Mode};
 use crate::diagnostic::{self, Diagnostic};
 use crate::metrics::{EntryCounts, Metrics, ReloadResult};
 
@@ -329,7 +330,6 @@ impl BlocklistStore {
                 let audit = Box::new(Audit::between(
                     &old,
                     &parsed.blocklist,
-                    &changes,
                     now,
                     previous,
                     &sha256,
@@ -381,6 +381,43 @@ pub enum ChangeKind {
     Extended,
     /// Enforced in both, for less long now.
     Shortened,
+    /// Listed in report mode (nothing blocked).
+    ReportAdded,
+    /// A report-mode entry removed.
+    ReportRemoved,
+    /// In report mode in both, with another `until`.
+    ReportUntilChanged,
+    /// Only the reason or metadata changed.
+    DetailsChanged,
+}
+
+/// What a change of one entry (as in force before and after) means.
+fn classify(before: Option<&Entry>, after: Option<&Entry>) -> Option<ChangeKind> {
+    let enforced = |e: &Entry| e.mode == Mode::Enforce;
+    Some(match (before, after) {
+        (None, None) => return None,
+        (None, Some(n)) if enforced(n) => ChangeKind::Added,
+        (None, Some(_)) => ChangeKind::ReportAdded,
+        (Some(o), None) if enforced(o) => ChangeKind::Removed,
+        (Some(_), None) => ChangeKind::ReportRemoved,
+        (Some(o), Some(n)) if enforced(o) != enforced(n) => {
+            if enforced(n) {
+                ChangeKind::NowEnforced
+            } else {
+                ChangeKind::NowReport
+            }
+        }
+        (Some(o), Some(n)) if o.until != n.until => {
+            if !enforced(n) {
+                ChangeKind::ReportUntilChanged
+            } else if n.is_stricter_than(o) {
+                ChangeKind::Extended
+            } else {
+                ChangeKind::Shortened
+            }
+        }
+        (Some(_), Some(_)) => ChangeKind::DetailsChanged,
+    })
 }
 
 impl ChangeKind {
@@ -392,6 +429,10 @@ impl ChangeKind {
             ChangeKind::NowReport => "mode_report",
             ChangeKind::Extended => "until_extended",
             ChangeKind::Shortened => "until_shortened",
+            ChangeKind::ReportAdded => "added_report",
+            ChangeKind::ReportRemoved => "removed_report",
+            ChangeKind::ReportUntilChanged => "until_changed_report",
+            ChangeKind::DetailsChanged => "details_changed",
         }
     }
 }
@@ -445,20 +486,16 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Compares the enforced entries of two lists at `now`: additions, removals, mode
-    /// changes and `until` changes, for every kind. (Entries that stay in report mode block
-    /// nothing and are not compared.)
+    /// Compares two lists at `now`, entry by entry and every kind: additions and removals
+    /// (enforced or in report mode), mode changes, `until` changes, and changes of reason or
+    /// metadata. An entry whose `until` has passed counts as not listed.
     pub fn between(
         old: &Blocklist,
         new: &Blocklist,
-        forward: &Changes,
         now: i64,
         previous_sha256: String,
         sha256: &str,
     ) -> Audit {
-        // `changes_to` the other way round: its `extended` are this reload's shortenings,
-        // its additions this reload's removals (and, for e-mails, shortenings).
-        let backward = new.changes_to(old, now);
         let mut audit = Audit {
             sha256: sha256.to_owned(),
             previous_sha256,
@@ -466,130 +503,22 @@ impl Audit {
             counts: Default::default(),
             full: tracing::enabled!(target: "kratos_gate::audit", tracing::Level::DEBUG),
         };
-
-        let id_entry = |list: &Blocklist, id: &uuid::Uuid| list.lookup_at(id, now);
-        for id in &forward.added {
-            let before = id_entry(old, id);
-            let change = match &before {
-                Some(e) if e.mode == Mode::Report => ChangeKind::NowEnforced,
-                _ => ChangeKind::Added,
+        crate::blocklist::edit::diff_each(old, new, |section, key, change| {
+            let kind = match section {
+                "identities" => "identity",
+                "emails" => "email",
+                _ => "domain",
             };
-            audit.record_with(
-                "identity",
-                || id.to_string(),
-                change,
-                before,
-                id_entry(new, id),
-            );
-        }
-        for id in &forward.removed {
-            let after = id_entry(new, id);
-            let change = match &after {
-                Some(e) if e.mode == Mode::Report => ChangeKind::NowReport,
-                _ => ChangeKind::Removed,
+            let live = |e: Entry| e.in_force_at(now).then_some(e);
+            let (before, after) = match change {
+                Change::Added(n) => (None, live(n)),
+                Change::Removed(o) => (live(o), None),
+                Change::Changed(o, n) => (live(o), live(n)),
             };
-            audit.record_with(
-                "identity",
-                || id.to_string(),
-                change,
-                id_entry(old, id),
-                after,
-            );
-        }
-        for id in &forward.extended {
-            audit.record_with(
-                "identity",
-                || id.to_string(),
-                ChangeKind::Extended,
-                id_entry(old, id),
-                id_entry(new, id),
-            );
-        }
-        for id in &backward.extended {
-            audit.record_with(
-                "identity",
-                || id.to_string(),
-                ChangeKind::Shortened,
-                id_entry(old, id),
-                id_entry(new, id),
-            );
-        }
-
-        let email_entry = |list: &Blocklist, email: &str| -> Option<Entry> {
-            list.address_matches(email, now)
-                .into_iter()
-                .find(|(m, _)| matches!(m, Matched::Email(e) if *e == email))
-                .map(|(_, e)| e)
-        };
-        let domain_entry = |list: &Blocklist, domain: &str| -> Option<Entry> {
-            list.address_matches(&format!("x@{domain}"), now)
-                .into_iter()
-                .find(|(m, _)| matches!(m, Matched::Domain(d) if *d == domain))
-                .map(|(_, e)| e)
-        };
-        let enforced = |e: &Option<Entry>| e.as_ref().is_some_and(|e| e.mode == Mode::Enforce);
-        let mut email_changes: Vec<EntryChange> = Vec::new();
-        for email in &forward.added_emails {
-            let (before, after) = (email_entry(old, email), email_entry(new, email));
-            let change = if enforced(&before) {
-                ChangeKind::Extended
-            } else if before.is_some() {
-                ChangeKind::NowEnforced
-            } else {
-                ChangeKind::Added
-            };
-            email_changes.push(change_of("email", email.clone(), change, before, after));
-        }
-        for email in &forward.removed_emails {
-            let (before, after) = (email_entry(old, email), email_entry(new, email));
-            let change = if after.is_some() {
-                ChangeKind::NowReport
-            } else {
-                ChangeKind::Removed
-            };
-            email_changes.push(change_of("email", email.clone(), change, before, after));
-        }
-        for email in &backward.added_emails {
-            let (before, after) = (email_entry(old, email), email_entry(new, email));
-            // Enforced in both: the old one lasted longer.
-            if enforced(&before) && enforced(&after) {
-                email_changes.push(change_of(
-                    "email",
-                    email.clone(),
-                    ChangeKind::Shortened,
-                    before,
-                    after,
-                ));
+            if let Some(change) = classify(before.as_ref(), after.as_ref()) {
+                audit.record_with(kind, || key.to_string(), change, before, after);
             }
-        }
-        email_changes.sort_by(|a, b| a.key.cmp(&b.key));
-        for c in email_changes {
-            audit.record(c);
-        }
-
-        let mut domain_changes: Vec<EntryChange> = Vec::new();
-        for domain in &forward.added_domains {
-            let (before, after) = (domain_entry(old, domain), domain_entry(new, domain));
-            let change = if before.is_some() {
-                ChangeKind::NowEnforced
-            } else {
-                ChangeKind::Added
-            };
-            domain_changes.push(change_of("domain", domain.clone(), change, before, after));
-        }
-        for domain in &forward.removed_domains {
-            let (before, after) = (domain_entry(old, domain), domain_entry(new, domain));
-            let change = if after.is_some() {
-                ChangeKind::NowReport
-            } else {
-                ChangeKind::Removed
-            };
-            domain_changes.push(change_of("domain", domain.clone(), change, before, after));
-        }
-        domain_changes.sort_by(|a, b| a.key.cmp(&b.key));
-        for c in domain_changes {
-            audit.record(c);
-        }
+        });
         audit
     }
 
@@ -597,14 +526,7 @@ impl Audit {
         self.full || self.changes.len() < AUDIT_INLINE
     }
 
-    fn record(&mut self, c: EntryChange) {
-        *self.counts.entry((c.kind, c.change.as_str())).or_default() += 1;
-        if self.keeps_another() {
-            self.changes.push(c);
-        }
-    }
-
-    /// [`Audit::record`] that makes the key only for a change it keeps.
+    /// Counts a change, and keeps it (making its key) when it is kept.
     fn record_with(
         &mut self,
         kind: &'static str,

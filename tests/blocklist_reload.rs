@@ -310,6 +310,36 @@ async fn reload_audit_records_every_change_by_kind_with_the_checksum() {
     gw.shutdown().await;
 }
 
+/// What blocks nothing is recorded too: report-mode entries added and removed, a domain's
+/// `until` moved, a reason or metadata changed.
+#[tokio::test]
+async fn reload_audit_records_report_mode_entries_domain_until_and_details() {
+    let (log, _guard) = support::logs::capture();
+    let before = format!(
+        "identities:\n  - id: {A}\n    mode: report\n  - id: {C}\n    reason: first\n\
+         email_domains:\n  - domain: evil.example\n    until: 2090-01-01T00:00:00Z\n"
+    );
+    let gw = start_gateway(NOWHERE, NOWHERE, &before).await;
+    let after = format!(
+        "identities:\n  - id: {B}\n    mode: report\n  - id: {C}\n    reason: second\n\
+         email_domains:\n  - domain: evil.example\n    until: 2095-01-01T00:00:00Z\n"
+    );
+    replace_atomically(&gw.blocklist_path(), &after);
+    let e = reload_audit(&log, 1).await;
+    let changes = e["changes"].as_str().expect("changes");
+    for expected in [
+        format!("added_report identity {B}"),
+        format!("removed_report identity {A}"),
+        format!("details_changed identity {C}"),
+        "until_extended domain evil.example (until 2090-01-01T00:00:00Z -> 2095-01-01T00:00:00Z)"
+            .to_owned(),
+    ] {
+        assert!(changes.contains(&expected), "{expected:?} not in {changes}");
+    }
+    assert_eq!(log.audit("blocklist_change").len(), 4, "{}", log.text());
+    gw.shutdown().await;
+}
+
 /// A large change is summarised in the info line (counts and the first changes); the full
 /// list is at debug level, one event per change.
 #[tokio::test]

@@ -661,33 +661,44 @@ fn same(a: &Entry, b: &Entry) -> bool {
     a.mode == b.mode && a.until == b.until && a.reason == b.reason && a.meta == b.meta
 }
 
-/// Every entry added, removed or changed from `old` to `new`, by section (identities,
-/// e-mails, domains), each section in key order.
-pub fn diff(old: &Blocklist, new: &Blocklist) -> Vec<Difference> {
-    let mut out = Vec::new();
+/// The key of an entry in [`diff_each`], made into text only by whoever needs it (a
+/// million-id diff would otherwise format every id).
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    Id(Uuid),
+    Text(&'a str),
+}
+
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Id(id) => write!(f, "{id}"),
+            Key::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Calls `f` for every entry added, removed or changed from `old` to `new`, by section
+/// (identities, e-mails, domains), each section in key order.
+pub fn diff_each(
+    old: &Blocklist,
+    new: &Blocklist,
+    mut f: impl FnMut(&'static str, Key<'_>, Change),
+) {
     // Identities: both tables are sorted by id.
     let mut old_ids = old.identities.iter().peekable();
-    let mut push = |section: &'static str, key: String, change: Change| {
-        out.push(Difference {
-            section,
-            key,
-            change,
-        })
-    };
     for (id, n) in new.identities.iter() {
         while let Some((gone, o)) = old_ids.next_if(|(o, _)| *o < id) {
-            push("identities", gone.to_string(), Change::Removed(o));
+            f("identities", Key::Id(gone), Change::Removed(o));
         }
         match old_ids.next_if(|(o, _)| *o == id) {
-            None => push("identities", id.to_string(), Change::Added(n)),
-            Some((_, o)) if !same(&o, &n) => {
-                push("identities", id.to_string(), Change::Changed(o, n))
-            }
+            None => f("identities", Key::Id(id), Change::Added(n)),
+            Some((_, o)) if !same(&o, &n) => f("identities", Key::Id(id), Change::Changed(o, n)),
             Some(_) => {}
         }
     }
     for (gone, o) in old_ids {
-        push("identities", gone.to_string(), Change::Removed(o));
+        f("identities", Key::Id(gone), Change::Removed(o));
     }
     for (section, o, n) in [
         ("emails", &old.emails, &new.emails),
@@ -698,15 +709,27 @@ pub fn diff(old: &Blocklist, new: &Blocklist) -> Vec<Difference> {
         keys.dedup();
         for k in keys {
             match (o.get(k), n.get(k)) {
-                (None, Some(e)) => push(section, k.clone(), Change::Added(e.clone())),
-                (Some(e), None) => push(section, k.clone(), Change::Removed(e.clone())),
+                (None, Some(e)) => f(section, Key::Text(k), Change::Added(e.clone())),
+                (Some(e), None) => f(section, Key::Text(k), Change::Removed(e.clone())),
                 (Some(a), Some(b)) if !same(a, b) => {
-                    push(section, k.clone(), Change::Changed(a.clone(), b.clone()))
+                    f(section, Key::Text(k), Change::Changed(a.clone(), b.clone()))
                 }
                 _ => {}
             }
         }
     }
+}
+
+/// Every entry added, removed or changed from `old` to `new` (see [`diff_each`]).
+pub fn diff(old: &Blocklist, new: &Blocklist) -> Vec<Difference> {
+    let mut out = Vec::new();
+    diff_each(old, new, |section, key, change| {
+        out.push(Difference {
+            section,
+            key: key.to_string(),
+            change,
+        })
+    });
     out
 }
 
