@@ -325,10 +325,7 @@ impl Enforcer {
         let Some(session_id) = paths::parse_uuid_as_kratos_does(&raw_id) else {
             return Err(respond::malformed_uuid(&raw_id));
         };
-        let owner = match self
-            .timed("admin", self.kratos.session_owner(session_id))
-            .await
-        {
+        let owner = match self.kratos.session_owner(session_id).await {
             Ok(o) => {
                 self.metrics
                     .lookup("admin", if o.is_some() { "found" } else { "not_found" });
@@ -571,10 +568,7 @@ impl Enforcer {
         }
         for s in suspects.iter_mut().filter(|s| s.addresses.is_none()) {
             let Some(id) = s.id else { continue };
-            match self
-                .timed("admin_identity", self.kratos.identity_addresses(id))
-                .await
-            {
+            match self.kratos.identity_addresses(id).await {
                 Ok(addresses) => {
                     self.metrics.lookup("admin_identity", "found");
                     s.addresses = Some(addresses);
@@ -632,10 +626,7 @@ impl Enforcer {
         // A session whose identity is not expanded (a native login still needing a second
         // factor): the admin API knows its owner.
         for session_id in unowned {
-            match self
-                .timed("admin", self.kratos.session_owner(session_id))
-                .await
-            {
+            match self.kratos.session_owner(session_id).await {
                 Ok(Some(owner)) => {
                     self.metrics.lookup("admin", "found");
                     attribution.add_owner(owner.id, Some(owner.addresses.into()));
@@ -661,7 +652,7 @@ impl Enforcer {
             if authored && body_speaks {
                 continue;
             }
-            match self.timed("whoami", self.kratos.whoami(&credential)).await {
+            match self.kratos.whoami(&credential).await {
                 // whoami's session is revoked with all of its identity's (no session named).
                 Ok(WhoamiAnswer::Identity { id, .. }) => {
                     self.metrics.lookup("whoami", "found");
@@ -727,10 +718,7 @@ impl Enforcer {
             return Err(GatewayError::TooManyCredentials(names.len()));
         }
         for name in names {
-            match self
-                .timed("identifier", self.kratos.identities_by_identifier(&name))
-                .await
-            {
+            match self.kratos.identities_by_identifier(&name).await {
                 Ok(found) => {
                     self.metrics.lookup(
                         "identifier",
@@ -772,18 +760,6 @@ impl Enforcer {
                 headers.append(header::SET_COOKIE, c.clone());
             }
         }
-    }
-
-    /// One lookup at Kratos, timed into `kratos_gate_kratos_lookup_duration_seconds`.
-    async fn timed<T>(
-        &self,
-        source: &'static str,
-        call: impl std::future::Future<Output = T>,
-    ) -> T {
-        let started = Instant::now();
-        let out = call.await;
-        self.metrics.observe_lookup(source, started.elapsed());
-        out
     }
 
     fn decide(&self, suspects: &[Suspect]) -> Verdict {

@@ -79,6 +79,9 @@ pub struct KratosClient {
     admin_token: Option<Arc<str>>,
     email_traits: Arc<[String]>,
     addresses: Arc<AddressCache>,
+    /// Times each lookup sent to Kratos (`kratos_gate_kratos_lookup_duration_seconds`);
+    /// answers from the address cache are not lookups.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// Recently fetched identity addresses, so that a burst of whoami calls for one identity
@@ -128,7 +131,20 @@ impl KratosClient {
                 max: config.blocklist.address_cache_size.max(1),
                 map: DashMap::new(),
             }),
+            metrics: None,
         })
+    }
+
+    /// Records the duration of every lookup sent to Kratos in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, source: &'static str, started: Instant) {
+        if let Some(m) = &self.metrics {
+            m.observe_lookup(source, started.elapsed());
+        }
     }
 
     fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -141,6 +157,13 @@ impl KratosClient {
 
     /// Asks Kratos's public whoami who owns `credential`.
     pub async fn whoami(&self, credential: &Credential) -> Result<WhoamiAnswer, LookupError> {
+        let started = Instant::now();
+        let answer = self.ask_whoami(credential).await;
+        self.observe("whoami", started);
+        answer
+    }
+
+    async fn ask_whoami(&self, credential: &Credential) -> Result<WhoamiAnswer, LookupError> {
         const WHAT: &str = "whoami";
         let rb = self.http.get(self.public.join("/sessions/whoami"));
         let rb = match credential {
@@ -201,6 +224,13 @@ impl KratosClient {
 
     /// The owner of a session, from the admin API; `None` if Kratos does not know the session.
     pub async fn session_owner(&self, session_id: Uuid) -> Result<Option<Owner>, LookupError> {
+        let started = Instant::now();
+        let answer = self.ask_session_owner(session_id).await;
+        self.observe("admin", started);
+        answer
+    }
+
+    async fn ask_session_owner(&self, session_id: Uuid) -> Result<Option<Owner>, LookupError> {
         const WHAT: &str = "admin session lookup";
         let resp = self
             .admin_request(
@@ -232,12 +262,26 @@ impl KratosClient {
     /// An identity's addresses (admin `GET /admin/identities/{id}`), reused for
     /// `blocklist.address_cache_ttl`. An unknown identity has none.
     pub async fn identity_addresses(&self, id: Uuid) -> Result<Arc<[String]>, LookupError> {
-        const WHAT: &str = "admin identity lookup";
         if let Some(hit) = self.addresses.map.get(&id) {
             if hit.0.elapsed() < self.addresses.ttl {
                 return Ok(Arc::clone(&hit.1));
             }
         }
+        let started = Instant::now();
+        let fetched = self.fetch_addresses(id).await;
+        self.observe("admin_identity", started);
+        let addresses = fetched?;
+        if self.addresses.map.len() >= self.addresses.max {
+            self.addresses.map.clear();
+        }
+        self.addresses
+            .map
+            .insert(id, (Instant::now(), Arc::clone(&addresses)));
+        Ok(addresses)
+    }
+
+    async fn fetch_addresses(&self, id: Uuid) -> Result<Arc<[String]>, LookupError> {
+        const WHAT: &str = "admin identity lookup";
         let resp = self
             .admin_request(reqwest::Method::GET, &format!("/admin/identities/{id}"))
             .send()
@@ -251,12 +295,6 @@ impl KratosClient {
             StatusCode::NOT_FOUND => Arc::from(Vec::new()),
             status => return Err(LookupError::Status { what: WHAT, status }),
         };
-        if self.addresses.map.len() >= self.addresses.max {
-            self.addresses.map.clear();
-        }
-        self.addresses
-            .map
-            .insert(id, (Instant::now(), Arc::clone(&addresses)));
         Ok(addresses)
     }
 
@@ -265,6 +303,13 @@ impl KratosClient {
         &self,
         identifier: &str,
     ) -> Result<Vec<Owner>, LookupError> {
+        let started = Instant::now();
+        let answer = self.search_identifier(identifier).await;
+        self.observe("identifier", started);
+        answer
+    }
+
+    async fn search_identifier(&self, identifier: &str) -> Result<Vec<Owner>, LookupError> {
         const WHAT: &str = "admin identity search";
         let resp = self
             .admin_request(reqwest::Method::GET, "/admin/identities")

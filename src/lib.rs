@@ -123,7 +123,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let client_tls = tls::client_config(config.upstream.ca_file.as_deref())
         .map_err(|e| StartError::Setup(format!("upstream TLS: {e}")))?;
     let kratos = KratosClient::new(&config, admin_token, client_tls.clone())
-        .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?;
+        .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?
+        .with_metrics(Arc::clone(&metrics));
     // Before anything is bound: a journal that cannot be used is a start error, and the
     // revocations it holds are queued again.
     let (stop_background, background_rx) = watch::channel(false);

@@ -99,6 +99,14 @@ async fn whoami_by_header_fetches_the_addresses_once_and_caches_them() {
         1,
         "addresses fetched once within the cache TTL"
     );
+    // Only the lookup sent to Kratos is timed, not the answers from the cache.
+    let metrics = get_with(&gw.ops_url("/metrics"), &[]).await.text();
+    assert!(
+        metrics.contains(
+            "kratos_gate_kratos_lookup_duration_seconds_count{source=\"admin_identity\"} 1\n"
+        ),
+        "{metrics}"
+    );
     fake.wait_for_call(
         Side::Admin,
         "DELETE",
