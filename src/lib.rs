@@ -27,6 +27,7 @@ pub mod inspection;
 pub mod kratos;
 pub mod logging;
 pub mod metrics;
+pub mod networks;
 pub mod ops;
 pub mod paths;
 pub mod proxy;
