@@ -297,6 +297,39 @@ pub fn identity_disabled(message: &str, request_id: Option<&str>) -> Response<Bo
     resp
 }
 
+/// `error.id` of the answer to a request from a listed network (`networks:`).
+pub const NETWORK_BLOCKED: &str = "network_blocked";
+
+/// 403 `network_blocked`: a self-service flow or token exchange from a network on the
+/// blocklist, answered without asking Kratos. A browser (a request that accepts no JSON)
+/// gets a small HTML page with the same status instead.
+pub fn network_blocked(browser: bool, request_id: Option<&str>) -> Response<Body> {
+    let reason = "Requests from this network are not allowed.";
+    if browser {
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access blocked</title></head>\n<body><h1>Access blocked</h1><p>{reason}</p></body></html>\n"
+        );
+        let mut resp = answer(StatusCode::FORBIDDEN, "text/html; charset=utf-8", html);
+        resp.headers_mut()
+            .insert("ory-error-id", HeaderValue::from_static(NETWORK_BLOCKED));
+        return resp;
+    }
+    let mut err = serde_json::json!({
+        "id": NETWORK_BLOCKED,
+        "code": 403,
+        "status": "Forbidden",
+        "reason": reason,
+        "message": default_message(StatusCode::FORBIDDEN),
+    });
+    if let (Some(rid), Some(obj)) = (request_id, err.as_object_mut()) {
+        obj.insert("request".to_owned(), rid.into());
+    }
+    let mut resp = json_response(StatusCode::FORBIDDEN, &serde_json::json!({ "error": err }));
+    resp.headers_mut()
+        .insert("ory-error-id", HeaderValue::from_static(NETWORK_BLOCKED));
+    resp
+}
+
 /// The answer for a browser form flow: a 303 to the configured page, or a small HTML 403.
 pub fn identity_disabled_browser(message: &str, redirect: Option<&http::Uri>) -> Response<Body> {
     if let Some(target) = redirect {
@@ -358,6 +391,23 @@ mod tests {
         assert_eq!(v["error"]["code"], 403);
         assert_eq!(v["error"]["status"], "Forbidden");
         assert_eq!(v["error"]["message"], "nope");
+    }
+
+    #[tokio::test]
+    async fn network_blocked_shape() {
+        let resp = network_blocked(false, Some("req-9"));
+        assert_eq!(resp.status(), 403);
+        assert_eq!(resp.headers()["ory-error-id"], "network_blocked");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v = body_of(resp).await;
+        assert_eq!(v["error"]["id"], "network_blocked");
+        assert_eq!(v["error"]["code"], 403);
+        assert_eq!(v["error"]["status"], "Forbidden");
+        assert_eq!(v["error"]["request"], "req-9");
+        assert_eq!(v["error"]["message"], "The requested action was forbidden");
+        let resp = network_blocked(true, None);
+        assert_eq!(resp.status(), 403);
+        assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
     }
 
     #[test]
