@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use kratos_gate::blocklist::{parse_uuid, unix_now, Blocklist};
+use kratos_gate::blocklist::Blocklist;
+use kratos_gate::util::{parse_uuid, unix_now};
 use kratos_gate::inspection;
 use uuid::Uuid;
 

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use kratos_gate::blocklist::edit::{self, Change, Fields, Target};
-use kratos_gate::blocklist::{format_timestamp, unix_now, Blocklist, Entry, Mode};
+use kratos_gate::blocklist::diff::{differences, Change};
+use kratos_gate::blocklist::edit::{self, Fields, Target};
+use kratos_gate::blocklist::{Blocklist, Entry, Mode};
+use kratos_gate::util::{format_timestamp, parse_uuid, unix_now};
 use kratos_gate::config::Config;
 use kratos_gate::diagnostic::{self, Diagnostic};
 use kratos_gate::reload::read_blocklist;
@@ -304,7 +306,7 @@ fn ask_kratos(
 pub fn lookup(config_path: &Path, args: LookupArgs) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let arg = args.target.trim();
-        let id = kratos_gate::blocklist::parse_uuid(arg);
+        let id = parse_uuid(arg);
         let email = match id {
             Some(_) => None,
             None if arg.contains('@') => Some(arg),
@@ -463,7 +465,7 @@ pub fn diff(args: DiffArgs) -> ExitCode {
         let new = read_blocklist(&args.new)
             .map_err(|e| invalid(&e))?
             .blocklist;
-        let differences = edit::diff(&old, &new);
+        let differences = differences(&old, &new);
         let (o, n) = (args.old.display(), args.new.display());
         let mut section = "";
         for d in &differences {

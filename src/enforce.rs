@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use uuid::Uuid;
 
-use crate::blocklist::{parse_uuid, unix_now};
+use crate::util::{parse_uuid, unix_now};
 use crate::body::{self, CollectError, Start};
 use crate::decision::{self, AuditContext, Suspect, Verdict};
 use crate::headers::{self, IDENTITY_ID_HEADER};

@@ -15,7 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::blocklist::{parse_uuid, unix_now};
+use crate::util::{parse_uuid, unix_now};
 use crate::body::{collect_limited, CollectError};
 use crate::decision::{self, AuditContext, Suspect};
 use crate::inspection::identity_addresses;

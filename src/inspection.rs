@@ -342,7 +342,7 @@ pub fn submitted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklist::parse_uuid;
+    use crate::util::parse_uuid;
     use serde_json::json;
 
     const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";

@@ -97,7 +97,7 @@ fn owner_of(identity: &Value, email_traits: &[String]) -> Option<Owner> {
     let id = identity
         .get("id")
         .and_then(Value::as_str)
-        .and_then(crate::blocklist::parse_uuid)?;
+        .and_then(crate::util::parse_uuid)?;
     Some(Owner {
         id,
         addresses: crate::inspection::identity_addresses(identity, email_traits),
@@ -180,17 +180,17 @@ impl KratosClient {
                     .headers()
                     .get(&IDENTITY_ID_HEADER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(crate::blocklist::parse_uuid);
+                    .and_then(crate::util::parse_uuid);
                 let body = self.json(resp, WHAT).await?;
                 let body_id = body
                     .get("identity")
                     .and_then(|i| i.get("id"))
                     .and_then(Value::as_str)
-                    .and_then(crate::blocklist::parse_uuid);
+                    .and_then(crate::util::parse_uuid);
                 let session_id = body
                     .get("id")
                     .and_then(Value::as_str)
-                    .and_then(crate::blocklist::parse_uuid);
+                    .and_then(crate::util::parse_uuid);
                 match header_id.or(body_id) {
                     Some(id) => Ok(WhoamiAnswer::Identity { id, session_id }),
                     None => Err(LookupError::Body {

@@ -38,6 +38,7 @@ pub mod schema;
 pub mod server;
 pub mod status;
 pub mod tls;
+pub mod util;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -401,7 +402,7 @@ fn revoke_on_add(revoker: revocation::Revoker) -> reload::ChangeListener {
 
 /// `revocation.sweep_on_start`: one revocation per listed identity and e-mail.
 fn sweep(list: &blocklist::Blocklist, revoker: &revocation::Revoker) {
-    let now = blocklist::unix_now();
+    let now = util::unix_now();
     let mut n = 0usize;
     for id in list.identities_in_force(now) {
         revoker.revoke(revocation::Target::IdentitySessions(id));

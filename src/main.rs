@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kratos_gate::blocklist::unix_now;
+use kratos_gate::util::unix_now;
 use kratos_gate::config::Config;
 use kratos_gate::diagnostic;
 use kratos_gate::logging::{self, Format};

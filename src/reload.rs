@@ -11,8 +11,9 @@ use tokio::sync::{watch, Notify};
 
 use sha2::{Digest, Sha256};
 
-use crate::blocklist::edit::Change;
-use crate::blocklist::{format_timestamp, unix_now, Blocklist, Changes, Entry, Mode};
+use crate::blocklist::diff::Change;
+use crate::blocklist::{Blocklist, Changes, Entry, Mode};
+use crate::util::{format_timestamp, unix_now};
 use crate::diagnostic::{self, Diagnostic};
 use crate::metrics::{EntryCounts, Metrics, ReloadResult};
 
@@ -295,7 +296,7 @@ impl BlocklistStore {
             Ok(b) => b,
             Err(m) => return self.failed(vec![Diagnostic::whole_file(&name, m)]),
         };
-        if crate::blocklist::checksum(&bytes) == self.current.load().checksum() {
+        if crate::util::checksum(&bytes) == self.current.load().checksum() {
             self.metrics.reload(ReloadResult::Unchanged);
             self.record_read_success();
             self.refresh_counts();
@@ -503,7 +504,7 @@ impl Audit {
             counts: Default::default(),
             full: tracing::enabled!(target: "kratos_gate::audit", tracing::Level::DEBUG),
         };
-        crate::blocklist::edit::diff_each(old, new, |section, key, change| {
+        crate::blocklist::diff::diff_each(old, new, |section, key, change| {
             let kind = match section {
                 "identities" => "identity",
                 "emails" => "email",

@@ -53,7 +53,7 @@ impl ResolvesServerCert for ReloadingCert {
 fn files_checksum(cert: &Path, key: &Path) -> u64 {
     let mut bytes = std::fs::read(cert).unwrap_or_default();
     bytes.extend(std::fs::read(key).unwrap_or_default());
-    crate::blocklist::checksum(&bytes)
+    crate::util::checksum(&bytes)
 }
 
 impl ReloadingCert {

@@ -1,4 +1,4 @@
-//! Edits of the blocklist file for `kratos-gate block | unblock`, and `diff` of two lists.
+//! Edits of the blocklist file for `kratos-gate block | unblock`.
 //!
 //! An edit is a line-oriented text change: the lines of the entries added, changed or
 //! removed are the only ones touched; every other line (comments, blank lines, other
@@ -12,11 +12,13 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use super::{
-    domain_entry_key, email_key, parse_uuid, raw_file, scan, Blocklist, Entry, Mode, Parsed,
-    RawEntry, RawFile, SectionKind, METADATA_KEYS,
-};
+use super::keys::{domain_entry_key, email_key};
+use super::parse::SectionKind;
+use super::raw::{raw_file, RawEntry, RawFile};
+use super::scan;
+use super::{Blocklist, Entry, Mode, Parsed, METADATA_KEYS};
 use crate::diagnostic::Diagnostic;
+use crate::util::parse_uuid;
 
 /// What an argument of `block`/`unblock` names, decided by its shape: a UUID is an identity,
 /// text with `@` an e-mail address, anything else a domain.
@@ -46,7 +48,7 @@ impl Target {
         };
         match key {
             Ok(key) => Ok(Target { kind, text, key }),
-            Err(super::Invalid::PublicSuffix) => Err(format!(
+            Err(super::keys::Invalid::PublicSuffix) => Err(format!(
                 "`{text}` is a public suffix: it would block every address under it"
             )),
             Err(_) if kind == SectionKind::Emails => Err(format!(
@@ -540,7 +542,7 @@ impl<'a> Layout<'a> {
             }
             return Ok(Layout { lines, sections });
         }
-        let raw: RawFile = if super::is_blank_yaml(text) {
+        let raw: RawFile = if super::parse::is_blank_yaml(text) {
             RawFile::default()
         } else {
             raw_file(text).map_err(|e| vec![Diagnostic::from_yaml(source, &e)])?
@@ -636,101 +638,6 @@ fn fast_item_key<'l>(lines: &'l [Cow<'_, str>]) -> Option<Cow<'l, str>> {
         }
     }
     None
-}
-
-/// One difference between two lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Difference {
-    /// `identities`, `emails` or `email_domains`.
-    pub section: &'static str,
-    /// The list's spelling of the id, address or domain.
-    pub key: String,
-    pub change: Change,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Added(Entry),
-    Removed(Entry),
-    /// Mode, `until`, reason or metadata differ: (old, new).
-    Changed(Entry, Entry),
-}
-
-/// True when two entries say the same (their place in the file aside).
-fn same(a: &Entry, b: &Entry) -> bool {
-    a.mode == b.mode && a.until == b.until && a.reason == b.reason && a.meta == b.meta
-}
-
-/// The key of an entry in [`diff_each`], made into text only by whoever needs it (a
-/// million-id diff would otherwise format every id).
-#[derive(Debug, Clone, Copy)]
-pub enum Key<'a> {
-    Id(Uuid),
-    Text(&'a str),
-}
-
-impl std::fmt::Display for Key<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Key::Id(id) => write!(f, "{id}"),
-            Key::Text(t) => f.write_str(t),
-        }
-    }
-}
-
-/// Calls `f` for every entry added, removed or changed from `old` to `new`, by section
-/// (identities, e-mails, domains), each section in key order.
-pub fn diff_each(
-    old: &Blocklist,
-    new: &Blocklist,
-    mut f: impl FnMut(&'static str, Key<'_>, Change),
-) {
-    // Identities: both tables are sorted by id.
-    let mut old_ids = old.identities.iter().peekable();
-    for (id, n) in new.identities.iter() {
-        while let Some((gone, o)) = old_ids.next_if(|(o, _)| *o < id) {
-            f("identities", Key::Id(gone), Change::Removed(o));
-        }
-        match old_ids.next_if(|(o, _)| *o == id) {
-            None => f("identities", Key::Id(id), Change::Added(n)),
-            Some((_, o)) if !same(&o, &n) => f("identities", Key::Id(id), Change::Changed(o, n)),
-            Some(_) => {}
-        }
-    }
-    for (gone, o) in old_ids {
-        f("identities", Key::Id(gone), Change::Removed(o));
-    }
-    for (section, o, n) in [
-        ("emails", &old.emails, &new.emails),
-        ("email_domains", &old.domains, &new.domains),
-    ] {
-        let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            match (o.get(k), n.get(k)) {
-                (None, Some(e)) => f(section, Key::Text(k), Change::Added(e.clone())),
-                (Some(e), None) => f(section, Key::Text(k), Change::Removed(e.clone())),
-                (Some(a), Some(b)) if !same(a, b) => {
-                    f(section, Key::Text(k), Change::Changed(a.clone(), b.clone()))
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Every entry added, removed or changed from `old` to `new` (see [`diff_each`]).
-pub fn diff(old: &Blocklist, new: &Blocklist) -> Vec<Difference> {
-    let mut out = Vec::new();
-    diff_each(old, new, |section, key, change| {
-        out.push(Difference {
-            section,
-            key: key.to_string(),
-            change,
-        })
-    });
-    out
 }
 
 /// Replaces `path` with `bytes` atomically: a temporary file in the same folder, written,
@@ -920,42 +827,5 @@ mod tests {
             NOW
         )
         .is_err());
-    }
-
-    #[test]
-    fn diff_finds_added_removed_and_changed() {
-        let old = Blocklist::parse(
-            &format!("identities:\n  - {A}\nemails:\n  - a@b.example\n  - c@d.example\n"),
-            "old",
-        )
-        .expect("old")
-        .blocklist;
-        let new = Blocklist::parse(
-            "emails:\n  - {email: A@b.example, ticket: T-1}\n  - c@d.example\nemail_domains:\n  - e.example\n",
-            "new",
-        )
-        .expect("new")
-        .blocklist;
-        let d = diff(&old, &new);
-        let summary: Vec<(&str, &str, &str)> = d
-            .iter()
-            .map(|x| {
-                let c = match x.change {
-                    Change::Added(_) => "+",
-                    Change::Removed(_) => "-",
-                    Change::Changed(..) => "~",
-                };
-                (x.section, x.key.as_str(), c)
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                ("identities", A, "-"),
-                ("emails", "a@b.example", "~"),
-                ("email_domains", "e.example", "+")
-            ]
-        );
-        assert!(diff(&new, &new).is_empty());
     }
 }

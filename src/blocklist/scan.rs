@@ -20,7 +20,7 @@
 
 use std::borrow::Cow;
 
-use super::{Collector, Item, Pos, SectionKind, Value};
+use super::parse::{Collector, Item, Pos, SectionKind, Value};
 
 /// Feeds every item of `text` to `c` and returns true, or returns false as soon as the text
 /// leaves the supported shapes (then `c` holds a partial result and must be discarded).
@@ -361,6 +361,9 @@ fn printable(line: &str) -> bool {
             )
     })
 }
+
+#[cfg(test)]
+pub(super) mod agreement;
 
 #[cfg(test)]
 mod tests {

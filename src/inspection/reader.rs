@@ -22,7 +22,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use uuid::Uuid;
 
-use crate::blocklist::parse_uuid;
+use crate::util::parse_uuid;
 
 /// Visitor methods for values that can hold nothing of interest.
 macro_rules! scalars {

@@ -1,0 +1,107 @@
+//! Small helpers the whole crate shares: the clock in unix seconds, RFC 3339 timestamps,
+//! canonical UUIDs, and content hashes (a fast checksum to notice a change, SHA-256 to name
+//! a file's content to ops).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Now, in whole unix seconds (0 for a clock before 1970).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `t` in fractional unix seconds (0 before 1970), as the metrics export times.
+pub fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Parses a UUID in its hyphenated form, ignoring surrounding white space.
+pub fn parse_uuid(text: &str) -> Option<Uuid> {
+    let t = text.trim();
+    // Only the canonical 36-character form: braces, urn: prefixes and the simple form are
+    // spellings Kratos never produces, and accepting them would make typos silently valid.
+    if t.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(t).ok()
+}
+
+/// Parses an RFC 3339 timestamp into unix seconds.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let t = text.trim();
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|dt| dt.unix_timestamp())
+}
+
+/// Unix seconds as RFC 3339 (UTC); the number itself when out of range.
+pub fn format_timestamp(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Content hash used to skip re-reading unchanged content (not a security boundary: whoever
+/// can write the file decides its content anyway). Eight bytes a step: SipHash took a tenth of
+/// a million-id reload. Each step is a bijection of the running state, so a change confined
+/// to one eight-byte word always changes the result.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    let mut mix = |w: [u8; 8]| h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        mix(word);
+    }
+    let mut last = [0u8; 8];
+    for (d, s) in last.iter_mut().zip(words.remainder()) {
+        *d = *s;
+    }
+    mix(last);
+    h ^ (h >> 32)
+}
+
+/// Lower-case hex SHA-256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_sees_every_one_byte_change_and_every_length() {
+        let base: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let sum = checksum(&base);
+        assert_eq!(sum, checksum(&base.clone()));
+        for at in 0..base.len() {
+            let mut changed = base.clone();
+            changed[at] ^= 0x5a;
+            assert_ne!(checksum(&changed), sum, "byte {at}");
+        }
+        for len in 0..base.len() {
+            assert_ne!(checksum(&base[..len]), sum, "length {len}");
+        }
+        assert_ne!(checksum(b"abc"), checksum(b"abc\0"));
+    }
+}
