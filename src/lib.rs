@@ -18,7 +18,6 @@
 pub mod blocklist;
 pub mod body;
 pub mod config;
-pub mod config_tree;
 pub mod decision;
 pub mod diagnostic;
 pub mod enforce;
@@ -50,7 +49,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
-use crate::enforce::Enforcer;
+use crate::enforce::{AdminPolicy, Enforcer, PublicPolicy};
 use crate::kratos::KratosClient;
 use crate::metrics::{Listener, Metrics};
 use crate::ops::Readiness;
@@ -189,27 +188,15 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     if config.revocation.sweep_on_start && !report_only {
         sweep(&blocklist.snapshot(), &revoker);
     }
-    let policy = Arc::new(Enforcer {
-        blocklist: Arc::clone(&blocklist),
+    let enforcer = Arc::new(Enforcer::new(
+        &config,
+        Arc::clone(&blocklist),
         kratos,
         revoker,
-        metrics: Arc::clone(&metrics),
-        session_cookie: config.inspection.session_cookie.clone(),
-        clear_session_cookie: respond::clearing_cookie(&config.inspection),
-        body_limit: config.inspection.body_limit_bytes,
-        login_body_limit: config.inspection.login_body_limit_bytes,
-        body_timeout: config.upstream.response_timeout.get(),
-        body_read_timeout: config.server.body_read_timeout.get(),
-        attribution_timeout: config.inspection.attribution_timeout.get(),
-        report_only,
-        message: config.enforcement.message.clone(),
-        browser_redirect: config.enforcement.browser_redirect.clone(),
-        // Kratos's default recovery flow lifespan is an hour.
-        recovery_addresses: enforce::RecoveryAddresses::new(
-            100_000,
-            std::time::Duration::from_secs(3600),
-        ),
-    });
+        Arc::clone(&metrics),
+    ));
+    let public_policy = Arc::new(PublicPolicy::new(&config, Arc::clone(&enforcer)));
+    let admin_policy = Arc::new(AdminPolicy::new(enforcer));
 
     let mut listeners = Vec::new();
     listeners.push(spawn_proxy(
@@ -220,7 +207,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             config.upstream.public.clone(),
             client.clone(),
             &config,
-            Arc::clone(&policy),
+            public_policy,
             Arc::clone(&metrics),
         ),
         metrics.request_duration("public"),
@@ -238,7 +225,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
                 config.upstream.admin.clone(),
                 client,
                 &config,
-                policy,
+                admin_policy,
                 Arc::clone(&metrics),
             ),
             metrics.request_duration("admin"),
