@@ -40,6 +40,9 @@ pub mod status;
 pub mod tls;
 pub mod util;
 
+#[cfg(test)]
+mod testing;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

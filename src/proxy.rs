@@ -389,3 +389,6 @@ fn classify_client_error(e: &hyper_util::client::legacy::Error) -> GatewayError 
     }
     GatewayError::UpstreamBroken(detail)
 }
+
+#[cfg(test)]
+mod tests;
