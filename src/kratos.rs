@@ -3,16 +3,16 @@
 //! provider (no process-wide provider needed).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{Config, UpstreamUrl};
 use crate::headers::{IDENTITY_ID_HEADER, X_SESSION_TOKEN};
+use crate::util::parse_uuid;
 
 /// A credential found in a response, to ask Kratos who owns it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,19 +58,6 @@ pub enum LookupError {
     Body { what: &'static str, detail: String },
 }
 
-impl LookupError {
-    /// Worth trying again later (network trouble, 5xx, 429).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            LookupError::Transport { .. } => true,
-            LookupError::Status { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
-            LookupError::Body { .. } => false,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct KratosClient {
     http: reqwest::Client,
@@ -97,7 +84,7 @@ fn owner_of(identity: &Value, email_traits: &[String]) -> Option<Owner> {
     let id = identity
         .get("id")
         .and_then(Value::as_str)
-        .and_then(crate::util::parse_uuid)?;
+        .and_then(parse_uuid)?;
     Some(Owner {
         id,
         addresses: crate::inspection::identity_addresses(identity, email_traits),
@@ -141,12 +128,6 @@ impl KratosClient {
         self
     }
 
-    fn observe(&self, source: &'static str, started: Instant) {
-        if let Some(m) = &self.metrics {
-            m.observe_lookup(source, started.elapsed());
-        }
-    }
-
     fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let rb = self.http.request(method, self.admin.join(path));
         match &self.admin_token {
@@ -155,108 +136,119 @@ impl KratosClient {
         }
     }
 
-    /// Asks Kratos's public whoami who owns `credential`.
-    pub async fn whoami(&self, credential: &Credential) -> Result<WhoamiAnswer, LookupError> {
+    /// One call to Kratos, the way every call goes: send, read the answer (bounded) when
+    /// `call.expects` its status, else fail with the status; then `read` it. Transport
+    /// trouble is [`LookupError::Transport`]. Timed into the lookup histogram when
+    /// `call.timed_as` names a source.
+    async fn call<T>(
+        &self,
+        call: Call,
+        request: reqwest::RequestBuilder,
+        read: impl FnOnce(Reply) -> Result<T, LookupError>,
+    ) -> Result<T, LookupError> {
         let started = Instant::now();
-        let answer = self.ask_whoami(credential).await;
-        self.observe("whoami", started);
+        let answer = async {
+            let what = call.what;
+            let resp = request
+                .send()
+                .await
+                .map_err(|source| LookupError::Transport { what, source })?;
+            let status = resp.status();
+            if !(call.expects)(status) {
+                return Err(LookupError::Status { what, status });
+            }
+            read(Reply::read(resp, what).await?)
+        }
+        .await;
+        if let (Some(source), Some(m)) = (call.timed_as, &self.metrics) {
+            m.observe_lookup(source, started.elapsed());
+        }
         answer
     }
 
-    async fn ask_whoami(&self, credential: &Credential) -> Result<WhoamiAnswer, LookupError> {
-        const WHAT: &str = "whoami";
+    /// Asks Kratos's public whoami who owns `credential`.
+    pub async fn whoami(&self, credential: &Credential) -> Result<WhoamiAnswer, LookupError> {
         let rb = self.http.get(self.public.join("/sessions/whoami"));
         let rb = match credential {
             Credential::Token(t) => rb.header(&X_SESSION_TOKEN, t),
             Credential::Cookie(c) => rb.header(reqwest::header::COOKIE, c),
         };
-        let resp = rb
-            .send()
-            .await
-            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-        match resp.status() {
+        let call = Call {
+            what: "whoami",
+            timed_as: Some("whoami"),
+            expects: |s| {
+                matches!(
+                    s,
+                    StatusCode::OK | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                )
+            },
+        };
+        self.call(call, rb, |reply| match reply.status {
             StatusCode::OK => {
-                let header_id = resp
-                    .headers()
+                let header_id = reply
+                    .headers
                     .get(&IDENTITY_ID_HEADER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(crate::util::parse_uuid);
-                let body = self.json(resp, WHAT).await?;
+                    .and_then(parse_uuid);
+                let body = reply.json()?;
                 let body_id = body
                     .get("identity")
                     .and_then(|i| i.get("id"))
                     .and_then(Value::as_str)
-                    .and_then(crate::util::parse_uuid);
-                let session_id = body
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(crate::util::parse_uuid);
+                    .and_then(parse_uuid);
+                let session_id = body.get("id").and_then(Value::as_str).and_then(parse_uuid);
                 match header_id.or(body_id) {
                     Some(id) => Ok(WhoamiAnswer::Identity { id, session_id }),
-                    None => Err(LookupError::Body {
-                        what: WHAT,
-                        detail: "session without identity".to_owned(),
-                    }),
+                    None => Err(reply.malformed("session without identity")),
                 }
             }
             StatusCode::UNAUTHORIZED => Ok(WhoamiAnswer::NoSession),
             // Only Kratos's own error says "second factor pending"; a 403 from an edge or a
             // WAF in between says nothing about the credential (CONTRACT.md §14).
-            StatusCode::FORBIDDEN => {
-                let body = self.json(resp, WHAT).await?;
-                if body
-                    .get("error")
-                    .and_then(|e| e.get("id"))
-                    .and_then(Value::as_str)
-                    == Some("session_aal2_required")
-                {
+            _ => {
+                let aal2 = serde_json::from_slice::<Value>(&reply.body)
+                    .ok()
+                    .is_some_and(|b| {
+                        b.get("error")
+                            .and_then(|e| e.get("id"))
+                            .and_then(Value::as_str)
+                            == Some("session_aal2_required")
+                    });
+                if aal2 {
                     Ok(WhoamiAnswer::Aal2Required)
                 } else {
-                    Err(LookupError::Body {
-                        what: WHAT,
-                        detail: "403 that is not Kratos's session_aal2_required".to_owned(),
-                    })
+                    Err(reply.malformed("403 that is not Kratos's session_aal2_required"))
                 }
             }
-            status => Err(LookupError::Status { what: WHAT, status }),
-        }
+        })
+        .await
     }
 
     /// The owner of a session, from the admin API; `None` if Kratos does not know the session.
     pub async fn session_owner(&self, session_id: Uuid) -> Result<Option<Owner>, LookupError> {
-        let started = Instant::now();
-        let answer = self.ask_session_owner(session_id).await;
-        self.observe("admin", started);
-        answer
-    }
-
-    async fn ask_session_owner(&self, session_id: Uuid) -> Result<Option<Owner>, LookupError> {
-        const WHAT: &str = "admin session lookup";
-        let resp = self
-            .admin_request(
-                reqwest::Method::GET,
-                &format!("/admin/sessions/{session_id}?expand=identity"),
-            )
-            .send()
-            .await
-            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-        match resp.status() {
-            StatusCode::OK => {
-                let body = self.json(resp, WHAT).await?;
-                match body
-                    .get("identity")
-                    .and_then(|i| owner_of(i, &self.email_traits))
-                {
-                    Some(o) => Ok(Some(o)),
-                    None => Err(LookupError::Body {
-                        what: WHAT,
-                        detail: "session without identity despite expand=identity".to_owned(),
-                    }),
-                }
+        let rb = self.admin_request(
+            reqwest::Method::GET,
+            &format!("/admin/sessions/{session_id}?expand=identity"),
+        );
+        let call = Call {
+            what: "admin session lookup",
+            timed_as: Some("admin"),
+            expects: ok_or_not_found,
+        };
+        self.call(call, rb, |reply| {
+            if reply.status == StatusCode::NOT_FOUND {
+                return Ok(None);
             }
-            StatusCode::NOT_FOUND => Ok(None),
-            status => Err(LookupError::Status { what: WHAT, status }),
-        }
+            match reply
+                .json()?
+                .get("identity")
+                .and_then(|i| owner_of(i, &self.email_traits))
+            {
+                Some(o) => Ok(Some(o)),
+                None => Err(reply.malformed("session without identity despite expand=identity")),
+            }
+        })
+        .await
     }
 
     /// An identity's addresses (admin `GET /admin/identities/{id}`), reused for
@@ -267,10 +259,23 @@ impl KratosClient {
                 return Ok(Arc::clone(&hit.1));
             }
         }
-        let started = Instant::now();
-        let fetched = self.fetch_addresses(id).await;
-        self.observe("admin_identity", started);
-        let addresses = fetched?;
+        let rb = self.admin_request(reqwest::Method::GET, &format!("/admin/identities/{id}"));
+        let call = Call {
+            what: "admin identity lookup",
+            timed_as: Some("admin_identity"),
+            expects: ok_or_not_found,
+        };
+        let addresses: Arc<[String]> = self
+            .call(call, rb, |reply| {
+                if reply.status == StatusCode::NOT_FOUND {
+                    return Ok(Arc::from(Vec::new()));
+                }
+                Ok(
+                    crate::inspection::identity_addresses(&reply.json()?, &self.email_traits)
+                        .into(),
+                )
+            })
+            .await?;
         if self.addresses.map.len() >= self.addresses.max {
             self.addresses.map.clear();
         }
@@ -280,86 +285,29 @@ impl KratosClient {
         Ok(addresses)
     }
 
-    async fn fetch_addresses(&self, id: Uuid) -> Result<Arc<[String]>, LookupError> {
-        const WHAT: &str = "admin identity lookup";
-        let resp = self
-            .admin_request(reqwest::Method::GET, &format!("/admin/identities/{id}"))
-            .send()
-            .await
-            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-        let addresses: Arc<[String]> = match resp.status() {
-            StatusCode::OK => {
-                let body = self.json(resp, WHAT).await?;
-                crate::inspection::identity_addresses(&body, &self.email_traits).into()
-            }
-            StatusCode::NOT_FOUND => Arc::from(Vec::new()),
-            status => return Err(LookupError::Status { what: WHAT, status }),
-        };
-        Ok(addresses)
-    }
-
     /// Identities whose login identifier is `identifier` (admin `credentials_identifier`).
     pub async fn identities_by_identifier(
         &self,
         identifier: &str,
     ) -> Result<Vec<Owner>, LookupError> {
-        let started = Instant::now();
-        let answer = self.search_identifier(identifier).await;
-        self.observe("identifier", started);
-        answer
-    }
-
-    async fn search_identifier(&self, identifier: &str) -> Result<Vec<Owner>, LookupError> {
-        const WHAT: &str = "admin identity search";
-        let resp = self
+        let rb = self
             .admin_request(reqwest::Method::GET, "/admin/identities")
-            .query(&[("credentials_identifier", identifier)])
-            .send()
-            .await
-            .map_err(|source| LookupError::Transport { what: WHAT, source })?;
-        match resp.status() {
-            StatusCode::OK => {
-                let body = self.json(resp, WHAT).await?;
-                let Value::Array(items) = body else {
-                    return Err(LookupError::Body {
-                        what: WHAT,
-                        detail: "not a list of identities".to_owned(),
-                    });
-                };
-                Ok(items
-                    .iter()
-                    .filter_map(|i| owner_of(i, &self.email_traits))
-                    .collect())
-            }
-            status => Err(LookupError::Status { what: WHAT, status }),
-        }
-    }
-
-    async fn json(
-        &self,
-        mut resp: reqwest::Response,
-        what: &'static str,
-    ) -> Result<Value, LookupError> {
-        // Bounded: an answer about one identity or session is kilobytes.
-        const MAX_ANSWER: usize = 8 * 1024 * 1024;
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|source| LookupError::Transport { what, source })?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(LookupError::Body {
-                    what,
-                    detail: format!("answer larger than {MAX_ANSWER} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|e| LookupError::Body {
-            what,
-            detail: e.to_string(),
+            .query(&[("credentials_identifier", identifier)]);
+        let call = Call {
+            what: "admin identity search",
+            timed_as: Some("identifier"),
+            expects: |s| s == StatusCode::OK,
+        };
+        self.call(call, rb, |reply| {
+            let Value::Array(items) = reply.json()? else {
+                return Err(reply.malformed("not a list of identities"));
+            };
+            Ok(items
+                .iter()
+                .filter_map(|i| owner_of(i, &self.email_traits))
+                .collect())
         })
+        .await
     }
 
     /// `DELETE /admin/sessions/{id}`; 404 (already gone) counts as done.
@@ -377,17 +325,82 @@ impl KratosClient {
         .await
     }
 
+    /// A revocation: timed by the revocation queue, not as a lookup.
     async fn delete(&self, path: &str, what: &'static str) -> Result<(), LookupError> {
-        let resp = self
-            .admin_request(reqwest::Method::DELETE, path)
-            .send()
+        let call = Call {
+            what,
+            timed_as: None,
+            expects: |s| s.is_success() || s == StatusCode::NOT_FOUND,
+        };
+        self.call(
+            call,
+            self.admin_request(reqwest::Method::DELETE, path),
+            |_| Ok(()),
+        )
+        .await
+    }
+}
+
+/// What one call to Kratos is, for [`KratosClient::call`].
+struct Call {
+    /// Names the call in errors.
+    what: &'static str,
+    /// The `source` of `kratos_gate_kratos_lookup_duration_seconds`; `None`: not a lookup.
+    timed_as: Option<&'static str>,
+    /// The statuses that are answers; any other is [`LookupError::Status`].
+    expects: fn(StatusCode) -> bool,
+}
+
+fn ok_or_not_found(status: StatusCode) -> bool {
+    status == StatusCode::OK || status == StatusCode::NOT_FOUND
+}
+
+/// An answer Kratos gave to a call, its body read.
+struct Reply {
+    what: &'static str,
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// Bounded: an answer about one identity or session is kilobytes.
+    const MAX_BODY: usize = 8 * 1024 * 1024;
+
+    async fn read(mut resp: reqwest::Response, what: &'static str) -> Result<Reply, LookupError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|source| LookupError::Transport { what, source })?;
-        let status = resp.status();
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(LookupError::Status { what, status })
+            .map_err(|source| LookupError::Transport { what, source })?
+        {
+            if body.len() + chunk.len() > Self::MAX_BODY {
+                return Err(LookupError::Body {
+                    what,
+                    detail: format!("answer larger than {} bytes", Self::MAX_BODY),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply {
+            what,
+            status: resp.status(),
+            headers: std::mem::take(resp.headers_mut()),
+            body,
+        })
+    }
+
+    fn json(&self) -> Result<Value, LookupError> {
+        serde_json::from_slice(&self.body).map_err(|e| self.malformed(&e.to_string()))
+    }
+
+    fn malformed(&self, detail: &str) -> LookupError {
+        LookupError::Body {
+            what: self.what,
+            detail: detail.to_owned(),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
