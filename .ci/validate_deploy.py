@@ -750,8 +750,9 @@ def same_pod_reach(gate_container):
     return reach
 
 
-def service_reach(services, policies, kratos_labels, gate_container, gate_labels):
-    """Kratos (pods with kratos_labels) calling a Service name that must lead to the gateway."""
+def service_reach(services, policies, kratos_labels, gate_container, gate_labels, remote_gate=None):
+    """Kratos (pods with kratos_labels) calling a Service name that must lead to the gateway
+    (gate_container: the gateway in Kratos's own pod, if any; remote_gate: in pods of its own)."""
     def reach(host, port, lh, lp):
         if host in LOOPBACK and gate_container is not None:
             return same_pod_reach(gate_container)(host, port, lh, lp)
@@ -762,7 +763,7 @@ def service_reach(services, policies, kratos_labels, gate_container, gate_labels
             bad.append("no Service %s exposes the hooks port (it calls %s:%d)" % (host, host, port))
         elif sp is None:
             bad.append("Service %s has no port %d for the hooks listener" % (host, port))
-        elif container_port(gate_container or {}, sp.get("targetPort", port)) != lp:
+        elif container_port(gate_container or remote_gate or {}, sp.get("targetPort", port)) != lp:
             bad.append("Service %s port %d targets %r, not the gateway's hooks port %d" % (host, port, sp.get("targetPort"), lp))
         if not admitted(policies, gate_labels, lp, kratos_labels):
             bad.append("no NetworkPolicy admits Kratos's pods to the gateway's hooks port %d" % lp)
@@ -828,34 +829,7 @@ def cmd_recipe(args):
                 % (len(gates), kratos.sources.get("containers")))
     gate = gates[0] if gates else {}
     gate_volumes = {m.get("name") for m in gate.get("volumeMounts") or []}
-    own_objs = helm_objs + secrets
-    for t, pod in pods.items():
-        for c in pod.containers:
-            if c.get("name") == "kratos-gate" and t != "deployment-kratos.yaml":
-                problem("courier-gateway", "%s: runs a second gateway, from %s (set its own field: a "
-                        "non-empty value, since the chart falls back on an empty one)" % (t, pod.sources["containers"]))
-        for src in pod.sources.get("volumes", []):
-            if "as " in src and gate_volumes & pod.volume_names():
-                problem("courier-gateway", "%s: gets the gateway's volumes %s from %s"
-                        % (t, ", ".join(sorted(gate_volumes & pod.volume_names())), src))
-        names = pod.volume_names()
-        for container, m in pod.mounts:
-            if m.get("name") not in names:
-                problem("mounts-defined", "%s: container %s mounts %s, which is not a volume of the pod (%s)"
-                        % (t, container, m.get("name"), pod.sources.get("volumeMounts")))
-        for v in pod.volumes:
-            for kind, ref in [("configMap", (v.get("configMap") or {}).get("name")),
-                              ("secret", (v.get("secret") or {}).get("secretName"))] + [
-                    (k, (s.get(k) or {}).get("name")) for s in (v.get("projected") or {}).get("sources") or []
-                    for k in ("configMap", "secret") if k in s]:
-                if ref and not any(o.get("kind") == ("Secret" if kind == "secret" else "ConfigMap")
-                                   and o["metadata"]["name"] == ref for o in own_objs):
-                    problem("volume-source", "%s: volume %s needs %s %s, which deploy/ does not create"
-                            % (t, v.get("name"), kind, ref))
-        if t != "deployment-kratos.yaml" and gate_volumes & names and not any("as " in x for x in pod.sources.get("volumes", [])):
-            print("NOTE %s: has the gateway's volumes %s (unmounted) from %s: the template has no field of "
-                  "its own for them; they exist before `helm install`" % (t, ", ".join(sorted(gate_volumes & names)),
-                                                                          pod.sources.get("volumes")))
+    check_chart_pods("helm", pods, gate_volumes, helm_objs + secrets)
     for m in gate.get("volumeMounts") or []:
         if m.get("name") not in kratos.volume_names():
             problem("mounts-defined", "kratos-gate mounts %s, not a volume of the Kratos pod" % m.get("name"))
@@ -980,11 +954,80 @@ def cmd_recipe(args):
     sc = load_all(a["--sidecar-render"])
     check_sidecar(sc, secrets, snippet, readme, jsonnet)
 
+    # --- kustomize standalone (its own hook Secret: the URL is the Service's)
+    st_secret = a.get("--standalone-hook-secret")
+    check_standalone(chart, load_all(a["--standalone-render"]),
+                     os.path.join(dep, "kubernetes", "overlays", "standalone", "kratos-values-hook.yaml"),
+                     load_all(st_secret) if st_secret and os.path.getsize(st_secret) else [], snippet, readme, jsonnet)
+
     # --- Compose
     check_compose(os.path.join(dep, "compose"), snippet, readme, jsonnet)
 
     check_readme_docs(readme)
     return finish(expect)
+
+
+def check_chart_pods(label, pods, gate_volumes, own_objs):
+    """No gateway (containers, volumes) in the chart's other pods where a field can keep it out;
+    every mount names a volume of its pod; every volume's ConfigMap or Secret is created here."""
+    for t, pod in pods.items():
+        for c in pod.containers:
+            if c.get("name") == "kratos-gate" and t != "deployment-kratos.yaml":
+                problem("courier-gateway", label + ": %s: runs a second gateway, from %s (set its own field: a "
+                        "non-empty value, since the chart falls back on an empty one)" % (t, pod.sources["containers"]))
+        for src in pod.sources.get("volumes", []):
+            if "as " in src and gate_volumes & pod.volume_names():
+                problem("courier-gateway", label + ": %s: gets the gateway's volumes %s from %s"
+                        % (t, ", ".join(sorted(gate_volumes & pod.volume_names())), src))
+        names = pod.volume_names()
+        for container, m in pod.mounts:
+            if m.get("name") not in names:
+                problem("mounts-defined", label + ": %s: container %s mounts %s, which is not a volume of the pod (%s)"
+                        % (t, container, m.get("name"), pod.sources.get("volumeMounts")))
+        for v in pod.volumes:
+            for kind, ref in [("configMap", (v.get("configMap") or {}).get("name")),
+                              ("secret", (v.get("secret") or {}).get("secretName"))] + [
+                    (k, (s.get(k) or {}).get("name")) for s in (v.get("projected") or {}).get("sources") or []
+                    for k in ("configMap", "secret") if k in s]:
+                if ref and not any(o.get("kind") == ("Secret" if kind == "secret" else "ConfigMap")
+                                   and o["metadata"]["name"] == ref for o in own_objs):
+                    problem("volume-source", label + ": %s: volume %s needs %s %s, which deploy/ does not create"
+                            % (t, v.get("name"), kind, ref))
+        if t != "deployment-kratos.yaml" and gate_volumes & names and not any("as " in x for x in pod.sources.get("volumes", [])):
+            print("NOTE " + label + ": %s: has the gateway's volumes %s (unmounted) from %s: the template has no field of "
+                  "its own for them; they exist before `helm install`" % (t, ", ".join(sorted(gate_volumes & names)),
+                                                                          pod.sources.get("volumes")))
+
+
+def check_standalone(chart, objs, values_path, secrets, snippet, readme, jsonnet):
+    """The gateway in its own pods; Kratos from the chart with kratos-values-hook.yaml calls it
+    through the Service kratos-gate-hooks."""
+    gw = gateway_config(objs) or {}
+    if not (gw.get("listen") or {}).get("hooks"):
+        return  # the standalone layout does not offer the web hook
+    dep = next((o for o in objs if o.get("kind") == "Deployment" and o["metadata"]["name"] == "kratos-gate"), None)
+    spec = dep["spec"]["template"]["spec"]
+    gate = next(c for c in spec["containers"] if c["name"] == "kratos-gate")
+    gate_labels = dep["spec"]["template"]["metadata"].get("labels") or {}
+    gate_files = mounted_files(gate.get("volumeMounts") or [], spec.get("volumes") or [], objs, secrets)
+    if not os.path.exists(values_path):
+        problem("hook-missing", "kustomize standalone: listen.hooks is set, but there are no chart values "
+                "(%s) for Kratos to call it" % os.path.relpath(values_path))
+        return
+    values = coalesce(yaml.safe_load(open(os.path.join(chart, "values.yaml"))), yaml.safe_load(open(values_path)))
+    pods = {t: Pod(t, template_sinks(os.path.join(chart, "templates", t), values)) for t in WORKLOADS}
+    check_chart_pods("standalone chart values", pods, set(), objs + secrets)
+    kratos = pods["deployment-kratos.yaml"]
+    kargs = ["serve", "all", "--config", "/etc/config/kratos.yaml"] + kratos.container_args.get(KRATOS_CONTAINER, [])
+    files = {"/etc/config/kratos.yaml": ("{}", False)}
+    files.update(mounted_files([m for c, m in kratos.mounts if c == KRATOS_CONTAINER], kratos.volumes, objs, secrets))
+    kratos_labels = {"app.kubernetes.io/name": fullname(chart, values, "kratos"), "app.kubernetes.io/instance": "kratos"}
+    services = [o for o in objs if o.get("kind") == "Service"]
+    policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
+    hooks = check_hooks("kustomize standalone", kratos_sources("standalone Kratos (chart)", config_args(kargs), files, snippet),
+                        gw, lambda g: gateway_secret_check(g, gate, gate_files)[:2],
+                        service_reach(services, policies, kratos_labels, None, gate_labels, gate), readme, jsonnet)
+    same_secret("kustomize standalone", hooks, gw, gate, secrets, gate_files)
 
 
 def same_secret(layout, hooks, gw, gate, secrets, gate_files):
