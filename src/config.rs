@@ -155,9 +155,34 @@ pub struct Upstream {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlocklistConfig {
+    /// The blocklist file (exactly one of `path` and `url`).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::schema::opt_path")]
     pub path: PathBuf,
-    /// Backstop re-read interval, for file systems whose change events are lost.
-    #[serde(default = "d_poll_interval", deserialize_with = "from_str")]
+    /// A remote blocklist, polled with conditional requests (exactly one of `path` and `url`):
+    /// `https://…`, `http://…`, `s3://bucket/key`, `gs://bucket/object`, `az://container/blob`.
+    #[serde(default, deserialize_with = "opt_from_str")]
+    #[schemars(schema_with = "crate::schema::source_url")]
+    pub url: Option<SourceUrl>,
+    /// Start-up without any list (the source unreachable and no usable `cache_path`) fails
+    /// (`true`), or starts with an empty list and `/readyz` not ready until one is loaded.
+    #[serde(default = "d_true")]
+    pub require_on_start: bool,
+    /// Local copy of the last good list fetched from `url`, written atomically after every
+    /// change and read at start-up when the source is unreachable.
+    #[serde(default)]
+    pub cache_path: Option<PathBuf>,
+    /// Re-read interval: for `path` a backstop for file systems whose change events are lost
+    /// (default 10s); for `url` the poll interval (default 1s).
+    #[serde(
+        default,
+        rename = "poll_interval",
+        deserialize_with = "opt_from_str"
+    )]
+    #[schemars(schema_with = "crate::schema::opt_duration")]
+    poll_interval_set: Option<HumanDuration>,
+    /// The re-read interval in force (`poll_interval`, else the default for the source kind).
+    #[serde(skip, default = "d_poll_interval")]
     pub poll_interval: HumanDuration,
     /// Quiet time after a change event before the file is read (editors write in bursts).
     #[serde(default = "d_debounce", deserialize_with = "from_str")]
@@ -398,6 +423,12 @@ fn d_lookup_timeout() -> HumanDuration {
 fn d_poll_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
 }
+fn d_url_poll_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn d_true() -> bool {
+    true
+}
 fn d_debounce() -> HumanDuration {
     HumanDuration(Duration::from_millis(150))
 }
@@ -427,6 +458,91 @@ impl FromStr for HumanDuration {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
             .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 250ms, 10s, 1m"))
+    }
+}
+
+/// Where a remote blocklist is fetched from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Http,
+    Https,
+    S3,
+    Gcs,
+    Azure,
+}
+
+/// `blocklist.url`: `http(s)://host/path`, `s3://bucket/key`, `gs://bucket/object`,
+/// `az://container/blob`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUrl {
+    pub kind: SourceKind,
+    /// The URL as written (trimmed).
+    pub raw: String,
+    /// Host (http/https), bucket (s3/gs) or container (az).
+    pub bucket: String,
+    /// Object key without the leading `/` (s3/gs/az); the path and query for http(s).
+    pub key: String,
+}
+
+impl fmt::Display for SourceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl FromStr for SourceUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "write https://host/path, http://host/path, s3://bucket/key, gs://bucket/object or az://container/blob";
+        let s = s.trim();
+        let uri: Uri = s
+            .parse()
+            .map_err(|e| format!("`{s}` is not a URL ({e}); {EXPECTED}"))?;
+        let kind = match uri.scheme_str() {
+            Some("http") => SourceKind::Http,
+            Some("https") => SourceKind::Https,
+            Some("s3") => SourceKind::S3,
+            Some("gs") => SourceKind::Gcs,
+            Some("az") => SourceKind::Azure,
+            _ => return Err(format!("`{s}` has no supported scheme; {EXPECTED}")),
+        };
+        let Some(authority) = uri.authority() else {
+            return Err(format!("`{s}` has no host or bucket; {EXPECTED}"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "`{s}` carries credentials; object stores take them from the environment, HTTP sources cannot have them in the URL"
+            ));
+        }
+        let (bucket, key) = match kind {
+            SourceKind::Http | SourceKind::Https => (
+                authority.as_str().to_owned(),
+                uri.path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "/".to_owned()),
+            ),
+            _ => {
+                if authority.port().is_some() {
+                    return Err(format!(
+                        "`{s}`: a bucket name has no port (set the endpoint with AWS_ENDPOINT_URL)"
+                    ));
+                }
+                if uri.query().is_some() {
+                    return Err(format!("`{s}` has a query; an object URL has none"));
+                }
+                let key = uri.path().trim_start_matches('/');
+                if key.is_empty() || key.ends_with('/') {
+                    return Err(format!("`{s}` names no object; {EXPECTED}"));
+                }
+                (authority.host().to_owned(), key.to_owned())
+            }
+        };
+        Ok(SourceUrl {
+            kind,
+            raw: s.to_owned(),
+            bucket,
+            key,
+        })
     }
 }
 
@@ -567,7 +683,21 @@ impl Config {
             serde_saphyr::from_str(text).map_err(|e| vec![Diagnostic::from_yaml(&name, &e)])?;
         config.source = path.to_path_buf();
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        config.blocklist.path = resolve(base, &config.blocklist.path);
+        if !config.blocklist.path.as_os_str().is_empty() {
+            config.blocklist.path = resolve(base, &config.blocklist.path);
+        }
+        if let Some(p) = &config.blocklist.cache_path {
+            config.blocklist.cache_path = Some(resolve(base, p));
+        }
+        config.blocklist.poll_interval =
+            config
+                .blocklist
+                .poll_interval_set
+                .unwrap_or(if config.blocklist.url.is_some() {
+                    d_url_poll_interval()
+                } else {
+                    d_poll_interval()
+                });
         if let Some(p) = &config.upstream.admin_token_file {
             config.upstream.admin_token_file = Some(resolve(base, p));
         }
@@ -668,6 +798,21 @@ impl Config {
         check(
             self.server.max_header_bytes >= 8192,
             "server.max_header_bytes must be at least 8192",
+        );
+        check(
+            self.blocklist.path.as_os_str().is_empty() != self.blocklist.url.is_none(),
+            "blocklist: set exactly one of blocklist.path (a local file) and blocklist.url (a remote source)",
+        );
+        check(
+            self.blocklist.cache_path.is_none() || self.blocklist.url.is_some(),
+            "blocklist.cache_path is only used with blocklist.url",
+        );
+        check(
+            self.blocklist
+                .cache_path
+                .as_ref()
+                .is_none_or(|p| p.file_name().is_some()),
+            "blocklist.cache_path must be a file path",
         );
         check(
             !self.blocklist.poll_interval.get().is_zero(),
@@ -881,5 +1026,81 @@ mod tests {
         let errs = parse(&MINIMAL.replace("http://127.0.0.1:4433", "http://127.0.0.1:4433/kratos"))
             .expect_err("x");
         assert!(errs[0].message.contains("path"), "{errs:?}");
+    }
+
+    #[test]
+    fn remote_source_keys_and_defaults() {
+        let remote = MINIMAL.replace(
+            "path: blocklist.yaml",
+            "url: s3://ops-lists/kratos/blocklist.yaml\n  cache_path: cache/list.yaml",
+        );
+        let c = parse(&remote).expect("valid");
+        let url = c.blocklist.url.as_ref().expect("url");
+        assert_eq!(url.kind, SourceKind::S3);
+        assert_eq!(url.bucket, "ops-lists");
+        assert_eq!(url.key, "kratos/blocklist.yaml");
+        assert!(c.blocklist.path.as_os_str().is_empty());
+        assert!(c.blocklist.require_on_start);
+        assert_eq!(
+            c.blocklist.cache_path,
+            Some(PathBuf::from("/etc/kratos-gate/cache/list.yaml"))
+        );
+        // A remote source is polled every second unless told otherwise; a file every 10s.
+        assert_eq!(c.blocklist.poll_interval.get(), Duration::from_secs(1));
+        let c = parse(&format!("{remote}\n  poll_interval: 3s\n  require_on_start: false\n"))
+            .expect("valid");
+        assert_eq!(c.blocklist.poll_interval.get(), Duration::from_secs(3));
+        assert!(!c.blocklist.require_on_start);
+        let c = parse(&format!("{MINIMAL}  poll_interval: 2s\n")).expect("valid");
+        assert_eq!(c.blocklist.poll_interval.get(), Duration::from_secs(2));
+
+        let http = parse(&MINIMAL.replace(
+            "path: blocklist.yaml",
+            "url: https://lists.example.com:8443/kratos/list.yaml?v=1",
+        ))
+        .expect("valid");
+        let url = http.blocklist.url.expect("url");
+        assert_eq!(url.kind, SourceKind::Https);
+        assert_eq!(url.bucket, "lists.example.com:8443");
+        assert_eq!(url.key, "/kratos/list.yaml?v=1");
+        for (text, kind) in [
+            ("gs://b/o.yaml", SourceKind::Gcs),
+            ("az://c/dir/b.yaml", SourceKind::Azure),
+            ("http://127.0.0.1:8080/l", SourceKind::Http),
+        ] {
+            assert_eq!(text.parse::<SourceUrl>().expect(text).kind, kind);
+        }
+    }
+
+    #[test]
+    fn exactly_one_blocklist_source() {
+        let both = MINIMAL.replace(
+            "path: blocklist.yaml",
+            "path: blocklist.yaml\n  url: s3://b/k",
+        );
+        let errs = parse(&both).expect_err("both");
+        assert!(errs[0].message.contains("exactly one"), "{errs:?}");
+        let neither = MINIMAL.replace("path: blocklist.yaml", "mode: enforce");
+        let errs = parse(&neither).expect_err("neither");
+        assert!(errs[0].message.contains("exactly one"), "{errs:?}");
+        let errs = parse(&format!("{MINIMAL}  cache_path: c.yaml\n")).expect_err("cache");
+        assert!(errs[0].message.contains("cache_path"), "{errs:?}");
+    }
+
+    #[test]
+    fn bad_source_urls_point_at_the_value() {
+        for (bad, says) in [
+            ("ftp://host/list", "scheme"),
+            ("s3://bucket", "names no object"),
+            ("s3://bucket/dir/", "names no object"),
+            ("s3://bucket:9000/key", "AWS_ENDPOINT_URL"),
+            ("https://user:pw@host/list", "credentials"),
+            ("blocklist.yaml", "scheme"),
+        ] {
+            let errs = parse(&MINIMAL.replace("path: blocklist.yaml", &format!("url: {bad}")))
+                .expect_err(bad);
+            assert_eq!(errs[0].line, 9, "{bad}: {errs:?}");
+            assert!(errs[0].message.contains(says), "{bad}: {errs:?}");
+        }
     }
 }

@@ -63,11 +63,15 @@ pub fn blocklist_schema() -> Schema {
     schema
 }
 
-/// `"default": null` says nothing an editor can use (an unset optional key).
+/// `"default": null` says nothing an editor can use (an unset optional key), nor does
+/// `"default": ""` (an unset `blocklist.path` when `blocklist.url` stands instead).
 fn strip_null_defaults(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
-            if map.get("default").is_some_and(serde_json::Value::is_null) {
+            if map
+                .get("default")
+                .is_some_and(|d| d.is_null() || d.as_str() == Some(""))
+            {
                 map.remove("default");
             }
             map.values_mut().for_each(strip_null_defaults);
@@ -166,6 +170,34 @@ pub fn cidr_list(_: &mut SchemaGenerator) -> Schema {
             "description": "A CIDR (10.0.0.0/8, fd00::/8) or a single address.",
         },
         "default": [],
+    })
+}
+
+/// `blocklist.path`: optional in the schema, since `blocklist.url` may stand instead.
+pub fn opt_path(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "description": "The blocklist file (exactly one of path and url).",
+    })
+}
+
+/// `blocklist.url`.
+pub fn source_url(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["string", "null"],
+        "pattern": r"^\s*(https?|s3|gs|az)://[^/\s@]+(/\S*)?\s*$",
+        "description": "A remote blocklist: https://host/path, http://host/path, s3://bucket/key, gs://bucket/object or az://container/blob.",
+        "examples": ["s3://ops-lists/kratos/blocklist.yaml", "https://lists.example.com/blocklist.yaml"],
+    })
+}
+
+/// `blocklist.poll_interval`: its default depends on the source kind.
+pub fn opt_duration(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["string", "null"],
+        "pattern": DURATION_PATTERN,
+        "description": "A duration: a number and a unit, e.g. 250ms, 10s, 1m, 1m 30s, 1h. Default 10s for path, 1s for url.",
+        "examples": ["1s", "10s"],
     })
 }
 
