@@ -1142,6 +1142,20 @@ def check_compose(cdir, snippet, readme, jsonnet):
         got = (((cfg.get("auth") or {}).get("config")) or {}).get("value")
         if src.from_secret and got != env["KRATOS_GATE_HOOK_SECRET"]:
             problem("hook-secret", "compose: %s: Kratos's secret is not $KRATOS_GATE_HOOK_SECRET" % src.label)
+    # The inline copy says what deploy/kratos-webhook/kratos-hooks.yaml says, but for the URL and
+    # the secret's source.
+    def shape(hook_list):
+        out = []
+        for where, cfg in hook_list:
+            c = json.loads(json.dumps(cfg))
+            c.pop("url", None)
+            ((c.get("auth") or {}).get("config") or {}).pop("value", None)
+            out.append((tuple(where), json.dumps(c, sort_keys=True)))
+        return sorted(out)
+    inline = [(where, cfg) for src, where, cfg in hooks if src.from_secret]
+    if inline and shape(inline) != shape(hook_entries(snippet)):
+        problem("hook-drift", "compose: the hooks in docker-compose.yaml (configs.kratos-hooks) differ from "
+                "deploy/kratos-webhook/kratos-hooks.yaml beyond url and secret")
 
 
 def finish(expect):
