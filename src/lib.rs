@@ -37,6 +37,7 @@ pub mod revocation;
 pub mod schema;
 pub mod server;
 pub mod status;
+pub mod throttle;
 pub mod tls;
 pub mod util;
 

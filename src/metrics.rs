@@ -328,6 +328,8 @@ pub struct Metrics {
     pub revocation_queue: Gauge,
     pub lookups: Family<LookupLabels, Counter>,
     pub fail_closed: Family<ReasonLabels, Counter>,
+    /// Throttling's series (`kratos_gate_throttled_total`, …; src/throttle/metrics.rs).
+    pub throttle: crate::throttle::metrics::ThrottleMetrics,
 }
 
 impl Default for Metrics {
@@ -453,6 +455,7 @@ impl Metrics {
             "Credential-bearing responses withheld because their owner could not be determined",
             fail_closed.clone(),
         );
+        let throttle = crate::throttle::metrics::ThrottleMetrics::register(registry);
         let metrics = Metrics {
             registry: root,
             requests,
@@ -471,6 +474,7 @@ impl Metrics {
             revocation_queue,
             lookups,
             fail_closed,
+            throttle,
         };
         metrics.precreate();
         metrics
