@@ -835,9 +835,9 @@ def cmd_recipe(args):
             problem("mounts-defined", "kratos-gate mounts %s, not a volume of the Kratos pod" % m.get("name"))
 
     # --- the public Ingress and `helm test`: which Services they name, and where those lead
-    def gate_target(svc, want_port):
+    def gate_target(service_port):
         """The gateway port a Service port leads to (None: not the gateway's)."""
-        target = svc.get("targetPort", svc.get("port"))
+        target = service_port.get("targetPort", service_port.get("port"))
         return container_port(gate, target) if gate else None
 
     def chart_service(kind):
@@ -862,7 +862,7 @@ def cmd_recipe(args):
             problem("ingress-backend", "the chart's public Ingress (ingress.public.enabled) leads to Service %s port "
                     "%r, which neither the chart (service.public.enabled: false) nor deploy/helm creates"
                     % (ing_svc, ing_port))
-        elif gate_target(port, pub_port) != pub_port or not labels_match({"matchLabels": svc["spec"]["selector"]}, kratos_labels):
+        elif gate_target(port) != pub_port or not labels_match({"matchLabels": svc["spec"]["selector"]}, kratos_labels):
             problem("ingress-backend", "Service %s port %s does not lead to the gateway's public port %d"
                     % (ing_svc, ing_port, pub_port))
         else:
@@ -885,7 +885,7 @@ def cmd_recipe(args):
         if not svc or not port:
             problem("helm-test", "helm test (templates/tests/test-connection.yaml) calls %s:%s%s: no such Service "
                     "(service.admin.enabled: false, and deploy/helm has none)" % (test_svc, test_port, test_path))
-        elif gate_target(port, adm_port) != adm_port:
+        elif gate_target(port) != adm_port:
             problem("helm-test", "Service %s port %s does not lead to the gateway's admin port %d" % (test_svc, test_port, adm_port))
         elif not admitted(policies, kratos_labels, adm_port, test_labels):
             problem("helm-test", "no NetworkPolicy admits the helm test pod (labels %s) to the gateway's admin port %d"
