@@ -36,6 +36,9 @@ pub struct Config {
     pub hooks: Hooks,
     #[serde(default)]
     pub log: Log,
+    /// Brute-force throttling of logins and one-time codes (src/throttle); off by default.
+    #[serde(default)]
+    pub throttle: crate::throttle::ThrottleConfig,
     /// The file this config was read from (not a YAML key).
     #[serde(skip)]
     pub source: PathBuf,
