@@ -465,6 +465,18 @@ WORKLOADS = [
 KRATOS_CONTAINER = 'name: {{ include "kratos.name" . }}'
 
 
+def chart_name(chart, values):
+    """kratos.name: nameOverride, else the chart's name (the pods' app.kubernetes.io/name)."""
+    return (values.get("nameOverride") or yaml.safe_load(open(os.path.join(chart, "Chart.yaml")))["name"])[:63].rstrip("-")
+
+
+def pod_labels(chart, values, release):
+    """The selector labels of the Kratos Deployment's pods (and of the `helm test` pod)."""
+    dk = open(os.path.join(chart, "templates", "deployment-kratos.yaml")).read()
+    assert 'app.kubernetes.io/name: {{ include "kratos.name" . }}' in dk, "chart's pod selector changed"
+    return {"app.kubernetes.io/name": chart_name(chart, values), "app.kubernetes.io/instance": release}
+
+
 def fullname(chart, values, release):
     helpers = open(os.path.join(chart, "templates", "_helpers.tpl")).read()
     assert "contains $name .Release.Name" in helpers, "kratos.fullname changed; update fullname()"
@@ -811,7 +823,7 @@ def cmd_recipe(args):
     snippet = yaml.safe_load(open(os.path.join(dep, "kratos-webhook", "kratos-hooks.yaml")))
     release = "kratos"
     full = fullname(chart, values, release)
-    kratos_labels = {"app.kubernetes.io/name": full, "app.kubernetes.io/instance": release}
+    kratos_labels = pod_labels(chart, values, release)
     policies = [o for o in helm_objs if o.get("kind") == "NetworkPolicy"]
     services = [o for o in helm_objs if o.get("kind") == "Service"]
     gw = gateway_config(helm_objs)
@@ -1021,7 +1033,7 @@ def check_standalone(chart, objs, values_path, secrets, snippet, readme, jsonnet
     kargs = ["serve", "all", "--config", "/etc/config/kratos.yaml"] + kratos.container_args.get(KRATOS_CONTAINER, [])
     files = {"/etc/config/kratos.yaml": ("{}", False)}
     files.update(mounted_files([m for c, m in kratos.mounts if c == KRATOS_CONTAINER], kratos.volumes, objs, secrets))
-    kratos_labels = {"app.kubernetes.io/name": fullname(chart, values, "kratos"), "app.kubernetes.io/instance": "kratos"}
+    kratos_labels = pod_labels(chart, values, "kratos")
     services = [o for o in objs if o.get("kind") == "Service"]
     policies = [o for o in objs if o.get("kind") == "NetworkPolicy"]
     hooks = check_hooks("kustomize standalone", kratos_sources("standalone Kratos (chart)", config_args(kargs), files, snippet),
