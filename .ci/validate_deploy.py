@@ -983,6 +983,9 @@ def check_chart_pods(label, pods, gate_volumes, own_objs):
     """No gateway (containers, volumes) in the chart's other pods where a field can keep it out;
     every mount names a volume of its pod; every volume's ConfigMap or Secret is created here."""
     for t, pod in pods.items():
+        reads = "; ".join("%s <- %s" % (k, ", ".join(v) if isinstance(v, list) else v)
+                          for k, v in sorted(pod.sources.items()))
+        print("     %s %s reads: %s" % (label, t, reads or "nothing of ours"))
         for c in pod.containers:
             if c.get("name") == "kratos-gate" and t != "deployment-kratos.yaml":
                 problem("courier-gateway", label + ": %s: runs a second gateway, from %s (set its own field: a "
