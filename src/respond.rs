@@ -330,6 +330,83 @@ pub fn network_blocked(browser: bool, request_id: Option<&str>) -> Response<Body
     resp
 }
 
+/// `error.id` of the answer to a throttled self-service submission (`throttle:`).
+pub const THROTTLED: &str = "self_service_throttled";
+/// `error.id` of the answer when the throttling store cannot be asked and
+/// `throttle.redis.fail` is `closed`.
+pub const THROTTLE_UNAVAILABLE: &str = "self_service_throttle_unavailable";
+
+/// 429 `self_service_throttled` with `Retry-After` (whole seconds): too many failed attempts
+/// for this identifier or from this network, or too many submissions from this network;
+/// answered without asking Kratos. A browser (a request that accepts no JSON) gets a small
+/// HTML page with the same status and header.
+pub fn throttled(
+    browser: bool,
+    retry_after: std::time::Duration,
+    request_id: Option<&str>,
+) -> Response<Body> {
+    let secs = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+    let reason = format!("Too many attempts. Please try again in {secs} seconds.");
+    let mut resp = limited(
+        StatusCode::TOO_MANY_REQUESTS,
+        THROTTLED,
+        "The request was rejected due to too many attempts",
+        &reason,
+        browser,
+        request_id,
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// 503 `self_service_throttle_unavailable`: the throttling store (Redis) cannot be asked and
+/// `throttle.redis.fail` is `closed`.
+pub fn throttle_unavailable(browser: bool, request_id: Option<&str>) -> Response<Body> {
+    let mut resp = limited(
+        StatusCode::SERVICE_UNAVAILABLE,
+        THROTTLE_UNAVAILABLE,
+        default_message(StatusCode::SERVICE_UNAVAILABLE),
+        "Sign-in attempts cannot be checked right now. Please try again shortly.",
+        browser,
+        request_id,
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
+}
+
+fn limited(
+    status: StatusCode,
+    id: &'static str,
+    message: &str,
+    reason: &str,
+    browser: bool,
+    request_id: Option<&str>,
+) -> Response<Body> {
+    let mut resp = if browser {
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Please wait</title></head>\n<body><h1>Please wait</h1><p>{reason}</p></body></html>\n"
+        );
+        answer(status, "text/html; charset=utf-8", html)
+    } else {
+        let mut err = serde_json::json!({
+            "id": id,
+            "code": status.as_u16(),
+            "status": status.canonical_reason().unwrap_or_default(),
+            "reason": reason,
+            "message": message,
+        });
+        if let (Some(rid), Some(obj)) = (request_id, err.as_object_mut()) {
+            obj.insert("request".to_owned(), rid.into());
+        }
+        json_response(status, &serde_json::json!({ "error": err }))
+    };
+    resp.headers_mut()
+        .insert("ory-error-id", HeaderValue::from_static(id));
+    resp
+}
+
 /// The answer for a browser form flow: a 303 to the configured page, or a small HTML 403.
 pub fn identity_disabled_browser(message: &str, redirect: Option<&http::Uri>) -> Response<Body> {
     if let Some(target) = redirect {
@@ -391,6 +468,31 @@ mod tests {
         assert_eq!(v["error"]["code"], 403);
         assert_eq!(v["error"]["status"], "Forbidden");
         assert_eq!(v["error"]["message"], "nope");
+    }
+
+    #[tokio::test]
+    async fn throttled_shape() {
+        let resp = throttled(
+            false,
+            std::time::Duration::from_millis(29_200),
+            Some("req-7"),
+        );
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "30");
+        assert_eq!(resp.headers()["ory-error-id"], "self_service_throttled");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v = body_of(resp).await;
+        assert_eq!(v["error"]["id"], "self_service_throttled");
+        assert_eq!(v["error"]["code"], 429);
+        assert_eq!(v["error"]["status"], "Too Many Requests");
+        assert_eq!(v["error"]["request"], "req-7");
+        let resp = throttled(true, std::time::Duration::ZERO, None);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+        let resp = throttle_unavailable(false, None);
+        assert_eq!(resp.status(), 503);
+        let v = body_of(resp).await;
+        assert_eq!(v["error"]["id"], "self_service_throttle_unavailable");
     }
 
     #[tokio::test]
