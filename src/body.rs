@@ -1,5 +1,6 @@
-//! Body helpers that keep streaming the default: look at the start of a body without
-//! consuming it, and collect a body only up to a bound.
+//! The proxy's one body type ([`Body`]: streamed upstream bodies and the gateway's own
+//! answers), and body helpers that keep streaming the default: look at the start of a body
+//! without consuming it, and collect a body only up to a bound.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -7,10 +8,24 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 
 use crate::inspection::first_significant_byte;
-use crate::respond::BoxError;
+
+/// Any error a body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The one body type of the proxy: streamed upstream bodies and the gateway's own answers.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub fn full_body(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty_body() -> Body {
+    full_body(Bytes::new())
+}
 
 /// Frames already read, followed by the rest of the body, still streaming.
 pub struct Prefixed<B> {

@@ -21,6 +21,7 @@ pub mod config;
 pub mod decision;
 pub mod diagnostic;
 pub mod enforce;
+pub mod error;
 pub mod headers;
 pub mod hooks;
 pub mod inspection;

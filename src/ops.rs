@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::metrics::Metrics;
-use crate::respond::{full_body, Body};
+use crate::body::{full_body, Body};
 use crate::status::Status;
 
 /// Readiness as the load balancer should see it.

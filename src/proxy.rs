@@ -19,11 +19,11 @@ use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::body::NotifyOnEnd;
+use crate::body::{Body, NotifyOnEnd};
 use crate::config::{Config, UpstreamUrl};
+use crate::error::GatewayError;
 use crate::headers::{self, Peer};
 use crate::metrics::{Listener, ListenerLabels, Metrics, ReasonLabels, RequestLabels, StatusClass};
-use crate::respond::{Body, GatewayError};
 
 /// What the engine and the policy know about one request/response exchange.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub struct RequestId {
 }
 
 impl RequestId {
-    fn given(id: &str) -> Self {
+    pub(crate) fn given(id: &str) -> Self {
         RequestId {
             text: OnceLock::from(id.to_owned()),
             n: 0,

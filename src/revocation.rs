@@ -133,11 +133,6 @@ impl Revoker {
         drop(log);
         tracing::error!(revocation = %target, capacity = self.capacity, also_dropped_before = also, "revocation queue full; revocation dropped");
     }
-
-    /// Revocations queued or retrying.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
 }
 
 pub struct RevocationSettings {
@@ -252,6 +247,11 @@ fn requeue(revoker: &Revoker, opened: journal::Opened, dir: &std::path::Path) {
         tracing::error!(dir = %dir.display(), dropped = opened.dropped.len(), capacity = revoker.capacity, first = %opened.dropped.first().map(|t| t.to_string()).unwrap_or_default(), "revocation journal holds more pending revocations than revocation.queue_capacity; revocations dropped");
     }
     tracing::info!(dir = %dir.display(), requeued = n, "revocation journal: pending revocations from before the restart queued again");
+}
+
+/// The wait after a failed attempt that waited `backoff`: doubled, at most `max`.
+fn next_backoff(backoff: Duration, max: Duration) -> Duration {
+    backoff.saturating_mul(2).min(max)
 }
 
 async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watch::Receiver<bool>) {
@@ -389,8 +389,11 @@ impl Worker {
                     }
                 }
             }
-            backoff = (backoff * 2).min(self.settings.max_backoff);
+            backoff = next_backoff(backoff, self.settings.max_backoff);
             attempt = attempt.saturating_add(1);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 use crate::config::Server as ServerConfig;
-use crate::respond::Body;
+use crate::body::Body;
 
 /// The hyper server builder with the limits every listener shares.
 pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {

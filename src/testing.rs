@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::kratos::KratosClient;
-use crate::respond::{full_body, Body};
+use crate::body::{full_body, Body};
 
 /// A request a [`Server`] received, body collected.
 #[derive(Debug, Clone)]

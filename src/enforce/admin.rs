@@ -10,10 +10,12 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::Enforcer;
+use crate::body::Body;
 use crate::decision::Suspect;
+use crate::error::GatewayError;
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
-use crate::respond::{self, Body, GatewayError};
+use crate::respond;
 use crate::revocation::Target;
 
 pub struct AdminPolicy {

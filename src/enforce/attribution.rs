@@ -14,9 +14,9 @@ use uuid::Uuid;
 use super::recovery::RecoveryAddresses;
 use super::Enforcer;
 use crate::decision::Suspect;
+use crate::error::GatewayError;
 use crate::inspection::{Findings, Submitted};
 use crate::kratos::{Credential, LookupError, WhoamiAnswer};
-use crate::respond::GatewayError;
 
 /// Kratos never hands out more than one credential in an answer (a token, repeated in
 /// `continue_with`, or a cookie); a response with more distinct ones than this is refused

@@ -22,14 +22,15 @@ use super::attribution::{self, Submission};
 use super::read::read_findings;
 use super::recovery::{flow_id, RecoveryAddresses};
 use super::Enforcer;
-use crate::body;
+use crate::body::{self, Body};
 use crate::config::Config;
 use crate::decision::Suspect;
+use crate::error::GatewayError;
 use crate::headers::{self, IDENTITY_ID_HEADER};
 use crate::inspection::{self, Shape};
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
-use crate::respond::{self, Body, GatewayError};
+use crate::respond;
 use crate::util::parse_uuid;
 
 pub struct PublicPolicy {
@@ -51,18 +52,18 @@ pub struct PublicPolicy {
     attribution_timeout: Duration,
     /// `enforcement.browser_redirect`.
     browser_redirect: Option<Uri>,
-    recovery_addresses: RecoveryAddresses,
+    pub(super) recovery_addresses: RecoveryAddresses,
 }
 
 /// What the public policy keeps about one exchange between request and response.
 #[derive(Debug, Default)]
 pub struct PublicCtx {
-    submission: Submission,
+    pub(super) submission: Submission,
     /// `?flow=` of a recovery submission.
-    recovery_flow: Option<Uuid>,
+    pub(super) recovery_flow: Option<Uuid>,
     /// The request presented the session cookie (a browser, not a token client): a refusal
     /// of its session also clears the cookie.
-    session_cookie_sent: bool,
+    pub(super) session_cookie_sent: bool,
 }
 
 impl PublicPolicy {
@@ -100,7 +101,9 @@ impl Policy for PublicPolicy {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        self.read_submission(exchange, ctx, request).await
+        let request = self.read_submission(exchange, ctx, request).await?;
+        // Checks that need the submission (`ctx.submission`) follow here.
+        Ok(request)
     }
 
     async fn on_response(

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::header;
 use http_body_util::BodyExt;
 
-use crate::body::{self, CollectError, Start};
+use crate::body::{self, full_body, Body, BoxError, CollectError, Start};
+use crate::error::GatewayError;
 use crate::inspection::{self, DecodeError, Findings};
-use crate::respond::{full_body, Body, BoxError, GatewayError};
 
 /// Reads the body if it may carry a credential; otherwise leaves it streaming. Reading
 /// is bounded in time: a Kratos that stalls mid-body gets a 504, not a request (and an

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{upstream_client, Exchange, Policy, Proxy};
+use crate::body::{empty_body, full_body, Body, BoxError};
 use crate::metrics::{Listener, Metrics};
-use crate::respond::{full_body, Body, BoxError};
 use crate::testing::{self, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -109,6 +109,15 @@ impl http_body::Body for ChannelBody {
 fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
     let (tx, rx) = mpsc::channel(4);
     (tx, ChannelBody(rx).boxed())
+}
+
+/// `GET target` with the Host a client would send.
+async fn get(addr: std::net::SocketAddr, target: &str) -> Response<Incoming> {
+    let request = Request::get(target)
+        .header("host", "auth.example.com")
+        .body(empty_body())
+        .expect("request");
+    send(addr, request).await
 }
 
 async fn next_data(body: &mut Incoming) -> Bytes {
@@ -242,11 +251,7 @@ async fn streams_the_response_body_before_it_ends() {
     .await;
     let addr = engine(&upstream.url(), PassThrough).await;
 
-    let request = Request::get("/stream")
-        .header("host", "auth.example.com")
-        .body(crate::respond::empty_body())
-        .expect("request");
-    let response = send(addr, request).await;
+    let response = get(addr, "/stream").await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     assert_eq!(&next_data(&mut body).await[..], b"first,");
@@ -286,11 +291,7 @@ async fn a_request_phase_answer_is_the_clients_and_kratos_is_not_asked() {
     let upstream = Server::start(|_| testing::reply(200, "")).await;
     let responses = Arc::new(AtomicUsize::new(0));
     let addr = engine(&upstream.url(), Refuses(Arc::clone(&responses))).await;
-    let request = Request::get("/sessions/whoami")
-        .header("host", "auth.example.com")
-        .body(crate::respond::empty_body())
-        .expect("request");
-    let response = send(addr, request).await;
+    let response = get(addr, "/sessions/whoami").await;
     assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
     assert!(upstream.seen().is_empty());
     assert_eq!(responses.load(Ordering::SeqCst), 0);
@@ -330,22 +331,14 @@ impl Policy for KeepsPath {
 async fn the_policy_context_goes_from_the_request_phase_to_the_response_phase() {
     let upstream = Server::start(|_| testing::reply(200, "")).await;
     let addr = engine(&upstream.url(), KeepsPath).await;
-    let request = Request::get("/self-service/settings")
-        .header("host", "auth.example.com")
-        .body(crate::respond::empty_body())
-        .expect("request");
-    let response = send(addr, request).await;
+    let response = get(addr, "/self-service/settings").await;
     assert_eq!(response.headers()["x-seen-path"], "/self-service/settings");
 }
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502_in_kratos_shape() {
     let addr = engine(&testing::closed_url().await, PassThrough).await;
-    let request = Request::get("/sessions/whoami")
-        .header("host", "auth.example.com")
-        .body(crate::respond::empty_body())
-        .expect("request");
-    let response = send(addr, request).await;
+    let response = get(addr, "/sessions/whoami").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let body = response
         .into_body()
