@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
+use crate::config_tree::{self, Node, Origin, Pos, Provenance, Value};
 use crate::diagnostic::Diagnostic;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -177,11 +178,7 @@ pub struct BlocklistConfig {
     pub cache_path: Option<PathBuf>,
     /// Re-read interval: for `path` a backstop for file systems whose change events are lost
     /// (default 10s); for `url` the poll interval (default 1s).
-    #[serde(
-        default,
-        rename = "poll_interval",
-        deserialize_with = "opt_from_str"
-    )]
+    #[serde(default, rename = "poll_interval", deserialize_with = "opt_from_str")]
     #[schemars(schema_with = "crate::schema::opt_duration")]
     poll_interval_set: Option<HumanDuration>,
     /// The re-read interval in force (`poll_interval`, else the default for the source kind).
@@ -665,25 +662,194 @@ where
         .collect()
 }
 
+/// A config file read with everything found wrong in it ([`crate::validate`] adds what it
+/// names outside itself: files, secrets, the blocklist).
+pub struct Parsed {
+    /// The file's name, as given.
+    pub name: String,
+    /// The config, also when there are errors (values in error left out or stood in for, so
+    /// that further checks can go on); `None` when the file could not be read as YAML.
+    pub config: Option<Config>,
+    /// Every error, in file order.
+    pub errors: Vec<Diagnostic>,
+    /// Values that came from the environment (overrides and `${VAR}`), in key order.
+    pub provenance: Vec<Provenance>,
+    /// Key paths with an error: further checks of them would only repeat it.
+    bad: Vec<String>,
+    tree: Option<Node>,
+}
+
+impl Parsed {
+    fn new(name: String) -> Parsed {
+        Parsed {
+            name,
+            config: None,
+            errors: Vec::new(),
+            provenance: Vec::new(),
+            bad: Vec::new(),
+            tree: None,
+        }
+    }
+
+    /// Whether `key`, a key inside it or a key around it already has an error.
+    pub fn is_bad(&self, key: &str) -> bool {
+        self.bad.iter().any(|b| {
+            b == key
+                || b.is_empty()
+                || b.strip_prefix(key)
+                    .is_some_and(|r| r.starts_with(['.', '[']))
+                || key
+                    .strip_prefix(b.as_str())
+                    .is_some_and(|r| r.starts_with(['.', '[']))
+        })
+    }
+
+    /// A diagnostic about `key`: at its position in the file (else the file's first line),
+    /// `key: message`, and where the value came from when not from the file.
+    pub fn at(&self, key: &str, message: impl fmt::Display) -> Diagnostic {
+        self.diagnostic(key, None, &message.to_string())
+    }
+
+    fn diagnostic(&self, key: &str, at: Option<Pos>, message: &str) -> Diagnostic {
+        let node = self.tree.as_ref().and_then(|t| t.get(key));
+        let at = at
+            .filter(|p| p.line > 0)
+            .or_else(|| self.tree.as_ref().and_then(|t| t.position(key)))
+            .filter(|p| p.line > 0)
+            .unwrap_or(Pos { line: 1, column: 1 });
+        let from = match node.map(|n| &n.origin) {
+            Some(Origin::Env(var)) => format!(" (from ${var})"),
+            Some(Origin::Expanded(written)) => format!(" (from `{written}`)"),
+            _ => String::new(),
+        };
+        // A message that names its key already (`hooks.secret_env names …`) does not again.
+        let message = message
+            .strip_prefix(key)
+            .filter(|rest| !key.is_empty() && rest.starts_with(' '))
+            .map_or(message, str::trim_start);
+        let message = if key.is_empty() {
+            format!("{message}{from}")
+        } else {
+            format!("{key}: {message}{from}")
+        };
+        Diagnostic::new(&self.name, at.line, at.column, message)
+    }
+
+    fn push(&mut self, key: &str, at: Option<Pos>, message: &str) {
+        let d = self.diagnostic(key, at, message);
+        self.errors.push(d);
+        self.bad.push(key.to_owned());
+    }
+
+    /// The config when nothing is wrong with it.
+    pub fn into_result(self) -> Result<Config, Vec<Diagnostic>> {
+        match self.config {
+            Some(config) if self.errors.is_empty() => Ok(config),
+            _ => Err(self.errors),
+        }
+    }
+}
+
+/// A required value in error is replaced by one of these, so that checking goes on.
+const STAND_IN: &str = "listen: {public: 127.0.0.1:0, ops: 127.0.0.1:0}\nupstream: {public: http://127.0.0.1:1, admin: http://127.0.0.1:1}\n";
+
+fn stand_in(path: &str) -> Option<Value> {
+    let scalar = |s: &str| Some(Value::Scalar(s.to_owned()));
+    match path {
+        "listen" | "upstream" => config_tree::parse(STAND_IN)
+            .ok()?
+            .get(path)
+            .map(|n| n.value.clone()),
+        "blocklist" => Some(Value::Map(Vec::new())),
+        "listen.public" | "listen.ops" => scalar("127.0.0.1:0"),
+        "upstream.public" | "upstream.admin" => scalar("http://127.0.0.1:1"),
+        _ if path.ends_with(".address") => scalar("127.0.0.1:0"),
+        _ if path.ends_with(".tls.cert") || path.ends_with(".tls.key") => scalar("stand-in"),
+        _ => None,
+    }
+}
+
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, with the process's environment.
     pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Diagnostic::whole_file(
-                &name,
-                format!("cannot read config: {e}"),
-            )]
-        })?;
-        Config::from_yaml(&text, path)
+        Config::parse_file(path, &config_tree::process_env).into_result()
     }
 
     /// Parses config text as if it had been read from `path` (relative paths resolve against
-    /// its folder).
+    /// its folder), with the process's environment.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config, Vec<Diagnostic>> {
+        Config::parse_text(text, path, &config_tree::process_env).into_result()
+    }
+
+    /// Reads a config file with every error in it; `env` gives environment variables.
+    pub fn parse_file(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Parsed {
         let name = path.display().to_string();
-        let mut config: Config =
-            serde_saphyr::from_str(text).map_err(|e| vec![Diagnostic::from_yaml(&name, &e)])?;
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse_text(&text, path, env),
+            Err(e) => {
+                let mut parsed = Parsed::new(name.clone());
+                parsed.errors.push(Diagnostic::whole_file(
+                    &name,
+                    format!("cannot read config: {e}"),
+                ));
+                parsed
+            }
+        }
+    }
+
+    /// Parses config text with every error in it: environment overrides
+    /// (`KRATOS_GATE_<KEY PATH>`) and `${VAR}` references first, then every key's value, then
+    /// the rules between keys.
+    pub fn parse_text(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Parsed {
+        let mut parsed = Parsed::new(path.display().to_string());
+        let mut tree = match config_tree::parse(text) {
+            Ok(tree) => tree,
+            Err(e) => {
+                parsed.errors.push(Diagnostic::from_yaml(&parsed.name, &e));
+                return parsed;
+            }
+        };
+        let mut problems = config_tree::apply_overrides(&mut tree, env);
+        problems.extend(config_tree::expand_all(&mut tree, env));
+        parsed.provenance = config_tree::provenance(&tree);
+        parsed.tree = Some(tree);
+        for p in problems {
+            parsed.push(&p.path, Some(p.at), &p.message);
+        }
+        let Some(tree) = parsed.tree.as_ref() else {
+            return parsed;
+        };
+        let (config, key_errors) = config_tree::deserialize_all::<Config>(tree, &stand_in);
+        for e in key_errors {
+            if !parsed.is_bad(&e.path) {
+                parsed.push(&e.path, Some(e.at), &e.message);
+            }
+        }
+        if let Some(mut config) = config {
+            config.finish(path);
+            for (key, message) in config.problems() {
+                if !parsed.is_bad(&key) {
+                    let value = parsed
+                        .tree
+                        .as_ref()
+                        .and_then(|t| t.get(&key))
+                        .filter(|n| matches!(n.value, Value::Scalar(_)))
+                        .filter(|_| message.starts_with("must ") || message.starts_with("is "))
+                        .map(|n| format!("`{}` ", n.display()))
+                        .unwrap_or_default();
+                    parsed.push(&key, None, &format!("{value}{message}"));
+                }
+            }
+            parsed.config = Some(config);
+        }
+        parsed.errors.sort_by_key(|d| (d.line, d.column));
+        parsed
+    }
+
+    /// Resolves relative paths against the config file's folder and fills values that depend
+    /// on others.
+    fn finish(&mut self, path: &Path) {
+        let config = self;
         config.source = path.to_path_buf();
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         if !config.blocklist.path.as_os_str().is_empty() {
@@ -731,108 +897,155 @@ impl Config {
                 tls.key = resolve(base, &tls.key);
             }
         }
-        config.validate(&name)?;
-        Ok(config)
     }
 
-    fn validate(&self, name: &str) -> Result<(), Vec<Diagnostic>> {
-        let mut errors = Vec::new();
-        let mut check = |ok: bool, msg: &str| {
+    /// The rules between keys and beyond a value's type: (key path, message) for each broken
+    /// one.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut errors: Vec<(String, String)> = Vec::new();
+        let mut check = |key: &str, ok: bool, msg: &str| {
             if !ok {
-                errors.push(Diagnostic::whole_file(name, msg));
+                errors.push((key.to_owned(), msg.to_owned()));
             }
         };
         check(
+            "inspection.session_cookie",
             !self.inspection.session_cookie.trim().is_empty()
                 && http::HeaderValue::from_str(&self.inspection.session_cookie).is_ok()
                 && !self.inspection.session_cookie.contains(['=', ';', ' ']),
-            "inspection.session_cookie must be a cookie name",
+            "must be a cookie name",
         );
         let attribute = |v: &str| {
             !v.contains(';') && !v.contains(char::is_whitespace) && !v.contains(char::is_control)
         };
         check(
+            "inspection.session_cookie_path",
             self.inspection.session_cookie_path.starts_with('/')
                 && attribute(&self.inspection.session_cookie_path),
-            "inspection.session_cookie_path must be a path starting with /",
+            "must be a path starting with /",
         );
         check(
+            "inspection.session_cookie_domain",
             self.inspection
                 .session_cookie_domain
                 .as_deref()
                 .is_none_or(|d| !d.is_empty() && attribute(d) && !d.contains(['/', ':', ','])),
-            "inspection.session_cookie_domain must be a domain such as example.com",
+            "must be a domain such as example.com",
         );
         check(
+            "inspection.body_limit_bytes",
             self.inspection.body_limit_bytes >= 1024,
-            "inspection.body_limit_bytes must be at least 1024",
+            "must be at least 1024",
         );
         check(
+            "revocation.concurrency",
             self.revocation.concurrency >= 1 && self.revocation.concurrency <= 64,
-            "revocation.concurrency must be between 1 and 64",
+            "must be between 1 and 64",
         );
         check(
+            "revocation.queue_capacity",
             self.revocation.queue_capacity >= 1,
-            "revocation.queue_capacity must be at least 1",
+            "must be at least 1",
         );
         check(
+            "revocation.rate_per_second",
             self.revocation.rate_per_second >= 1,
-            "revocation.rate_per_second must be at least 1",
+            "must be at least 1",
         );
         if let Some(journal) = &self.revocation.journal {
             check(
+                "revocation.journal",
                 !journal.as_os_str().is_empty(),
-                "revocation.journal must be a directory path",
+                "must be a directory path",
             );
             // The blocklist's folder is watched: journal writes there would keep waking the
             // reloader and delay reloads.
             check(
-                self.blocklist.path.parent().map(normalise) != Some(normalise(journal)),
-                "revocation.journal must not be the blocklist's folder (use a directory of its own, e.g. revocations)",
+                "revocation.journal",
+                journal.as_os_str().is_empty()
+                    || self.blocklist.path.parent().map(normalise) != Some(normalise(journal)),
+                "must not be the blocklist's folder (use a directory of its own, e.g. revocations)",
             );
         }
         check(
+            "blocklist.email_traits",
             self.blocklist
                 .email_traits
                 .iter()
                 .all(|p| !p.trim().is_empty() && p.split('.').all(|s| !s.is_empty())),
-            "blocklist.email_traits entries are dot-separated paths such as traits.email",
+            "entries are dot-separated paths such as traits.email",
         );
         check(
+            "server.max_header_bytes",
             self.server.max_header_bytes >= 8192,
-            "server.max_header_bytes must be at least 8192",
+            "must be at least 8192",
         );
         check(
+            if self.blocklist.url.is_some() {
+                "blocklist.url"
+            } else {
+                "blocklist"
+            },
             self.blocklist.path.as_os_str().is_empty() != self.blocklist.url.is_none(),
-            "blocklist: set exactly one of blocklist.path (a local file) and blocklist.url (a remote source)",
+            "set exactly one of blocklist.path (a local file) and blocklist.url (a remote source)",
         );
         check(
+            "blocklist.cache_path",
             self.blocklist.cache_path.is_none() || self.blocklist.url.is_some(),
-            "blocklist.cache_path is only used with blocklist.url",
+            "is only used with blocklist.url",
         );
         check(
+            "blocklist.cache_path",
             self.blocklist
                 .cache_path
                 .as_ref()
                 .is_none_or(|p| p.file_name().is_some()),
-            "blocklist.cache_path must be a file path",
+            "must be a file path",
         );
         check(
+            "blocklist.poll_interval",
             !self.blocklist.poll_interval.get().is_zero(),
-            "blocklist.poll_interval must be more than 0s",
+            "must be more than 0s",
         );
         check(
-            self.listen.public.address.port() == 0
-                || (self.listen.admin.as_ref().map(|a| a.address)
-                    != Some(self.listen.public.address)
-                    && self.listen.ops != self.listen.public.address),
-            "listen.public, listen.admin and listen.ops must be different addresses",
+            "hooks.secret_header",
+            http::HeaderName::from_bytes(self.hooks.secret_header.trim().as_bytes()).is_ok(),
+            "is not a header name",
         );
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
+        // The throttle's rules name their key first: `throttle.backoff.cap must be …`.
+        for message in self.throttle.validate() {
+            let (key, rest) = message.split_once(' ').unwrap_or(("throttle", &message));
+            errors.push((key.to_owned(), rest.to_owned()));
         }
+        // Every listener needs an address of its own (port 0: the system picks one each).
+        let listeners = [
+            ("listen.public", Some(self.listen.public.address)),
+            (
+                "listen.admin",
+                self.listen.admin.as_ref().map(|a| a.address),
+            ),
+            ("listen.ops", Some(self.listen.ops)),
+            ("listen.hooks", self.listen.hooks),
+        ];
+        let bound: Vec<(&str, SocketAddr)> = listeners
+            .iter()
+            .filter_map(|(k, a)| a.map(|a| (*k, a)))
+            .collect();
+        for (i, (key, addr)) in bound.iter().enumerate() {
+            let earlier = bound
+                .iter()
+                .take(i)
+                .find(|(_, other)| overlaps(*addr, *other));
+            if let Some((other_key, other)) = earlier {
+                errors.push((
+                    (*key).to_owned(),
+                    format!(
+                        "`{addr}` is the address of {other_key} too (`{other}`); every listener needs an address of its own"
+                    ),
+                ));
+            }
+        }
+        errors
     }
 
     /// The admin API key, if one is configured (file first, then environment).
@@ -872,6 +1085,14 @@ fn secret(file: Option<&Path>, env: Option<&str>, key: &str) -> Result<Option<St
         };
     }
     Ok(None)
+}
+
+/// Whether two listeners would take the same port: the same address, or one of them on every
+/// address (`0.0.0.0`, `[::]`). Port 0 never collides.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// `p` without `.` components and trailing slashes (lexically; no file system access).
@@ -1018,7 +1239,8 @@ mod tests {
         for bad in ["\"\"", ".", "./", "/etc/kratos-gate/"] {
             let errs = parse(&format!("{MINIMAL}revocation:\n  journal: {bad}\n")).expect_err(bad);
             assert!(
-                errs[0].message.contains("revocation.journal must"),
+                errs[0].message.starts_with("revocation.journal: ")
+                    && errs[0].message.contains(" must "),
                 "{bad}: {errs:?}"
             );
         }
@@ -1050,8 +1272,10 @@ mod tests {
         );
         // A remote source is polled every second unless told otherwise; a file every 10s.
         assert_eq!(c.blocklist.poll_interval.get(), Duration::from_secs(1));
-        let c = parse(&format!("{remote}\n  poll_interval: 3s\n  require_on_start: false\n"))
-            .expect("valid");
+        let c = parse(&format!(
+            "{remote}\n  poll_interval: 3s\n  require_on_start: false\n"
+        ))
+        .expect("valid");
         assert_eq!(c.blocklist.poll_interval.get(), Duration::from_secs(3));
         assert!(!c.blocklist.require_on_start);
         let c = parse(&format!("{MINIMAL}  poll_interval: 2s\n")).expect("valid");

@@ -22,6 +22,11 @@ use serde_saphyr::Spanned;
 /// Environment variables overriding keys start with this.
 pub const ENV_PREFIX: &str = "KRATOS_GATE_";
 
+/// The process environment, as the config reads it.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// A place in the config file; line 0 when a value has none (it came from the environment).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
@@ -1167,7 +1172,7 @@ struct MapDe<'a> {
     next: usize,
 }
 
-impl<'de, 'a> de::MapAccess<'de> for MapDe<'a> {
+impl<'de> de::MapAccess<'de> for MapDe<'_> {
     type Error = DeError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -1208,7 +1213,7 @@ struct SeqDe<'a> {
     next: usize,
 }
 
-impl<'de, 'a> de::SeqAccess<'de> for SeqDe<'a> {
+impl<'de> de::SeqAccess<'de> for SeqDe<'_> {
     type Error = DeError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(

@@ -18,6 +18,7 @@
 pub mod blocklist;
 pub mod body;
 pub mod config;
+pub mod config_tree;
 pub mod decision;
 pub mod diagnostic;
 pub mod enforce;
