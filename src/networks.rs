@@ -800,6 +800,104 @@ mod tests {
         assert_eq!(client_address(peer, &h, &trusted), ip("10.1.1.1"));
     }
 
+    use crate::blocklist::Blocklist;
+
+    const FILE: &str = "networks:\n  - 192.0.2.0/24\n  - network: 2001:db8::/32\n    reason: abuse\n    until: 2100-01-01T00:00:00Z\n    mode: report\n    ticket: OPS-7\n  - \"::1\"\n  - '::ffff:198.51.100.7'\n  - 203.0.113.9 # one address\n";
+
+    #[test]
+    fn both_readers_read_the_networks_section_alike() {
+        let fast = Blocklist::parse_fast_path_only(FILE, "b.yaml");
+        let saphyr = Blocklist::parse_with_serde_saphyr(FILE, "b.yaml").expect("valid");
+        if let Some(fast) = fast {
+            assert_eq!(fast.expect("valid"), saphyr);
+        }
+        assert_eq!(Blocklist::parse(FILE, "b.yaml").expect("valid"), saphyr);
+        let list = saphyr.blocklist;
+        assert_eq!(list.len(), 5);
+        assert_eq!(list.networks().len(), 5);
+        let (n, e) = list.lookup_network(ip("2001:db8::5"), NOW).expect("listed");
+        assert_eq!(n.to_string(), "2001:db8::/32");
+        assert_eq!(
+            (e.mode, e.reason.as_deref(), e.line, e.column),
+            (Mode::Report, Some("abuse"), 3, 5)
+        );
+        assert_eq!(e.meta_text(), "ticket=OPS-7");
+        assert!(list.lookup_network(ip("::1"), NOW).is_some());
+        assert!(list.lookup_network(ip("198.51.100.7"), NOW).is_some());
+        assert!(list.lookup_network(ip("203.0.113.9"), NOW).is_some());
+        assert!(list.lookup_network(ip("203.0.113.10"), NOW).is_none());
+        assert_eq!(list.expiring_count(NOW), 1);
+    }
+
+    #[test]
+    fn plain_addresses_are_read_as_text_by_both_readers() {
+        let text = "networks:\n  - 10.0.0.0/8\n  - 192.0.2.7\n  - 2001:db8::1\n  - 2001:db8::/48\n  - fe80::/10\n";
+        let saphyr = Blocklist::parse_with_serde_saphyr(text, "b.yaml").expect("valid");
+        assert_eq!(saphyr.blocklist.networks().len(), 5);
+        let fast = Blocklist::parse_fast_path_only(text, "b.yaml").expect("the fast path reads it");
+        assert_eq!(fast.expect("valid"), saphyr);
+    }
+
+    #[test]
+    fn bad_networks_are_errors_at_their_position() {
+        let text = "networks:\n  - 192.0.2.0/33\n  - not-a-network\n  - id: 192.0.2.1\n  - {network: \"10.0.0.0/8\", mode: sometimes}\n  - network: 2001:db8::/129\n";
+        for errors in [
+            Blocklist::parse(text, "b.yaml").expect_err("invalid"),
+            Blocklist::parse_with_serde_saphyr(text, "b.yaml").expect_err("invalid"),
+        ] {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            assert_eq!(text.len(), 5, "{text:#?}");
+            assert_eq!(
+                text[0],
+                "b.yaml:2:5: `192.0.2.0/33`: prefix length /33 is longer than /32, the length of an IPv4 address"
+            );
+            assert!(
+                text[1].starts_with("b.yaml:3:5: `not-a-network` is not a network"),
+                "{}",
+                text[1]
+            );
+            assert!(
+                text[2].starts_with("b.yaml:4:") && text[2].contains("written with `network:`"),
+                "{}",
+                text[2]
+            );
+            assert!(
+                text[3].starts_with("b.yaml:5:") && text[3].contains("`mode: sometimes`"),
+                "{}",
+                text[3]
+            );
+            assert!(
+                text[4].starts_with("b.yaml:6:") && text[4].contains("/129"),
+                "{}",
+                text[4]
+            );
+        }
+    }
+
+    #[test]
+    fn host_bits_and_networks_listed_twice_are_warnings() {
+        let text = "networks:\n  - 10.0.0.1/8\n  - 192.0.2.1\n  - network: ::ffff:192.0.2.1\n    mode: report\n";
+        let parsed = Blocklist::parse(text, "b.yaml").expect("valid");
+        let w: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(
+            w[0].starts_with("b.yaml:2:5: 10.0.0.1/8 has host bits set"),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].starts_with("b.yaml:4:5: network 192.0.2.1/32 is listed twice (first at line 3)")
+                && w[1].contains("the enforced entry applies"),
+            "{}",
+            w[1]
+        );
+        let list = parsed.blocklist;
+        assert_eq!(list.networks().len(), 2);
+        let (_, e) = list.lookup_network(ip("192.0.2.1"), NOW).expect("listed");
+        assert_eq!(e.mode, Mode::Enforce);
+        assert!(list.lookup_network(ip("10.255.0.1"), NOW).is_some());
+    }
+
     #[test]
     fn entries_keep_their_metadata() {
         let mut t = NetworkTable::default();

@@ -84,6 +84,8 @@ impl Target {
             SectionKind::Identities => self.id().and_then(|id| list.identities.get(&id)),
             SectionKind::Emails => list.emails.get(&self.key).cloned(),
             SectionKind::Domains => list.domains.get(&self.key).cloned(),
+            // `block` and `unblock` name ids, addresses and domains only.
+            SectionKind::Networks => None,
         }
     }
 
@@ -92,6 +94,7 @@ impl Target {
             SectionKind::Identities => "id",
             SectionKind::Emails => "email",
             SectionKind::Domains => "domain",
+            SectionKind::Networks => "network",
         }
     }
 
@@ -103,6 +106,7 @@ impl Target {
             }
             SectionKind::Emails => email_key(text).is_ok_and(|k| k == self.key),
             SectionKind::Domains => domain_entry_key(text).is_ok_and(|k| k == self.key),
+            SectionKind::Networks => false,
         }
     }
 }
@@ -112,6 +116,7 @@ fn section_name(kind: SectionKind) -> &'static str {
         SectionKind::Identities => "identities",
         SectionKind::Emails => "emails",
         SectionKind::Domains => "email_domains",
+        SectionKind::Networks => "networks",
     }
 }
 

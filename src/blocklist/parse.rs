@@ -16,6 +16,7 @@ use super::scan;
 use super::table::{Extra, IdRec, IdTable, NO_EXTRA};
 use super::types::{Blocklist, Entry, Mode};
 use crate::diagnostic::Diagnostic;
+use crate::networks::{parse_network, NetworkError, NetworkTable};
 use crate::util::{checksum, parse_timestamp, parse_uuid};
 
 /// What parsing produced besides the list: things worth telling ops that do not make the file
@@ -26,12 +27,13 @@ pub struct Parsed {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// The three sections of the file.
+/// The sections of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SectionKind {
     Identities,
     Emails,
     Domains,
+    Networks,
 }
 
 /// One section of the file: its YAML key, the key of its entries, and how an entry's text
@@ -106,6 +108,8 @@ pub(super) struct Collector<'s> {
     domain_warnings: Vec<Diagnostic>,
     emails: HashMap<String, Entry>,
     domains: HashMap<String, Entry>,
+    network_warnings: Vec<Diagnostic>,
+    networks: NetworkTable,
 }
 
 impl<'s> Collector<'s> {
@@ -119,6 +123,8 @@ impl<'s> Collector<'s> {
             domain_warnings: Vec::new(),
             emails: HashMap::new(),
             domains: HashMap::new(),
+            network_warnings: Vec::new(),
+            networks: NetworkTable::default(),
         }
     }
 
@@ -215,6 +221,46 @@ impl<'s> Collector<'s> {
             SectionKind::Identities => self.identity(item),
             SectionKind::Emails => self.string(item, &EMAILS),
             SectionKind::Domains => self.string(item, &DOMAINS),
+            SectionKind::Networks => self.network(item),
+        }
+    }
+
+    /// A `networks` entry: a CIDR network or a single address, IPv4 or IPv6 (IPv4-mapped
+    /// IPv6 as IPv4). Host bits set (`10.0.0.1/8`) are a warning: the whole network applies.
+    fn network(&mut self, item: Item<'_>) {
+        let Some(((value, at), entry)) = self.entry(item, "networks", "network") else {
+            return;
+        };
+        let value = value.trim();
+        match parse_network(value) {
+            Ok(n) => {
+                if let Some(message) = n.host_bits_warning(value) {
+                    self.network_warnings
+                        .push(Diagnostic::new(self.source, at.line, at.column, message));
+                }
+                match self.networks.get_mut(&n.net) {
+                    Some(existing) => {
+                        self.network_warnings.push(duplicate(
+                            self.source,
+                            "network",
+                            &n.net,
+                            &entry,
+                            existing,
+                        ));
+                        merge_entries(existing, entry);
+                    }
+                    None => {
+                        self.networks.insert(n.net, entry);
+                    }
+                }
+            }
+            Err(NetworkError::Malformed) => self.error(
+                at,
+                format!(
+                    "`{value}` is not a network (expected a CIDR network or an address such as 192.0.2.0/24, 192.0.2.7 or 2001:db8::/32)"
+                ),
+            ),
+            Err(e) => self.error(at, format!("`{value}`: {e}")),
         }
     }
 
@@ -344,11 +390,13 @@ impl<'s> Collector<'s> {
         warnings.sort_by_key(|d| (d.line, d.column));
         warnings.append(&mut self.email_warnings);
         warnings.append(&mut self.domain_warnings);
+        warnings.append(&mut self.network_warnings);
         Ok(Parsed {
             blocklist: Blocklist {
                 identities: IdTable::build(ids, &self.extras),
                 emails: self.emails,
                 domains: self.domains,
+                networks: self.networks,
                 checksum,
             },
             warnings,
@@ -436,6 +484,7 @@ impl Blocklist {
                 (SectionKind::Identities, raw.identities),
                 (SectionKind::Emails, raw.emails),
                 (SectionKind::Domains, raw.email_domains),
+                (SectionKind::Networks, raw.networks),
             ];
             for (section, items) in sections {
                 for item in items.unwrap_or_default() {

@@ -62,9 +62,12 @@ pub(super) struct RawFile {
     pub(super) emails: Option<Vec<Spanned<RawEntry>>>,
     #[serde(default)]
     pub(super) email_domains: Option<Vec<Spanned<RawEntry>>>,
+    #[serde(default)]
+    pub(super) networks: Option<Vec<Spanned<RawEntry>>>,
 }
 
-/// One list item: a bare value, or a map with the section's key (`id`, `email`, `domain`) and
+/// One list item: a bare value, or a map with the section's key (`id`, `email`, `domain`,
+/// `network`) and
 /// optional `reason`, `until` and `mode`.
 // Short-lived parse intermediate; boxing would only add allocations per entry.
 #[allow(clippy::large_enum_variant)]
@@ -81,7 +84,8 @@ pub(super) enum RawEntry {
 }
 
 const ENTRY_FIELDS: &[&str] = &[
-    "id", "email", "domain", "reason", "until", "mode", "ticket", "added_by", "note", "meta",
+    "id", "email", "domain", "network", "reason", "until", "mode", "ticket", "added_by", "note",
+    "meta",
 ];
 
 /// A `meta:` map of strings, in file order.
@@ -117,7 +121,7 @@ impl<'de> Deserialize<'de> for RawEntry {
         impl<'de> Visitor<'de> for EntryVisitor {
             type Value = RawEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a value, or a map with `id`/`email`/`domain` and optional `reason`, `until`, `mode`, `ticket`, `added_by`, `note`, `meta`")
+                f.write_str("a value, or a map with `id`/`email`/`domain`/`network` and optional `reason`, `until`, `mode`, `ticket`, `added_by`, `note`, `meta`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawEntry, E> {
                 Ok(RawEntry::Bare(v.to_owned()))
@@ -134,10 +138,10 @@ impl<'de> Deserialize<'de> for RawEntry {
                 let mut meta_map = false;
                 while let Some(k) = map.next_key::<String>()? {
                     match k.as_str() {
-                        "id" | "email" | "domain" => {
+                        "id" | "email" | "domain" | "network" => {
                             if let Some((prev, _)) = &key {
                                 return Err(de::Error::custom(format!(
-                                    "an entry has one of `id`, `email`, `domain`; this one has `{prev}` and `{k}`"
+                                    "an entry has one of `id`, `email`, `domain`, `network`; this one has `{prev}` and `{k}`"
                                 )));
                             }
                             let v = map.next_value::<Spanned<String>>()?;

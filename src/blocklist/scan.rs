@@ -2,8 +2,8 @@
 //!
 //! ```yaml
 //! identities:                      # a section key at column 1 (`identities`, `emails`,
-//!   - 3f1c7f52-…                   #   `email_domains`), or `key: []`
-//!   - id: 9b2e4c1a-…               # a bare value, or a map of `id`/`email`/`domain`,
+//!   - 3f1c7f52-…                   #   `email_domains`, `networks`), or `key: []`
+//!   - id: 9b2e4c1a-…               # a bare value, or a map of `id`/`email`/`domain`/`network`,
 //!     reason: chargeback fraud     #   `reason`, `until`, `mode`, one key a line
 //!     until: 2027-01-01T00:00:00Z
 //!     ticket: OPS-123              # metadata: `ticket`, `added_by`, `note` (a `meta:`
@@ -44,7 +44,7 @@ impl<'a> Pending<'a> {
     /// Adds one `key: value`; `None` for an unknown or repeated key (serde-saphyr's error).
     fn add(&mut self, key: &'a str, value: Value<'a>) -> Option<()> {
         match key {
-            "id" | "email" | "domain" => {
+            "id" | "email" | "domain" | "network" => {
                 if self.key.is_some() {
                     return None;
                 }
@@ -96,7 +96,7 @@ fn scan_inner<'a>(text: &'a str, c: &mut Collector<'_>) -> Option<()> {
     // The section's items' indent, once its first item was read; `None` also after `key: []`.
     let mut item_indent: Option<usize> = None;
     let mut flow_empty = false;
-    let mut seen = [false; 3];
+    let mut seen = [false; 4];
     let mut started = false;
     let mut pending: Option<Pending<'a>> = None;
 
@@ -125,6 +125,7 @@ fn scan_inner<'a>(text: &'a str, c: &mut Collector<'_>) -> Option<()> {
                 "identities" => SectionKind::Identities,
                 "emails" => SectionKind::Emails,
                 "email_domains" => SectionKind::Domains,
+                "networks" => SectionKind::Networks,
                 _ => return None,
             };
             let slot = seen.get_mut(kind as usize)?;
@@ -313,7 +314,11 @@ fn strip_comment(text: &str) -> Option<&str> {
 /// only read this plain scalar as a string. Conservative: anything that might be a number
 /// is refused, even if it is not one.
 fn plain_is_string(value: &str) -> bool {
-    if is_uuid_shaped(value) || value.contains('@') {
+    // A dotted quad (a `networks` entry) has too many dots for a number in any schema.
+    if is_uuid_shaped(value)
+        || value.contains('@')
+        || value.parse::<std::net::Ipv4Addr>().is_ok()
+    {
         return true;
     }
     let words = [

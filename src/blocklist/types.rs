@@ -3,12 +3,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use uuid::Uuid;
 
 use super::keys::address_key;
 use super::table::IdTable;
+use crate::networks::NetworkTable;
 use crate::util::{parse_uuid, unix_now};
 
 /// Whether a match is enforced or only reported (dry run).
@@ -102,6 +106,8 @@ pub struct Blocklist {
     pub(super) emails: HashMap<String, Entry>,
     /// Lower-cased domains, without a trailing dot.
     pub(super) domains: HashMap<String, Entry>,
+    /// `networks`: matched against the client address of a request.
+    pub(super) networks: NetworkTable,
     pub(super) checksum: u64,
 }
 
@@ -190,9 +196,21 @@ impl Blocklist {
         !self.emails.is_empty() || !self.domains.is_empty()
     }
 
+    /// The entry that decides about a client address at `now`: the strictest in force
+    /// whose network contains it (see [`NetworkTable::strictest_at`]). Allocation-free;
+    /// nothing to do when the list has no networks.
+    pub fn lookup_network(&self, ip: IpAddr, now: i64) -> Option<(IpNet, &Entry)> {
+        self.networks.strictest_at(ip, now)
+    }
+
+    /// The `networks` entries.
+    pub fn networks(&self) -> &NetworkTable {
+        &self.networks
+    }
+
     /// Number of entries in all sections, in force or not.
     pub fn len(&self) -> usize {
-        self.identities.len() + self.emails.len() + self.domains.len()
+        self.identities.len() + self.emails.len() + self.domains.len() + self.networks.len()
     }
 
     pub fn identity_count(&self) -> usize {
@@ -211,6 +229,7 @@ impl Blocklist {
             .map(|(_, e)| e)
             .chain(self.emails.values().cloned())
             .chain(self.domains.values().cloned())
+            .chain(self.networks.entries_with_until().cloned())
             .filter(|e| e.until.is_some())
     }
 
