@@ -18,11 +18,9 @@
 pub mod blocklist;
 pub mod body;
 pub mod config;
-pub mod config_tree;
 pub mod decision;
 pub mod diagnostic;
 pub mod enforce;
-pub mod error;
 pub mod headers;
 pub mod hooks;
 pub mod inspection;
@@ -33,6 +31,7 @@ pub mod networks;
 pub mod ops;
 pub mod paths;
 pub mod proxy;
+pub mod refresh;
 pub mod reload;
 pub mod respond;
 pub mod revocation;
@@ -53,6 +52,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::blocklist::source::Loaded;
+use crate::blocklist::store::BlocklistStore;
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
 use crate::enforce::{AdminPolicy, Enforcer, PublicPolicy};
@@ -60,7 +61,6 @@ use crate::kratos::KratosClient;
 use crate::metrics::{Listener, Metrics};
 use crate::ops::Readiness;
 use crate::proxy::{Policy, Proxy};
-use crate::reload::{BlocklistStore, ReloadTriggers};
 use crate::revocation::RevocationSettings;
 
 /// Why the gateway could not start.
@@ -90,7 +90,7 @@ pub struct Gateway {
     blocklist: Arc<BlocklistStore>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
-    triggers: ReloadTriggers,
+    triggers: refresh::Triggers,
     stop_listeners: watch::Sender<bool>,
     stop_background: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
@@ -100,19 +100,19 @@ pub struct Gateway {
     shutdown_delay: std::time::Duration,
 }
 
-/// Loads config-dependent state that can fail on bad input (before anything is bound).
-pub fn load_blocklist(
-    config: &Config,
-    metrics: Arc<Metrics>,
-) -> Result<(BlocklistStore, Vec<Diagnostic>), Vec<Diagnostic>> {
-    BlocklistStore::load(&config.blocklist.path, metrics)
+/// Reads and checks the blocklist, binds every listener and starts serving.
+pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    let loaded = blocklist::source::load(&config.blocklist)
+        .await
+        .map_err(StartError::Invalid)?;
+    start_with(config, loaded).await
 }
 
-/// Validates config and blocklist, binds every listener and starts serving.
-pub async fn start(config: Config) -> Result<Gateway, StartError> {
+/// [`start`] with the blocklist already read and parsed (the binary checks it before it
+/// builds the runtime): the list is parsed once.
+pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, StartError> {
     let metrics = Arc::new(Metrics::new());
-    let (store, warnings) =
-        load_blocklist(&config, Arc::clone(&metrics)).map_err(StartError::Invalid)?;
+    let (store, warnings) = BlocklistStore::new(loaded, Arc::clone(&metrics));
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -150,13 +150,14 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         background_rx.clone(),
     )
     .map_err(StartError::Setup)?;
-    let public_cert = load_cert("public", &config.listen.public)?;
+    let quiet = config.blocklist.debounce.get();
+    let public_cert = load_cert("public", &config.listen.public, quiet)?;
     let admin_cert = match &config.listen.admin {
-        Some(a) => load_cert("admin", a)?,
+        Some(a) => load_cert("admin", a, quiet)?,
         None => None,
     };
-    let public_tls = acceptor("public", &public_cert)?;
-    let admin_tls = acceptor("admin", &admin_cert)?;
+    let public_tls = acceptor("public", &public_cert, &config.server)?;
+    let admin_tls = acceptor("admin", &admin_cert, &config.server)?;
 
     let public = bind("public", config.listen.public.address).await?;
     let admin = match &config.listen.admin {
@@ -295,22 +296,26 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         )));
     }
 
-    let triggers = ReloadTriggers::default();
-    let watcher = reload::watch_folder(blocklist.path(), &triggers);
+    let triggers = refresh::Triggers::default();
+    // The watch starts before the reloader is spawned: no change after start-up slips past.
+    let schedule = refresh::Schedule::start(
+        vec![Arc::clone(blocklist.source())],
+        triggers.clone(),
+        config.blocklist.poll_interval.get(),
+        config.blocklist.debounce.get(),
+    );
     let certs: Vec<_> = [public_cert, admin_cert].into_iter().flatten().collect();
     let background = vec![
         tokio::spawn(tls::run_cert_reloader(
             certs,
             config.blocklist.poll_interval.get(),
+            config.blocklist.debounce.get(),
             background_rx.clone(),
         )),
         revocation_task,
         tokio::spawn(reload::run_reloader(
             Arc::clone(&blocklist),
-            watcher,
-            config.blocklist.poll_interval.get(),
-            config.blocklist.debounce.get(),
-            triggers.clone(),
+            schedule,
             on_change,
             background_rx,
         )),
@@ -419,7 +424,7 @@ fn spawn_proxy<P: Policy>(
     proxy: Proxy<P>,
     seconds: metrics::LatencyHistogram,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<server::Tls>,
     stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) -> JoinHandle<()> {
@@ -449,10 +454,11 @@ fn spawn_proxy<P: Policy>(
 fn load_cert(
     listener: &'static str,
     listen: &config::ListenAddr,
+    quiet: std::time::Duration,
 ) -> Result<Option<Arc<tls::ReloadingCert>>, StartError> {
     match &listen.tls {
         None => Ok(None),
-        Some(files) => tls::ReloadingCert::load(&files.cert, &files.key)
+        Some(files) => tls::ReloadingCert::load(&files.cert, &files.key, quiet)
             .map(|c| Some(Arc::new(c)))
             .map_err(|e| StartError::Setup(format!("listen.{listener}.tls: {e}"))),
     }
@@ -461,9 +467,10 @@ fn load_cert(
 fn acceptor(
     listener: &'static str,
     cert: &Option<Arc<tls::ReloadingCert>>,
-) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    server: &config::Server,
+) -> Result<Option<server::Tls>, StartError> {
     cert.as_ref()
-        .map(|c| tls::acceptor(Arc::clone(c)))
+        .map(|c| tls::acceptor(Arc::clone(c)).map(|a| server::Tls::new(a, server)))
         .transpose()
         .map_err(|e| StartError::Setup(format!("listen.{listener}.tls: {e}")))
 }

@@ -22,7 +22,7 @@ use kratos_gate::util::unix_now;
 use kratos_gate::config::Config;
 use kratos_gate::diagnostic;
 use kratos_gate::logging::{self, Format};
-use kratos_gate::reload::read_blocklist;
+use kratos_gate::blocklist::source::read_blocklist;
 
 /// `--version`: the package version and the commit it was built from.
 const VERSION: &str = concat!(

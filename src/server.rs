@@ -16,10 +16,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 use crate::config::Server as ServerConfig;
-use crate::body::Body;
+use crate::respond::Body;
+
+/// TLS on a listener: the acceptor, and how long a handshake may take (as long as a request
+/// head may take to arrive, `server.header_read_timeout`).
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: TlsAcceptor,
+    pub handshake_timeout: Duration,
+}
+
+impl Tls {
+    pub fn new(acceptor: TlsAcceptor, config: &ServerConfig) -> Self {
+        Tls {
+            acceptor,
+            handshake_timeout: config.header_read_timeout.get(),
+        }
+    }
+}
 
 /// The hyper server builder with the limits every listener shares.
 pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
@@ -47,15 +62,13 @@ pub async fn serve<F, Fut>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     handler: F,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
     F: Fn(Request<Incoming>, SocketAddr, bool) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    // A TLS handshake must finish as fast as a request head must arrive.
-    let handshake_timeout = HANDSHAKE_TIMEOUT;
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -86,8 +99,9 @@ pub async fn serve<F, Fut>(
                             }
                         });
                     }
-                    Some(acceptor) => {
+                    Some(Tls { acceptor, handshake_timeout }) => {
                         // The handshake runs in the connection's task, never in the accept loop.
+                        let handshake_timeout = *handshake_timeout;
                         let accept = acceptor.accept(stream);
                         let builder = builder.clone();
                         let watcher = graceful.watcher();

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::reload::{BlocklistStore, LoadState};
+use crate::blocklist::store::{BlocklistStore, LoadState};
 
 /// What the ops listener reports about the blocklist.
 pub struct Status {
@@ -73,7 +73,7 @@ impl Status {
         let s: LoadState = self.blocklist.state();
         BlocklistStatus {
             sha256: s.sha256,
-            source: self.blocklist.path().display().to_string(),
+            source: self.blocklist.name(),
             loaded_at: rfc3339(s.loaded_at),
             last_reload_success_at: rfc3339(s.last_reload_success),
             entries: Entries {

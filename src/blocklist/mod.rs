@@ -1,7 +1,7 @@
 //! The blocklist: which identities may not hold a session.
 //!
-//! A parsed file becomes an immutable [`Blocklist`]; the reloader swaps whole snapshots
-//! (see `reload.rs`), so a lookup never locks and never sees half a file.
+//! A parsed file becomes an immutable [`Blocklist`]; the [`store`] swaps whole snapshots, so
+//! a lookup never locks and never sees half a file.
 //!
 //! - `types`: entries and the list's lookups by id, address and domain
 //! - `table`: the compact identity table
@@ -11,7 +11,11 @@
 //! - [`diff`]: what changed between two lists
 //! - `lint`: findings that do not make a list invalid
 //! - [`edit`]: `kratos-gate block | unblock`
+//! - [`source`]: where the bytes come from, and the list read at start-up
+//! - [`store`]: the list in force, swapped whole on each reload; [`audit`]: what a reload
+//!   changed
 
+pub mod audit;
 pub mod diff;
 pub mod edit;
 mod keys;
@@ -19,6 +23,8 @@ mod lint;
 mod parse;
 mod raw;
 mod scan;
+pub mod source;
+pub mod store;
 mod table;
 mod types;
 
@@ -26,7 +32,3 @@ pub use diff::Changes;
 pub use keys::{is_public_suffix, normalize_domain, normalize_email};
 pub use parse::Parsed;
 pub use types::{Blocklist, Entry, Matched, Metadata, Mode, METADATA_KEYS};
-
-// Integration tests still take the clock from here.
-#[doc(hidden)]
-pub use crate::util::unix_now;

@@ -30,9 +30,8 @@ use crate::kratos::KratosClient;
 use crate::metrics::Metrics;
 use crate::paths;
 use crate::proxy::Exchange;
-use crate::reload::BlocklistStore;
-use crate::body::Body;
-use crate::error::GatewayError;
+use crate::blocklist::store::BlocklistStore;
+use crate::respond::{Body, GatewayError};
 use crate::revocation::{Revoker, Target};
 use crate::util::unix_now;
 

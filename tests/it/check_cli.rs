@@ -74,7 +74,7 @@ fn check_reports_config_errors_with_position() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.starts_with(&format!(
-            "{}:10:3: upstream.retries: unknown key `retries`; expected one of `public`, `admin`,",
+            "{}:10:3: unknown field `retries`",
             config(dir.path())
         )),
         "{err}"
@@ -186,7 +186,7 @@ fn a_blocklist_path_pointing_at_something_huge_is_refused_not_read() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("huge.yaml");
     let file = std::fs::File::create(&path).expect("create");
-    file.set_len(kratos_gate::reload::MAX_BLOCKLIST_BYTES + 1)
+    file.set_len(kratos_gate::blocklist::source::MAX_BLOCKLIST_BYTES + 1)
         .expect("sparse file");
     let (code, _, err) = run(bin().args(["check", "--blocklist", &path.display().to_string()]));
     assert_eq!(code, 2, "{err}");

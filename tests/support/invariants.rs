@@ -8,7 +8,8 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use kratos_gate::blocklist::{unix_now, Blocklist};
+use kratos_gate::blocklist::Blocklist;
+use kratos_gate::util::unix_now;
 use kratos_gate::headers::{
     is_session_cookie_name, session_cookies, set_cookie_name, set_cookie_value, strip_hop_by_hop,
     strip_session_set_cookies,

@@ -1,0 +1,299 @@
+//! The blocklist in force: a snapshot swapped whole on every successful reload, so that a
+//! lookup never locks and never sees half a list, and what `GET /blocklist` reports of it.
+//! A list that fails to load leaves the last good one in force.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::audit::Audit;
+use super::source::{parse_bytes, Loaded};
+use super::{Blocklist, Changes};
+use crate::diagnostic::{self, Diagnostic};
+use crate::metrics::{EntryCounts, Metrics, ReloadResult};
+use crate::refresh::{Fetched, Source};
+use crate::util::{checksum, sha256_hex, unix_now, unix_secs};
+
+/// The blocklist in force, swapped whole on every successful reload. Readers never lock.
+pub struct BlocklistStore {
+    current: ArcSwap<Blocklist>,
+    source: Arc<dyn Source>,
+    metrics: Arc<Metrics>,
+    /// Serialises reloads (watch, poll and SIGHUP may fire together); readers never take it.
+    reload_lock: Mutex<()>,
+    /// What `GET /blocklist` reports; taken briefly by reloads and the ops listener only.
+    state: Mutex<LoadState>,
+    /// The content last fetched failed to parse: a source's "unchanged" then means that same
+    /// broken content, and the error stays.
+    fetched_invalid: AtomicBool,
+}
+
+/// What the gateway knows about the list in force and its last reloads.
+#[derive(Debug, Clone)]
+pub struct LoadState {
+    /// SHA-256 of the file the list in force was parsed from, lower-case hex.
+    pub sha256: String,
+    /// When the list in force was loaded.
+    pub loaded_at: SystemTime,
+    /// When the file was last read successfully (a change applied, or the same content).
+    pub last_reload_success: SystemTime,
+    /// Entries in force (enforced, `until` not passed) by kind, as of `counted_at`.
+    pub entries: EntryCounts,
+    pub counted_at: i64,
+    /// [`Blocklist::expiring_count`] when counted: when it drops, an entry has lapsed and
+    /// the counts are taken again.
+    expiring: usize,
+    /// Entries in the file, in force or not.
+    pub entries_in_file: usize,
+    /// The last reload that failed, while no later reload has read a good file.
+    pub last_error: Option<ReloadError>,
+}
+
+/// A reload that failed: every error as `file:line:column: message`, and when.
+#[derive(Debug, Clone)]
+pub struct ReloadError {
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// Entries in force at `now` (enforced, `until` not passed), by kind. Report-mode entries
+/// block nothing and are not counted.
+pub fn entries_in_force(list: &Blocklist, now: i64) -> EntryCounts {
+    let all = Blocklist::default().changes_to(list, now);
+    EntryCounts {
+        identity: all.added.len(),
+        email: all.added_emails.len(),
+        domain: all.added_domains.len(),
+    }
+}
+
+/// What one reload attempt did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Unchanged,
+    Applied {
+        changes: Changes,
+        /// Every change, for the audit log.
+        audit: Box<Audit>,
+        entries: usize,
+        warnings: Vec<Diagnostic>,
+        /// From reading the file to the new list being in force.
+        elapsed: Duration,
+    },
+    Failed(Vec<Diagnostic>),
+}
+
+impl BlocklistStore {
+    /// Puts the list read at start-up in force; later reloads fetch from its source.
+    pub fn new(loaded: Loaded, metrics: Arc<Metrics>) -> (Self, Vec<Diagnostic>) {
+        let now = SystemTime::now();
+        let store = BlocklistStore {
+            current: ArcSwap::from_pointee(Blocklist::default()),
+            source: loaded.source,
+            metrics,
+            reload_lock: Mutex::new(()),
+            state: Mutex::new(LoadState {
+                sha256: String::new(),
+                loaded_at: now,
+                last_reload_success: now,
+                entries: EntryCounts::default(),
+                counted_at: 0,
+                expiring: 0,
+                entries_in_file: 0,
+                last_error: None,
+            }),
+            fetched_invalid: AtomicBool::new(false),
+        };
+        store.install(loaded.parsed.blocklist, loaded.sha256);
+        store.metrics.reload(ReloadResult::Success);
+        (store, loaded.parsed.warnings)
+    }
+
+    /// The list's checksum, counts, load time and last error, with the counts brought up to
+    /// date if an entry has lapsed since they were taken.
+    pub fn state(&self) -> LoadState {
+        self.refresh_counts();
+        self.lock_state().clone()
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, LoadState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts the entries in force again when one has lapsed since the last count (cheap to
+    /// check: only entries with an `until` are looked at). Blocking for a large list.
+    pub fn refresh_counts(&self) {
+        let mut state = self.lock_state();
+        let list = self.current.load();
+        let now = unix_now();
+        let expiring = list.expiring_count(now);
+        if expiring == state.expiring && state.counted_at != 0 {
+            return;
+        }
+        let entries = entries_in_force(&list, now);
+        state.entries = entries;
+        state.expiring = expiring;
+        state.counted_at = now;
+        self.metrics.set_entries(entries);
+    }
+
+    fn record_read_success(&self) {
+        let now = SystemTime::now();
+        self.metrics
+            .blocklist_last_reload_success
+            .set(unix_secs(now));
+        let mut state = self.lock_state();
+        state.last_reload_success = now;
+        state.last_error = None;
+    }
+
+    /// Entries in force by kind, as last counted.
+    pub fn entries_in_force(&self) -> EntryCounts {
+        self.lock_state().entries
+    }
+
+    /// The list in force. Cheap: an atomic load, no lock, no allocation.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Blocklist>> {
+        self.current.load()
+    }
+
+    /// Where the list comes from (a path), for logs and `GET /blocklist`.
+    pub fn name(&self) -> String {
+        self.source.name()
+    }
+
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.source
+    }
+
+    fn install(&self, list: Blocklist, sha256: String) {
+        let now = unix_now();
+        let entries = entries_in_force(&list, now);
+        let expiring = list.expiring_count(now);
+        let entries_in_file = list.len();
+        self.metrics.set_blocklist(&sha256, entries);
+        let at = SystemTime::now();
+        self.metrics.blocklist_last_success.set(unix_secs(at));
+        self.metrics
+            .blocklist_last_reload_success
+            .set(unix_secs(at));
+        // Under the state's lock: once the list is visible, so is what `/blocklist` says of
+        // it, and a recount cannot mix the two lists.
+        let mut state = self.lock_state();
+        *state = LoadState {
+            sha256,
+            loaded_at: at,
+            last_reload_success: at,
+            entries,
+            counted_at: now,
+            expiring,
+            entries_in_file,
+            last_error: None,
+        };
+        let old = self.current.swap(Arc::new(list));
+        drop(state);
+        free_here(old);
+    }
+
+    /// Swaps in what a fetch of the source (begun at `started`) gave, if it changed and is
+    /// valid. Blocking (parses and diffs): run it off the async workers.
+    pub fn apply(&self, fetched: Fetched, started: Instant) -> ReloadOutcome {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let name = self.source.name();
+        let bytes = match fetched {
+            Ok(Some(b)) => b,
+            Ok(None) if self.fetched_invalid.load(Ordering::Relaxed) => {
+                self.metrics.reload(ReloadResult::Unchanged);
+                return ReloadOutcome::Unchanged;
+            }
+            Ok(None) => return self.unchanged(),
+            Err(m) => return self.failed(vec![Diagnostic::whole_file(&name, m)]),
+        };
+        if checksum(&bytes) == self.current.load().checksum() {
+            self.fetched_invalid.store(false, Ordering::Relaxed);
+            return self.unchanged();
+        }
+        // Writing a file in place starts by truncating it: an empty file during a reload is
+        // far more likely a write in progress than a wish to unblock everyone. An empty list
+        // is written as `identities: []`.
+        if bytes.is_empty() {
+            return self.invalid(vec![Diagnostic::whole_file(
+                &name,
+                "the file is empty (a write in progress?); to clear the list write `identities: []`"
+                    .to_owned(),
+            )]);
+        }
+        match parse_bytes(&bytes, &name) {
+            Ok(parsed) => {
+                self.fetched_invalid.store(false, Ordering::Relaxed);
+                let now = unix_now();
+                let old = self.current.load_full();
+                let changes = old.changes_to(&parsed.blocklist, now);
+                let sha256 = sha256_hex(&bytes);
+                let previous = self.lock_state().sha256.clone();
+                let audit = Box::new(Audit::between(
+                    &old,
+                    &parsed.blocklist,
+                    now,
+                    previous,
+                    &sha256,
+                ));
+                drop(old);
+                let entries = parsed.blocklist.len();
+                self.install(parsed.blocklist, sha256);
+                self.metrics.reload(ReloadResult::Success);
+                ReloadOutcome::Applied {
+                    changes,
+                    audit,
+                    entries,
+                    warnings: parsed.warnings,
+                    elapsed: started.elapsed(),
+                }
+            }
+            Err(errors) => self.invalid(errors),
+        }
+    }
+
+    /// The content fetched is not a list to put in force.
+    fn invalid(&self, errors: Vec<Diagnostic>) -> ReloadOutcome {
+        self.fetched_invalid.store(true, Ordering::Relaxed);
+        self.failed(errors)
+    }
+
+    fn unchanged(&self) -> ReloadOutcome {
+        self.metrics.reload(ReloadResult::Unchanged);
+        self.record_read_success();
+        self.refresh_counts();
+        ReloadOutcome::Unchanged
+    }
+
+    fn failed(&self, errors: Vec<Diagnostic>) -> ReloadOutcome {
+        self.metrics.reload(ReloadResult::Failure);
+        self.lock_state().last_error = Some(ReloadError {
+            message: diagnostic::render(&errors).trim_end().to_owned(),
+            at: SystemTime::now(),
+        });
+        ReloadOutcome::Failed(errors)
+    }
+}
+
+/// Frees a replaced list on the calling (reload) thread. A request that still holds the last
+/// reference would otherwise free a million-entry table on a request thread, in the middle of
+/// a request. Requests hold a snapshot only briefly; after a short wait the list is left to
+/// whoever drops it last.
+fn free_here(mut old: Arc<Blocklist>) {
+    for _ in 0..50 {
+        match Arc::try_unwrap(old) {
+            Ok(list) => {
+                drop(list);
+                return;
+            }
+            Err(shared) => {
+                old = shared;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+}
