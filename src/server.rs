@@ -148,3 +148,67 @@ pub async fn serve<F, Fut>(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn acceptor() -> TlsAcceptor {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("config");
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// A client that opens a TLS connection and stalls mid-handshake holds it no longer than
+    /// a request head may take (`server.header_read_timeout`).
+    #[tokio::test]
+    async fn a_stalled_tls_handshake_is_closed_after_the_header_read_timeout() {
+        let timeout = Duration::from_millis(400);
+        let config = ServerConfig {
+            header_read_timeout: HumanDuration(timeout),
+            ..ServerConfig::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop_tx, stop) = watch::channel(false);
+        let server = tokio::spawn(serve(
+            "test",
+            listener,
+            builder(&config),
+            |_req, _peer, _tls| std::future::pending::<Response<Body>>(),
+            Some(Tls::new(acceptor(), &config)),
+            stop,
+            Duration::from_secs(1),
+        ));
+        let started = Instant::now();
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // The first bytes of a TLS record header, then nothing.
+        client.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the gateway closes the connection");
+        let elapsed = started.elapsed();
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(
+            elapsed >= timeout - Duration::from_millis(20),
+            "{elapsed:?}"
+        );
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        stop_tx.send(true).expect("stop");
+        server.await.expect("server");
+    }
+}
