@@ -93,7 +93,9 @@ impl Policy for PublicPolicy {
         ctx: &mut PublicCtx,
         mut request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
-        self.refuse_admin_path(exchange, &request)?;
+        if let Some(refusal) = self.refuse_admin_path(exchange, &request) {
+            return Err(refusal);
+        }
         ctx.session_cookie_sent =
             respond::presents_session_cookie(request.headers(), &self.session_cookie);
         // Bodies the gateway may have to read must arrive readable (CONTRACT.md §10).
@@ -132,17 +134,17 @@ impl Policy for PublicPolicy {
 impl PublicPolicy {
     /// The admin API never belongs on the public side: Kratos would answer with a redirect
     /// that reveals the admin URL, and where both share one origin (Ory Network) an extend
-    /// sent here would bypass the admin listener's check.
+    /// sent here would bypass the admin listener's check. `Some`: the refusal.
     fn refuse_admin_path(
         &self,
         exchange: &Exchange,
         request: &Request<Body>,
-    ) -> Result<(), Response<Body>> {
-        if paths::is_admin_path(request.uri().path()) {
-            tracing::info!(request_id = %exchange.request_id.as_str(), path = %exchange.path(), "admin path refused on the public listener");
-            return Err(GatewayError::NotFound.into_response(Some(exchange.request_id.as_str())));
+    ) -> Option<Response<Body>> {
+        if !paths::is_admin_path(request.uri().path()) {
+            return None;
         }
-        Ok(())
+        tracing::info!(request_id = %exchange.request_id.as_str(), path = %exchange.path(), "admin path refused on the public listener");
+        Some(GatewayError::NotFound.into_response(Some(exchange.request_id.as_str())))
     }
 
     /// Copies a small JSON or form submission (bounded in size and time) and reads it as
