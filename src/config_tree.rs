@@ -799,7 +799,7 @@ enum Kind {
 pub struct DeError {
     message: String,
     kind: Kind,
-    place: Option<Place>,
+    place: Option<Box<Place>>,
 }
 
 impl DeError {
@@ -856,7 +856,7 @@ impl DeError {
             }),
             Kind::Value => None,
         };
-        self.place = Some(place.unwrap_or_else(|| Place {
+        self.place = Some(Box::new(place.unwrap_or_else(|| Place {
             path: de.path.clone(),
             at: if de.node.at.line > 0 {
                 de.node.at
@@ -865,7 +865,7 @@ impl DeError {
             },
             origin: de.node.origin.clone(),
             fix: Fix::Replace(de.loc.clone()),
-        }));
+        })));
         self
     }
 }
