@@ -256,4 +256,112 @@ mod tests {
         );
         assert_eq!(modes(&v), (1, 0));
     }
+
+    /// Who is listed how, whom the response names, the global mode → (enforced, reported).
+    #[test]
+    fn decision_table() {
+        const OTHER: &str = "11111111-2222-4333-8444-555555555555";
+        let unfetched = |id: &str| Suspect {
+            id: Some(Uuid::parse_str(id).expect("uuid")),
+            addresses: None,
+        };
+        let by_id = format!("identities:\n  - {ID}\n");
+        let by_id_report = format!("identities:\n  - {{id: {ID}, mode: report}}\n");
+        let until_later = format!("identities:\n  - {{id: {ID}, until: 2030-01-01T00:00:00Z}}\n");
+        let by_email = "emails:\n  - a@b.example\n".to_owned();
+        let by_domain = "email_domains:\n  - b.example\n".to_owned();
+        let both = format!("identities:\n  - {ID}\n  - {OTHER}\n");
+        let rows: Vec<(&str, &String, Vec<Suspect>, bool, (usize, usize))> = vec![
+            (
+                "listed id",
+                &by_id,
+                vec![suspect(Some(ID), &[])],
+                false,
+                (1, 0),
+            ),
+            (
+                "listed id, blocklist.mode report",
+                &by_id,
+                vec![suspect(Some(ID), &[])],
+                true,
+                (0, 1),
+            ),
+            (
+                "entry in report mode",
+                &by_id_report,
+                vec![suspect(Some(ID), &[])],
+                false,
+                (0, 1),
+            ),
+            (
+                "entry until a later date",
+                &until_later,
+                vec![suspect(Some(ID), &[])],
+                false,
+                (1, 0),
+            ),
+            (
+                "another identity",
+                &by_id,
+                vec![suspect(Some(OTHER), &[])],
+                false,
+                (0, 0),
+            ),
+            (
+                "listed address",
+                &by_email,
+                vec![suspect(Some(OTHER), &["a@b.example"])],
+                false,
+                (1, 0),
+            ),
+            (
+                "addresses not fetched",
+                &by_email,
+                vec![unfetched(OTHER)],
+                false,
+                (0, 0),
+            ),
+            (
+                "address in a listed domain",
+                &by_domain,
+                vec![suspect(None, &["z@b.example"])],
+                false,
+                (1, 0),
+            ),
+            (
+                "address in another domain",
+                &by_domain,
+                vec![suspect(None, &["z@c.example"])],
+                false,
+                (0, 0),
+            ),
+            (
+                "nobody named",
+                &by_id,
+                vec![suspect(None, &[])],
+                false,
+                (0, 0),
+            ),
+            (
+                "one of two listed",
+                &by_id,
+                vec![suspect(Some(OTHER), &[]), suspect(Some(ID), &[])],
+                false,
+                (1, 0),
+            ),
+            (
+                "both listed",
+                &both,
+                vec![suspect(Some(OTHER), &[]), suspect(Some(ID), &[])],
+                false,
+                (2, 0),
+            ),
+        ];
+        for (name, yaml, suspects, report_only, want) in rows {
+            let v = decide(&list(yaml), &suspects, NOW, report_only);
+            assert_eq!(modes(&v), want, "{name}");
+            assert_eq!(v.blocks(), want.0 > 0, "{name}");
+            assert_eq!(v.is_empty(), want == (0, 0), "{name}");
+        }
+    }
 }
