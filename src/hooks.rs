@@ -16,12 +16,11 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::util::{parse_uuid, unix_now};
-use crate::body::{collect_limited, CollectError};
 use crate::decision::{self, AuditContext, Suspect};
 use crate::inspection::identity_addresses;
 use crate::metrics::Metrics;
 use crate::blocklist::store::BlocklistStore;
-use crate::respond::{empty_body, full_body, Body};
+use crate::body::{collect_limited, empty_body, full_body, Body, CollectError};
 
 pub const HOOK_PATH: &str = "/hooks/kratos";
 const BODY_LIMIT: usize = 1024 * 1024;

@@ -18,9 +18,11 @@
 pub mod blocklist;
 pub mod body;
 pub mod config;
+pub mod config_tree;
 pub mod decision;
 pub mod diagnostic;
 pub mod enforce;
+pub mod error;
 pub mod headers;
 pub mod hooks;
 pub mod inspection;

@@ -14,9 +14,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::blocklist::store::BlocklistStore;
+use crate::body::{full_body, Body};
 use crate::config::Config;
 use crate::kratos::KratosClient;
-use crate::body::{full_body, Body};
+use crate::metrics::Metrics;
 
 /// A request a [`Server`] received, body collected.
 #[derive(Debug, Clone)]
@@ -164,4 +166,12 @@ pub async fn closed_url() -> String {
     let addr = l.local_addr().expect("addr");
     drop(l);
     format!("http://{addr}")
+}
+
+/// The list at `config.blocklist`, read and put in force as at start-up.
+pub async fn blocklist_store(config: &Config, metrics: Arc<Metrics>) -> BlocklistStore {
+    let loaded = crate::blocklist::source::load(&config.blocklist)
+        .await
+        .expect("blocklist");
+    BlocklistStore::new(loaded, metrics).0
 }

@@ -18,20 +18,23 @@ mod attribution;
 mod public;
 mod read;
 mod recovery;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use uuid::Uuid;
 
+use crate::blocklist::store::BlocklistStore;
+use crate::body::Body;
 use crate::config::{Config, GlobalMode};
 use crate::decision::{self, AuditContext, Suspect, Verdict};
+use crate::error::GatewayError;
 use crate::kratos::KratosClient;
 use crate::metrics::Metrics;
 use crate::paths;
 use crate::proxy::Exchange;
-use crate::blocklist::store::BlocklistStore;
-use crate::respond::{Body, GatewayError};
 use crate::revocation::{Revoker, Target};
 use crate::util::unix_now;
 
