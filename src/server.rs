@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::Body;
 use crate::config::Server as ServerConfig;
-use crate::respond::Body;
 
 /// TLS on a listener: the acceptor, and how long a handshake may take (as long as a request
 /// head may take to arrive, `server.header_read_timeout`).
