@@ -168,7 +168,7 @@ impl NetworkTable {
         self.v4.is_empty() && self.v6.is_empty()
     }
 
-    /// Every entry, IPv4 first, each family in address order.
+    /// Every entry, IPv4 first, each family in (address, prefix length) order.
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Entry)> + '_ {
         self.v4
             .iter()
@@ -896,6 +896,90 @@ mod tests {
         let (_, e) = list.lookup_network(ip("192.0.2.1"), NOW).expect("listed");
         assert_eq!(e.mode, Mode::Enforce);
         assert!(list.lookup_network(ip("10.255.0.1"), NOW).is_some());
+    }
+
+    #[test]
+    fn entries_come_in_address_then_length_order() {
+        let mut t = NetworkTable::default();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 33) as u8;
+            let v4 = Ipv4Net::new(std::net::Ipv4Addr::from((x >> 32) as u32), len).expect("net");
+            t.insert(IpNet::V4(v4), entry(1, Mode::Enforce, None));
+            let v6 =
+                Ipv6Net::new(std::net::Ipv6Addr::from(u128::from(x) << 64), len * 2).expect("net");
+            t.insert(IpNet::V6(v6), entry(1, Mode::Enforce, None));
+        }
+        let got: Vec<IpNet> = t.iter().map(|(n, _)| n).collect();
+        let mut sorted = got.clone();
+        sorted.sort_by_key(|n| (matches!(n, IpNet::V6(_)), n.network(), n.prefix_len()));
+        assert_eq!(got, sorted);
+    }
+
+    #[test]
+    fn the_list_lints_and_diffs_its_networks() {
+        let old = Blocklist::parse(
+            "networks:\n  - 10.0.0.0/8\n  - 203.0.113.0/24\n  - 198.51.100.7\n",
+            "old.yaml",
+        )
+        .expect("valid")
+        .blocklist;
+        let new = Blocklist::parse(
+            "networks:\n  - 203.0.113.0/24\n  - 203.0.113.128/25\n  - network: 198.51.100.7\n    mode: report\n  - 2001:db8::/32\n  - network: 192.0.2.0/24\n    until: 2001-01-01T00:00:00Z\n",
+            "new.yaml",
+        )
+        .expect("valid")
+        .blocklist;
+        let lint: Vec<String> = old
+            .lint("old.yaml", NOW)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(lint.len(), 1, "{lint:#?}");
+        assert!(lint[0].starts_with("old.yaml:2:5: 10.0.0.0/8 overlaps private 10.0.0.0/8"));
+        let lint: Vec<String> = new
+            .lint("new.yaml", NOW)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(lint.len(), 2, "{lint:#?}");
+        assert!(lint[0].starts_with("new.yaml:3:5: 203.0.113.128/25 is already covered"));
+        assert!(
+            lint[1].starts_with("new.yaml:7:5: entry expired"),
+            "{}",
+            lint[1]
+        );
+        let c = old.changes_to(&new, NOW);
+        let s = |v: &[IpNet]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(s(&c.added_networks), ["203.0.113.128/25", "2001:db8::/32"]);
+        assert_eq!(s(&c.removed_networks), ["10.0.0.0/8", "198.51.100.7/32"]);
+        let d: Vec<(String, String)> = crate::blocklist::diff::differences(&old, &new)
+            .into_iter()
+            .map(|d| {
+                let c = match d.change {
+                    crate::blocklist::diff::Change::Added(_) => "+",
+                    crate::blocklist::diff::Change::Removed(_) => "-",
+                    crate::blocklist::diff::Change::Changed(..) => "~",
+                };
+                (d.section.to_owned(), format!("{c}{}", d.key))
+            })
+            .collect();
+        let want = [
+            "-10.0.0.0/8",
+            "+192.0.2.0/24",
+            "~198.51.100.7/32",
+            "+203.0.113.128/25",
+            "+2001:db8::/32",
+        ];
+        assert_eq!(
+            d,
+            want.iter()
+                .map(|k| ("networks".to_owned(), (*k).to_owned()))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

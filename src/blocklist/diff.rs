@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::table::IdTable;
@@ -23,6 +24,9 @@ pub struct Changes {
     /// Domain entries added or removed (logged only).
     pub added_domains: Vec<String>,
     pub removed_domains: Vec<String>,
+    /// Network entries added or removed (logged only: they match clients, not identities).
+    pub added_networks: Vec<IpNet>,
+    pub removed_networks: Vec<IpNet>,
 }
 
 impl Changes {
@@ -34,6 +38,8 @@ impl Changes {
             && self.removed_emails.is_empty()
             && self.added_domains.is_empty()
             && self.removed_domains.is_empty()
+            && self.added_networks.is_empty()
+            && self.removed_networks.is_empty()
     }
 }
 
@@ -47,6 +53,7 @@ impl Blocklist {
         added_emails.extend(extended_emails);
         added_emails.sort();
         let (added_domains, _, removed_domains) = diff_map(&self.domains, &newer.domains, now);
+        let (added_networks, removed_networks) = self.networks.changes_to(&newer.networks, now);
         Changes {
             added,
             removed,
@@ -55,6 +62,8 @@ impl Blocklist {
             removed_emails,
             added_domains,
             removed_domains,
+            added_networks,
+            removed_networks,
         }
     }
 }
@@ -126,7 +135,7 @@ fn diff_map<K: Clone + Ord + std::hash::Hash + Eq>(
 /// One difference between two lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
-    /// `identities`, `emails` or `email_domains`.
+    /// `identities`, `emails`, `email_domains` or `networks`.
     pub section: &'static str,
     /// The list's spelling of the id, address or domain.
     pub key: String,
@@ -152,6 +161,7 @@ fn same(a: &Entry, b: &Entry) -> bool {
 pub enum Key<'a> {
     Id(Uuid),
     Text(&'a str),
+    Network(IpNet),
 }
 
 impl std::fmt::Display for Key<'_> {
@@ -159,6 +169,7 @@ impl std::fmt::Display for Key<'_> {
         match self {
             Key::Id(id) => write!(f, "{id}"),
             Key::Text(t) => f.write_str(t),
+            Key::Network(n) => write!(f, "{n}"),
         }
     }
 }
@@ -202,6 +213,33 @@ pub fn diff_each(
                 _ => {}
             }
         }
+    }
+    // Networks: both tables iterate in one order (IPv4, then IPv6, each by address).
+    let mut old_nets = old.networks.iter().peekable();
+    for (net, n) in new.networks.iter() {
+        while let Some((gone, o)) = old_nets.next_if(|(o, _)| net_order(*o) < net_order(net)) {
+            f("networks", Key::Network(gone), Change::Removed(o.clone()));
+        }
+        match old_nets.next_if(|(o, _)| *o == net) {
+            None => f("networks", Key::Network(net), Change::Added(n.clone())),
+            Some((_, o)) if !same(o, n) => f(
+                "networks",
+                Key::Network(net),
+                Change::Changed(o.clone(), n.clone()),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (gone, o) in old_nets {
+        f("networks", Key::Network(gone), Change::Removed(o.clone()));
+    }
+}
+
+/// The order [`crate::networks::NetworkTable::iter`] yields networks in.
+fn net_order(n: IpNet) -> (bool, u128, u8) {
+    match n {
+        IpNet::V4(v4) => (false, u128::from(u32::from(v4.network())), v4.prefix_len()),
+        IpNet::V6(v6) => (true, u128::from(v6.network()), v6.prefix_len()),
     }
 }
 

@@ -7,7 +7,8 @@ use crate::util::format_timestamp;
 impl Blocklist {
     /// Things worth fixing that do not make the file invalid: expired entries (they match
     /// nothing), addresses already covered by a listed domain, and modes in conflict: an
-    /// e-mail (or domain) in report mode under an enforced domain, or the reverse. (The same
+    /// e-mail (or domain) in report mode under an enforced domain, or the reverse; and for
+    /// networks, those named in [`crate::networks::NetworkTable::lint`]. (The same
     /// id, address or domain listed twice with both modes is a parse warning, see
     /// [`Parsed::warnings`]: the merged list no longer knows.)
     pub fn lint(&self, source: &str, now: i64) -> Vec<Diagnostic> {
@@ -75,6 +76,7 @@ impl Blocklist {
                 }
             }
         }
+        out.extend(self.networks.lint(source, now));
         out.sort_by_key(|d| (d.line, d.column));
         out
     }
