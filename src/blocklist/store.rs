@@ -74,7 +74,7 @@ pub fn entries_in_force(list: &Blocklist, now: i64) -> EntryCounts {
 pub enum ReloadOutcome {
     Unchanged,
     Applied {
-        changes: Changes,
+        changes: Box<Changes>,
         /// Every change, for the audit log.
         audit: Box<Audit>,
         entries: usize,
@@ -245,7 +245,7 @@ impl BlocklistStore {
                 self.install(parsed.blocklist, sha256);
                 self.metrics.reload(ReloadResult::Success);
                 ReloadOutcome::Applied {
-                    changes,
+                    changes: Box::new(changes),
                     audit,
                     entries,
                     warnings: parsed.warnings,
