@@ -16,7 +16,7 @@
 //! validation. Anything else (flow collections, anchors, tags, block scalars, multi-line
 //! values, tabs, a value YAML would read as a number, boolean or null, any syntax error) makes
 //! it give up, and the file is parsed by serde-saphyr, which also writes every syntax error.
-//! The tests in `blocklist.rs` check that both readers agree.
+//! The tests in `scan/agreement.rs` check that both readers agree.
 
 use std::borrow::Cow;
 
