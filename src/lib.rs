@@ -35,6 +35,7 @@ pub mod paths;
 pub mod proxy;
 pub mod refresh;
 pub mod reload;
+pub mod remote;
 pub mod respond;
 pub mod revocation;
 pub mod schema;
@@ -113,7 +114,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
 /// [`start`] with the blocklist already read and parsed (the binary checks it before it
 /// builds the runtime): the list is parsed once.
 pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, StartError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_remote(loaded.source.fetch_metrics()));
     let (store, warnings) = BlocklistStore::new(loaded, Arc::clone(&metrics));
     for w in &warnings {
         tracing::warn!("{w}");

@@ -47,8 +47,10 @@ pub async fn handle(
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if readiness.is_ready() {
+            if readiness.is_ready() && status.blocklist.has_list() {
                 text(StatusCode::OK, "ready\n")
+            } else if readiness.is_ready() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "no blocklist loaded yet\n")
             } else if readiness.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
             } else {

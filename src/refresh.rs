@@ -42,6 +42,18 @@ pub trait Source: Send + Sync + 'static {
         self.fetch()
     }
 
+    /// The content this source last gave is now in force (parsed and swapped in). A remote
+    /// source keeps it as its local copy (`blocklist.cache_path`); by default nothing.
+    fn in_force(&self, content: &[u8]) {
+        let _ = content;
+    }
+
+    /// The counters of a source that fetches over the network (`blocklist.url`), for the
+    /// gateway's metrics; `None` for a file.
+    fn fetch_metrics(&self) -> Option<crate::remote::RemoteMetrics> {
+        None
+    }
+
     /// Starts telling `changed` when the content may have changed (a folder watch); `None`
     /// when the source can only be polled, or the watch could not be set up (tried again on
     /// every poll). Dropping the returned value stops the watch.

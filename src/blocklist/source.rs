@@ -25,6 +25,11 @@ pub fn file(path: &Path, quiet: std::time::Duration) -> FileSource {
 
 /// The source the config names.
 pub fn from_config(config: &BlocklistConfig) -> Result<Arc<dyn Source>, Vec<Diagnostic>> {
+    if let Some(url) = &config.url {
+        return crate::remote::source(config, url)
+            .map(|s| Arc::new(s) as Arc<dyn Source>)
+            .map_err(|m| vec![Diagnostic::whole_file(&url.raw, m)]);
+    }
     Ok(Arc::new(file(&config.path, config.debounce.get())))
 }
 
@@ -79,6 +84,10 @@ pub fn read_file(config: &BlocklistConfig) -> Result<Loaded, Vec<Diagnostic>> {
 
 /// Reads and parses the list the config names, once, at start-up.
 pub async fn load(config: &BlocklistConfig) -> Result<Loaded, Vec<Diagnostic>> {
+    if let Some(url) = &config.url {
+        // A remote list has start-up rules of its own: the cache, `require_on_start`.
+        return crate::remote::load(config, url).await;
+    }
     Loaded::fetch(from_config(config)?).await
 }
 

@@ -154,6 +154,12 @@ impl BlocklistStore {
         self.lock_state().entries
     }
 
+    /// A list has been loaded: false only while a remote source started without one
+    /// (`blocklist.require_on_start: false`) has not delivered its first list.
+    pub fn has_list(&self) -> bool {
+        !self.lock_state().sha256.is_empty()
+    }
+
     /// The list in force. Cheap: an atomic load, no lock, no allocation.
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Blocklist>> {
         self.current.load()
@@ -244,12 +250,14 @@ impl BlocklistStore {
                 let entries = parsed.blocklist.len();
                 self.install(parsed.blocklist, sha256);
                 self.metrics.reload(ReloadResult::Success);
+                let elapsed = started.elapsed();
+                self.source.in_force(&bytes);
                 ReloadOutcome::Applied {
                     changes: Box::new(changes),
                     audit,
                     entries,
                     warnings: parsed.warnings,
-                    elapsed: started.elapsed(),
+                    elapsed,
                 }
             }
             Err(errors) => self.invalid(errors),
