@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use clap::Args;
 use kratos_gate::blocklist::diff::{differences, Change};
 use kratos_gate::blocklist::edit::{self, Fields, Target};
+use kratos_gate::blocklist::source::read_blocklist;
 use kratos_gate::blocklist::{Blocklist, Entry, Mode};
-use kratos_gate::util::{format_timestamp, parse_uuid, unix_now};
 use kratos_gate::config::Config;
 use kratos_gate::diagnostic::{self, Diagnostic};
-use kratos_gate::blocklist::source::read_blocklist;
+use kratos_gate::util::{format_timestamp, parse_uuid, unix_now};
 use uuid::Uuid;
 
 const EXIT_INVALID: u8 = 2;

@@ -44,6 +44,7 @@ pub mod status;
 pub mod throttle;
 pub mod tls;
 pub mod util;
+pub mod validate;
 
 #[cfg(test)]
 mod testing;

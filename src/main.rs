@@ -18,11 +18,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kratos_gate::util::unix_now;
+use kratos_gate::blocklist::source::read_blocklist;
 use kratos_gate::config::Config;
 use kratos_gate::diagnostic;
 use kratos_gate::logging::{self, Format};
-use kratos_gate::blocklist::source::read_blocklist;
+use kratos_gate::util::unix_now;
+use kratos_gate::validate::{self, Validated};
 
 /// `--version`: the package version and the commit it was built from.
 const VERSION: &str = concat!(
@@ -63,13 +64,17 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate the config and the blocklist it names, print a summary, and exit
-    /// (0 valid, 2 invalid). With --blocklist, lint that blocklist file alone.
+    /// Validate the config, everything it names (secrets, TLS files, the blocklist) and its
+    /// environment overrides, print a summary, and exit (0 valid, 2 invalid: the same errors
+    /// serving would stop with, all of them). With --blocklist, lint that blocklist file alone.
     Check {
         /// Lint this blocklist file without a config (for pipelines that check a change
         /// before it is applied).
         #[arg(long)]
         blocklist: Option<PathBuf>,
+        /// Do not fetch a remote blocklist (`blocklist.url`); everything else is checked.
+        #[arg(long)]
+        offline: bool,
     },
     /// Ask the running gateway whether it is ready (`GET /readyz` on `listen.ops`) and exit
     /// 0 if so, 1 otherwise with a one-line reason: a container HEALTHCHECK without a shell.
@@ -121,8 +126,12 @@ fn main() -> ExitCode {
     match args.command {
         Some(Command::Check {
             blocklist: Some(path),
+            ..
         }) => check_blocklist(&path),
-        Some(Command::Check { blocklist: None }) => check(&args.config),
+        Some(Command::Check {
+            blocklist: None,
+            offline,
+        }) => check(&args.config, offline),
         Some(Command::Health { timeout }) => health(&args.config, timeout, format),
         Some(Command::Block(a)) => cli::block(&args.config, a),
         Some(Command::Unblock(a)) => cli::unblock(&args.config, a),
@@ -132,40 +141,47 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads config and blocklist; on error reports every diagnostic and returns the exit code.
-fn load(
-    config_path: &Path,
-    format: Format,
-) -> Result<(Config, kratos_gate::blocklist::Parsed), u8> {
-    let config = Config::load(config_path).map_err(|errs| {
+/// The one validation of `check` and start-up; on error reports every diagnostic and returns
+/// the exit code.
+fn load(config_path: &Path, format: Format, options: validate::Options) -> Result<Validated, u8> {
+    validate::validate(config_path, &validate::process_env, options).map_err(|errs| {
         logging::invalid_files(format, &errs);
         EXIT_INVALID
-    })?;
-    if let Err(e) = config.admin_token() {
-        logging::fatal(format, &config_path.display().to_string(), &e);
-        return Err(EXIT_INVALID);
-    }
-    let parsed = read_blocklist(&config.blocklist.path).map_err(|errs| {
-        logging::invalid_files(format, &errs);
-        EXIT_INVALID
-    })?;
-    Ok((config, parsed))
+    })
 }
 
-fn check(config_path: &Path) -> ExitCode {
-    let (config, parsed) = match load(config_path, Format::Text) {
-        Ok(x) => x,
+fn check(config_path: &Path, offline: bool) -> ExitCode {
+    let file = config_path.display().to_string();
+    let options = validate::Options {
+        fetch_remote: !offline,
+    };
+    let validated = match load(config_path, Format::Text, options) {
+        Ok(v) => v,
         Err(code) => return ExitCode::from(code),
     };
-    let summary = blocklist_summary(&config.blocklist.path, parsed);
-    println!("ok: {} valid; {summary}", config_path.display());
+    for line in validate::provenance_lines(&file, &validated.provenance) {
+        println!("{line}");
+    }
+    let summary = match (validated.blocklist, &validated.config.blocklist.url) {
+        (Some(loaded), Some(url)) => blocklist_summary(&url.raw, loaded.parsed),
+        (Some(loaded), None) => blocklist_summary(
+            &validated.config.blocklist.path.display().to_string(),
+            loaded.parsed,
+        ),
+        (None, Some(url)) => format!("blocklist {url}: not fetched (--offline)"),
+        (None, None) => "no blocklist".to_owned(),
+    };
+    println!("ok: {file} valid; {summary}");
     ExitCode::SUCCESS
 }
 
 fn check_blocklist(path: &Path) -> ExitCode {
     match read_blocklist(path) {
         Ok(parsed) => {
-            println!("ok: {}", blocklist_summary(path, parsed));
+            println!(
+                "ok: {}",
+                blocklist_summary(&path.display().to_string(), parsed)
+            );
             ExitCode::SUCCESS
         }
         Err(errs) => {
@@ -176,18 +192,18 @@ fn check_blocklist(path: &Path) -> ExitCode {
 }
 
 /// Prints warnings and lint findings to stderr and returns the one-line summary.
-fn blocklist_summary(path: &std::path::Path, parsed: kratos_gate::blocklist::Parsed) -> String {
+fn blocklist_summary(name: &str, parsed: kratos_gate::blocklist::Parsed) -> String {
     let now = unix_now();
     let list = &parsed.blocklist;
     let mut warnings = parsed.warnings;
-    warnings.extend(list.lint(&path.display().to_string(), now));
+    warnings.extend(list.lint(name, now));
     warnings.sort_by_key(|d| (d.line, d.column));
     for w in &warnings {
         eprintln!("{w} (warning)");
     }
     format!(
         "blocklist {}: {} entries, {} expiring, {} expired, {} warnings",
-        path.display(),
+        name,
         list.len(),
         list.expiring_count(now),
         list.expired_count(now),
@@ -209,8 +225,14 @@ fn serve(config_path: &Path, format: Format) -> ExitCode {
 /// Serves until SIGTERM or SIGINT; `Err` is the exit code of a gateway that could not start.
 fn run(config_path: &Path, format: Format) -> Result<(), u8> {
     const FAILURE: u8 = 1;
-    // Validate before building the runtime or binding anything.
-    let (config, _) = load(config_path, format)?;
+    // Validate before building the runtime or binding anything: the same checks as `check`.
+    let validated = load(config_path, format, validate::Options::default())?;
+    let file = config_path.display().to_string();
+    for line in validate::provenance_lines(&file, &validated.provenance) {
+        tracing::info!("config: {line}");
+    }
+    let config = validated.config;
+    let loaded = validated.blocklist;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -225,7 +247,12 @@ fn run(config_path: &Path, format: Format) -> Result<(), u8> {
             logging::fatal(format, "cannot install signal handlers", &e);
             FAILURE
         })?;
-        let gateway = kratos_gate::start(config).await.map_err(|e| {
+        let started = match loaded {
+            // The list `load` read and checked: parsed once.
+            Some(loaded) => kratos_gate::start_with(config, loaded).await,
+            None => kratos_gate::start(config).await,
+        };
+        let gateway = started.map_err(|e| {
             logging::start_error(format, &e);
             match e {
                 kratos_gate::StartError::Invalid(_) => EXIT_INVALID,

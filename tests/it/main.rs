@@ -23,6 +23,7 @@ mod attack_resource_exhaustion;
 mod attack_response_tricks;
 mod blocklist_cli;
 mod blocklist_reload;
+mod check_agrees_with_serve;
 mod check_cli;
 mod deploy_examples;
 mod email_and_domain_entries;

@@ -1,0 +1,379 @@
+//! `kratos-gate check` refuses every config that serving refuses, with the same message and
+//! the same exit code (2), before anything is bound; every error of the file in one run, each
+//! naming its key, position and value; environment overrides (`KRATOS_GATE_<KEY PATH>`) and
+//! `${VAR}` references apply to both and `check` says where a value came from.
+
+use crate::support;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::gateway::{config_text, write_file};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kratos-gate"));
+    // Only what each test sets: no override or reference from the environment running it.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KRATOS_GATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs to completion, or kills the process after `limit` (a gateway that started serving).
+fn run(cmd: &mut Command, limit: Duration) -> (i32, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kratos-gate");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}: it started instead of refusing the config");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        s.read_to_string(&mut out).expect("stdout");
+    }
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_string(&mut err).expect("stderr");
+    }
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// A valid config and an empty blocklist in a temporary folder.
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    write_file(
+        &dir.path().join("gateway.yaml"),
+        &config_text("http://127.0.0.1:4433", "http://127.0.0.1:4434"),
+    );
+    write_file(&dir.path().join("blocklist.yaml"), "identities: []\n");
+    dir
+}
+
+fn config_path(dir: &Path) -> String {
+    dir.join("gateway.yaml").display().to_string()
+}
+
+/// Appends to (or edits) the config.
+fn edit(dir: &Path, f: impl FnOnce(String) -> String) {
+    let path = dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    write_file(&path, &f(text));
+}
+
+/// `check` and serving both refuse with exit 2 and the same lines; returns them.
+fn both_refuse(dir: &Path, env: &[(&str, &str)]) -> String {
+    let config = config_path(dir);
+    let (code, out, err) = run(
+        bin()
+            .args(["check", "--config", &config])
+            .envs(env.iter().copied()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "check: {out}{err}");
+    assert!(!err.trim().is_empty(), "check said nothing");
+    let (serve_code, _, serve_err) = run(
+        bin().args(["--config", &config]).envs(env.iter().copied()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(serve_code, 2, "serve: {serve_err}");
+    assert_eq!(serve_err, err, "serve and check differ");
+    err
+}
+
+fn check_passes(dir: &Path, env: &[(&str, &str)]) -> String {
+    let (code, out, err) = run(
+        bin()
+            .args(["check", "--config", &config_path(dir)])
+            .envs(env.iter().copied()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    out
+}
+
+/// The line of `err` for `key`, which must be at `line`:`column` of the config.
+fn line_for<'a>(err: &'a str, dir: &Path, line: usize, column: usize, key: &str) -> &'a str {
+    let prefix = format!("{}:{line}:{column}: {key}: ", config_path(dir));
+    err.lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}…` in:\n{err}"))
+}
+
+#[test]
+fn a_missing_hook_secret_file_is_refused_by_both() {
+    let dir = setup();
+    check_passes(dir.path(), &[]);
+    edit(dir.path(), |t| {
+        format!("{t}hooks:\n  secret_file: secrets/hook-secret\n")
+    });
+    let err = both_refuse(dir.path(), &[]);
+    let line = line_for(&err, dir.path(), 21, 16, "hooks.secret_file");
+    assert!(
+        line.contains("secrets/hook-secret") && line.contains("cannot read hooks.secret"),
+        "{err}"
+    );
+    // With the file there and not empty, both accept it.
+    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+    write_file(&dir.path().join("secrets/hook-secret"), "s3cret\n");
+    check_passes(dir.path(), &[]);
+    // An empty one is refused again.
+    write_file(&dir.path().join("secrets/hook-secret"), "\n");
+    let err = both_refuse(dir.path(), &[]);
+    assert!(err.contains("hooks.secret file is empty"), "{err}");
+}
+
+#[test]
+fn an_unset_hook_secret_variable_and_admin_token_are_refused_by_both() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace(
+            "  lookup_timeout: 2s\n",
+            "  lookup_timeout: 2s\n  admin_token_file: admin-token\n",
+        ) + "hooks:\n  secret_env: HOOK_SECRET_FOR_THIS_TEST\n"
+    });
+    let err = both_refuse(dir.path(), &[]);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    line_for(&err, dir.path(), 11, 21, "upstream.admin_token_file");
+    let line = line_for(&err, dir.path(), 22, 15, "hooks.secret_env");
+    assert!(line.contains("HOOK_SECRET_FOR_THIS_TEST"), "{err}");
+    write_file(&dir.path().join("admin-token"), "ory_pat_x\n");
+    check_passes(dir.path(), &[("HOOK_SECRET_FOR_THIS_TEST", "s3cret")]);
+}
+
+#[test]
+fn unreadable_or_broken_tls_files_are_refused_by_both() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace(
+            "  public: 127.0.0.1:0\n",
+            "  public:\n    address: 127.0.0.1:0\n    tls:\n      cert: tls/tls.crt\n      key: tls/tls.key\n",
+        )
+    });
+    let err = both_refuse(dir.path(), &[]);
+    let line = line_for(&err, dir.path(), 5, 13, "listen.public.tls.cert");
+    assert!(line.contains("tls/tls.crt"), "{err}");
+
+    // Present but not PEM.
+    std::fs::create_dir(dir.path().join("tls")).expect("mkdir");
+    write_file(&dir.path().join("tls/tls.crt"), "not a certificate\n");
+    write_file(&dir.path().join("tls/tls.key"), "not a key\n");
+    let err = both_refuse(dir.path(), &[]);
+    assert!(err.contains("no PEM certificate found"), "{err}");
+
+    // A certificate with another certificate's key.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let other = rcgen::KeyPair::generate().expect("key");
+    write_file(&dir.path().join("tls/tls.crt"), &cert.cert.pem());
+    write_file(&dir.path().join("tls/tls.key"), &other.serialize_pem());
+    let err = both_refuse(dir.path(), &[]);
+    line_for(&err, dir.path(), 5, 13, "listen.public.tls.cert");
+
+    // The matching pair passes.
+    write_file(
+        &dir.path().join("tls/tls.key"),
+        &cert.signing_key.serialize_pem(),
+    );
+    check_passes(dir.path(), &[]);
+}
+
+#[test]
+fn an_unreadable_or_broken_upstream_ca_file_is_refused_by_both() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace(
+            "  lookup_timeout: 2s\n",
+            "  lookup_timeout: 2s\n  ca_file: kratos-ca.pem\n",
+        )
+    });
+    let err = both_refuse(dir.path(), &[]);
+    let line = line_for(&err, dir.path(), 11, 12, "upstream.ca_file");
+    assert!(line.contains("kratos-ca.pem"), "{err}");
+    write_file(
+        &dir.path().join("kratos-ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nnope\n",
+    );
+    let err = both_refuse(dir.path(), &[]);
+    line_for(&err, dir.path(), 11, 12, "upstream.ca_file");
+    let ca = rcgen::generate_simple_self_signed(vec!["kratos".to_owned()]).expect("cert");
+    write_file(&dir.path().join("kratos-ca.pem"), &ca.cert.pem());
+    check_passes(dir.path(), &[]);
+}
+
+#[test]
+fn two_listeners_on_one_address_are_refused_by_both() {
+    let dir = setup();
+    // The hook endpoint on the public listener's address.
+    edit(dir.path(), |t| {
+        t.replace(
+            "  public: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  ops: 127.0.0.1:0\n",
+            "  public: 127.0.0.1:47455\n  admin: 127.0.0.1:47456\n  ops: 127.0.0.1:47457\n  hooks: 127.0.0.1:47455\n",
+        )
+    });
+    let err = both_refuse(dir.path(), &[]);
+    let line = line_for(&err, dir.path(), 5, 10, "listen.hooks");
+    assert!(
+        line.contains("`127.0.0.1:47455` is the address of listen.public too"),
+        "{err}"
+    );
+    // A wildcard address takes the port on every address.
+    edit(dir.path(), |t| {
+        t.replace("  hooks: 127.0.0.1:47455\n", "")
+            .replace("ops: 127.0.0.1:47457", "ops: 0.0.0.0:47456")
+    });
+    let err = both_refuse(dir.path(), &[]);
+    line_for(&err, dir.path(), 4, 8, "listen.ops");
+}
+
+#[test]
+fn every_bad_key_is_reported_in_one_run_with_key_value_and_position() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace("  response_timeout: 2s\n", "  response_timeout: soon\n")
+            .replace(
+                "  shutdown_grace: 5s\n",
+                "  shutdown_grace: 5s\n  max_header_bytes: lots\n",
+            )
+            + "inspection:\n  body_limit_bytes: 100\n  sesion_cookie: x\n"
+    });
+    let err = both_refuse(dir.path(), &[]);
+    assert_eq!(err.lines().count(), 4, "{err}");
+    let timeout = line_for(&err, dir.path(), 9, 21, "upstream.response_timeout");
+    assert!(timeout.contains("`soon` is not a duration"), "{err}");
+    // A number: the key, the value and what is expected, not just "invalid u64".
+    let bytes = line_for(&err, dir.path(), 17, 21, "server.max_header_bytes");
+    assert!(
+        bytes.ends_with("`lots` is not a whole number (0 to 18446744073709551615)"),
+        "{err}"
+    );
+    let limit = line_for(&err, dir.path(), 22, 21, "inspection.body_limit_bytes");
+    assert!(limit.ends_with("`100` must be at least 1024"), "{err}");
+    let unknown = line_for(&err, dir.path(), 23, 3, "inspection.sesion_cookie");
+    assert!(
+        unknown.contains("unknown key `sesion_cookie`; expected one of")
+            && unknown.contains("`session_cookie`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_required_key_and_a_bad_one_beside_it_are_both_reported() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace("  ops: 127.0.0.1:0\n", "")
+            .replace("  public: 127.0.0.1:0\n", "  public: 127.0.0.1:http\n")
+    });
+    let err = both_refuse(dir.path(), &[]);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    let public = line_for(&err, dir.path(), 2, 11, "listen.public");
+    assert!(
+        public.contains("`127.0.0.1:http` is not an address"),
+        "{err}"
+    );
+    let ops = line_for(&err, dir.path(), 1, 1, "listen.ops");
+    assert!(ops.contains("missing required key `ops`"), "{err}");
+}
+
+#[test]
+fn environment_overrides_apply_to_both_and_check_says_where_values_came_from() {
+    let dir = setup();
+    let out = check_passes(
+        dir.path(),
+        &[
+            ("KRATOS_GATE_UPSTREAM_PUBLIC", "http://kratos.internal:4433"),
+            ("KRATOS_GATE_REVOCATION_CONCURRENCY", "8"),
+            (
+                "KRATOS_GATE_FORWARDING_TRUSTED_PROXIES",
+                "10.0.0.0/8,192.168.0.0/16",
+            ),
+        ],
+    );
+    assert!(
+        out.contains(
+            "upstream.public = http://kratos.internal:4433 (from $KRATOS_GATE_UPSTREAM_PUBLIC)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("revocation.concurrency = 8 (from $KRATOS_GATE_REVOCATION_CONCURRENCY)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("forwarding.trusted_proxies = [10.0.0.0/8, 192.168.0.0/16] (from $KRATOS_GATE_FORWARDING_TRUSTED_PROXIES)\n"),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap_or("").starts_with("ok: "),
+        "{out}"
+    );
+
+    // A bad override is refused by both, at the key it replaces, naming the variable.
+    let err = both_refuse(
+        dir.path(),
+        &[
+            ("KRATOS_GATE_UPSTREAM_PUBLIC", "ftp://kratos.internal"),
+            ("KRATOS_GATE_REVOCATION_CONCURRENCY", "many"),
+        ],
+    );
+    let line = line_for(&err, dir.path(), 6, 11, "upstream.public");
+    assert!(
+        line.contains("`ftp://kratos.internal` must start with http:// or https://")
+            && line.ends_with("(from $KRATOS_GATE_UPSTREAM_PUBLIC)"),
+        "{err}"
+    );
+    let line = line_for(&err, dir.path(), 1, 1, "revocation.concurrency");
+    assert!(
+        line.contains("`many` is not a whole number")
+            && line.ends_with("(from $KRATOS_GATE_REVOCATION_CONCURRENCY)"),
+        "{err}"
+    );
+
+    // The hook listener on the public address through the environment: refused by both.
+    edit(dir.path(), |t| {
+        t.replace("  public: 127.0.0.1:0\n", "  public: 127.0.0.1:47465\n")
+    });
+    let err = both_refuse(
+        dir.path(),
+        &[("KRATOS_GATE_LISTEN_HOOKS", "127.0.0.1:47465")],
+    );
+    let line = line_for(&err, dir.path(), 1, 1, "listen.hooks");
+    assert!(line.ends_with("(from $KRATOS_GATE_LISTEN_HOOKS)"), "{err}");
+}
+
+#[test]
+fn variable_references_apply_to_both_and_an_unset_one_is_an_error_at_its_value() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace(
+            "  admin: http://127.0.0.1:4434\n",
+            "  admin: http://${KRATOS_HOST}:${KRATOS_ADMIN_PORT:-4434}\n",
+        )
+    });
+    let out = check_passes(dir.path(), &[("KRATOS_HOST", "kratos.internal")]);
+    assert!(
+        out.contains(&format!(
+            "upstream.admin = http://kratos.internal:4434 (from `http://${{KRATOS_HOST}}:${{KRATOS_ADMIN_PORT:-4434}}` at {}:7:10)\n",
+            config_path(dir.path())
+        )),
+        "{out}"
+    );
+    let err = both_refuse(dir.path(), &[]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let line = line_for(&err, dir.path(), 7, 10, "upstream.admin");
+    assert!(line.contains("${KRATOS_HOST} is not set"), "{err}");
+}
