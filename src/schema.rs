@@ -44,6 +44,11 @@ pub fn config_schema() -> Schema {
         .ensure_object()
         .values_mut()
         .for_each(strip_null_defaults);
+    for key in ["properties", "definitions"] {
+        if let Some(value) = schema.get_mut(key) {
+            allow_references(value);
+        }
+    }
     schema.insert("title".into(), "kratos-gate gateway.yaml".into());
     schema.insert(
         "description".into(),
@@ -77,6 +82,55 @@ fn strip_null_defaults(value: &mut serde_json::Value) {
             map.values_mut().for_each(strip_null_defaults);
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_null_defaults),
+        _ => {}
+    }
+}
+
+/// A `${VAR}` or `${VAR:-default}` reference (README: Environment overrides and variables).
+const REFERENCE_PATTERN: &str = r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}";
+
+/// Values of `gateway.yaml` may hold `${VAR}` references, expanded before they are read: a
+/// value with one is accepted besides what the key's own schema accepts (the expanded value is
+/// checked by `kratos-gate check`).
+fn allow_references(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            // Schemas only: defaults and examples are values.
+            map.iter_mut()
+                .filter(|(k, _)| !matches!(k.as_str(), "default" | "examples" | "enum" | "const"))
+                .for_each(|(_, v)| allow_references(v));
+            if let Some(Value::String(pattern)) = map.get("pattern") {
+                let either = format!("(?:{pattern})|{REFERENCE_PATTERN}");
+                map.insert("pattern".into(), Value::String(either));
+                return;
+            }
+            let types: Vec<&str> = match map.get("type") {
+                Some(Value::String(t)) => vec![t.as_str()],
+                Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            let scalar = types
+                .iter()
+                .any(|t| matches!(*t, "integer" | "number" | "boolean"));
+            if !(scalar || map.contains_key("enum")) || types.contains(&"array") {
+                return;
+            }
+            // `{anyOf: [the key's schema, a reference]}`, with what editors show kept outside.
+            let mut outer = serde_json::Map::new();
+            for k in ["description", "default", "examples"] {
+                if let Some(v) = map.remove(k) {
+                    outer.insert(k.into(), v);
+                }
+            }
+            let inner = Value::Object(std::mem::take(map));
+            outer.insert(
+                "anyOf".into(),
+                serde_json::json!([inner, {"type": "string", "pattern": REFERENCE_PATTERN}]),
+            );
+            *map = outer;
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_references),
         _ => {}
     }
 }
