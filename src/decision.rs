@@ -1,6 +1,7 @@
-//! The one decision, shared by the proxy policy (`enforce.rs`) and the web hook (`hooks.rs`):
-//! suspects (identities Kratos named, with the addresses of their records) → hits (what on
-//! the list matches each, the strictest entry winning) → verdict (enforced or reported).
+//! The one decision, shared by the proxy's public and admin policies (`enforce/`) and the web
+//! hook (`hooks.rs`): suspects (identities Kratos named, with the addresses of their records)
+//! → hits (what on the list matches each, the strictest entry winning) → verdict (enforced or
+//! reported).
 //! The audit event and its metric are written here too, so both callers log the same fields.
 
 use std::net::IpAddr;
@@ -94,6 +95,26 @@ pub fn decide(list: &Blocklist, suspects: &[Suspect], now: i64, report_only: boo
     verdict
 }
 
+/// The decision on a client address: the strictest `networks` entry in force that contains
+/// it, as a hit without an identity (`matched` = `network:…`). Nothing to do (and nothing
+/// allocated) when the list has no networks.
+pub fn decide_network(list: &Blocklist, client: IpAddr, now: i64, report_only: bool) -> Verdict {
+    let mut verdict = Verdict::default();
+    if let Some((net, entry)) = list.lookup_network(client, now) {
+        let hit = Hit {
+            identity: None,
+            matched: format!("network:{net}"),
+            entry: entry.clone(),
+        };
+        if hit.entry.mode == Mode::Report || report_only {
+            verdict.reported.push(hit);
+        } else {
+            verdict.enforced.push(hit);
+        }
+    }
+    verdict
+}
+
 /// Where a decision was made and what was answered, for the audit event.
 pub struct AuditContext<'a> {
     /// `login`, `whoami`, `extend`, `hook`, …
@@ -137,7 +158,12 @@ pub fn audit(metrics: &Metrics, verdict: &Verdict, ctx: &AuditContext<'_>) {
                 method = ctx.method,
                 path = ctx.path,
                 outcome = ctx.outcome,
-                "session of a listed identity"
+                "{}",
+                if hit.matched.starts_with("network:") {
+                    "request from a listed network"
+                } else {
+                    "session of a listed identity"
+                }
             );
         }
     }
@@ -241,6 +267,26 @@ mod tests {
         let yaml = format!("identities:\n  - {ID}\n");
         let v = decide(&list(&yaml), &[suspect(Some(ID), &[])], NOW, true);
         assert_eq!(modes(&v), (0, 1));
+    }
+
+    #[test]
+    fn a_client_address_is_decided_by_the_strictest_network() {
+        let l = list("networks:\n  - {network: 10.0.0.0/8, mode: report}\n  - 10.1.0.0/16\n");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let v = decide_network(&l, ip("10.1.2.3"), NOW, false);
+        assert_eq!(modes(&v), (1, 0));
+        assert_eq!(v.enforced[0].matched, "network:10.1.0.0/16");
+        assert_eq!(v.enforced[0].identity, None);
+        assert_eq!(
+            modes(&decide_network(&l, ip("10.2.0.1"), NOW, false)),
+            (0, 1)
+        );
+        assert_eq!(
+            modes(&decide_network(&l, ip("10.1.2.3"), NOW, true)),
+            (0, 1)
+        );
+        assert!(decide_network(&l, ip("11.0.0.1"), NOW, false).is_empty());
+        assert!(decide_network(&list("identities: []\n"), ip("10.1.2.3"), NOW, false).is_empty());
     }
 
     #[test]

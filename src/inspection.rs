@@ -1,5 +1,5 @@
 //! Pure analysis of Kratos responses: where a JSON body carries a session credential, which
-//! sessions it vouches for, and whose they are. No I/O; `enforce.rs` decides what to do.
+//! sessions it vouches for, and whose they are. No I/O; the public policy (`enforce/`) decides what to do.
 
 use std::borrow::Cow;
 use std::io::Read;

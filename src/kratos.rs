@@ -1,6 +1,8 @@
 //! The gateway's own calls to Kratos: who owns a credential (whoami, admin session and
-//! identity lookups) and revocations. reqwest with a rustls `ClientConfig` built on the ring
-//! provider (no process-wide provider needed).
+//! identity lookups) and revocations. Every call goes through one helper
+//! (`KratosClient::call`): send, read the answer (bounded) if its status is one the call
+//! expects, else fail with the status; then read it into the call's result. reqwest with a
+//! rustls `ClientConfig` built on the ring provider (no process-wide provider needed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
