@@ -43,6 +43,7 @@ mod no_extension;
 mod ops_endpoints;
 mod passthrough_fidelity;
 mod path_spelling;
+mod remote_source;
 mod report_mode;
 mod revocation_journal;
 mod revoke_on_add;
