@@ -9,12 +9,14 @@
 //!   never evidence; the decision looks only at the response, never at how the client
 //!   spelled the path.
 //! - [`AdminPolicy`] (`admin.rs`): refuse to extend a listed identity's session.
+//! - `network.rs`: the public listener's request-phase refusal of listed networks.
 //!
 //! Both act through one [`Enforcer`]: the list in force, the Kratos client, the revocation
 //! queue, the audit.
 
 mod admin;
 mod attribution;
+mod network;
 mod public;
 mod read;
 mod recovery;
@@ -24,6 +26,7 @@ mod tests;
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
+use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::blocklist::store::BlocklistStore;
@@ -56,6 +59,9 @@ pub struct Enforcer {
     pub message: String,
     /// `blocklist.mode: report`: every match is a dry run.
     pub report_only: bool,
+    /// `forwarding.trusted_proxies`: whose `X-Forwarded-For` names the client address that
+    /// `networks:` entries are matched against.
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl Enforcer {
@@ -73,6 +79,7 @@ impl Enforcer {
             metrics,
             message: config.enforcement.message.clone(),
             report_only: config.blocklist.mode == GlobalMode::Report,
+            trusted_proxies: config.forwarding.trusted_proxies.clone().into(),
         }
     }
 

@@ -96,6 +96,7 @@ impl Policy for PublicPolicy {
         if let Some(refusal) = self.refuse_admin_path(exchange, &request) {
             return Err(refusal);
         }
+        super::network::check(&self.enforcer, exchange, request.headers())?;
         ctx.session_cookie_sent =
             respond::presents_session_cookie(request.headers(), &self.session_cookie);
         // Bodies the gateway may have to read must arrive readable (CONTRACT.md §10).
