@@ -1,5 +1,6 @@
-//! Accept loops: TCP → hyper-util's auto builder (HTTP/1.1 and h2c prior knowledge), with
-//! header-read and HTTP/2 limits, and graceful shutdown that lets in-flight requests finish.
+//! Accept loops: TCP (or TLS, the handshake bounded by the header-read timeout) → hyper-util's
+//! auto builder (HTTP/1.1 and h2c prior knowledge), with header-read and HTTP/2 limits, and
+//! graceful shutdown that lets in-flight requests finish.
 
 use std::convert::Infallible;
 use std::future::Future;
