@@ -162,11 +162,13 @@ fn check(config_path: &Path, offline: bool) -> ExitCode {
     for line in validate::provenance_lines(&file, &validated.provenance) {
         println!("{line}");
     }
+    let trusted = &validated.config.forwarding.trusted_proxies;
     let summary = match (validated.blocklist, &validated.config.blocklist.url) {
-        (Some(loaded), Some(url)) => blocklist_summary(&url.raw, loaded.parsed),
+        (Some(loaded), Some(url)) => blocklist_summary(&url.raw, loaded.parsed, trusted),
         (Some(loaded), None) => blocklist_summary(
             &validated.config.blocklist.path.display().to_string(),
             loaded.parsed,
+            trusted,
         ),
         (None, Some(url)) => format!("blocklist {url}: not fetched (--offline)"),
         (None, None) => "no blocklist".to_owned(),
@@ -180,7 +182,7 @@ fn check_blocklist(path: &Path) -> ExitCode {
         Ok(parsed) => {
             println!(
                 "ok: {}",
-                blocklist_summary(&path.display().to_string(), parsed)
+                blocklist_summary(&path.display().to_string(), parsed, &[])
             );
             ExitCode::SUCCESS
         }
@@ -192,11 +194,18 @@ fn check_blocklist(path: &Path) -> ExitCode {
 }
 
 /// Prints warnings and lint findings to stderr and returns the one-line summary.
-fn blocklist_summary(name: &str, parsed: kratos_gate::blocklist::Parsed) -> String {
+/// `trusted`: `forwarding.trusted_proxies`, when a config is checked (networks listed over
+/// them are named).
+fn blocklist_summary(
+    name: &str,
+    parsed: kratos_gate::blocklist::Parsed,
+    trusted: &[ipnet::IpNet],
+) -> String {
     let now = unix_now();
     let list = &parsed.blocklist;
     let mut warnings = parsed.warnings;
     warnings.extend(list.lint(name, now));
+    warnings.extend(list.networks().lint_trusted_proxies(trusted, name, now));
     warnings.sort_by_key(|d| (d.line, d.column));
     for w in &warnings {
         eprintln!("{w} (warning)");
