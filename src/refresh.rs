@@ -64,11 +64,15 @@ pub trait Source: Send + Sync + 'static {
 }
 
 /// Keeps a watch running while held.
-pub struct WatchGuard(#[allow(dead_code)] Box<dyn Any + Send>);
+pub struct WatchGuard {
+    _watch: Box<dyn Any + Send>,
+}
 
 impl WatchGuard {
     pub fn new(inner: impl Any + Send) -> Self {
-        WatchGuard(Box::new(inner))
+        WatchGuard {
+            _watch: Box::new(inner),
+        }
     }
 }
 
