@@ -87,8 +87,9 @@ const LIST: &str = "identities:\n  - 5ff66179-c240-4703-b0d8-494592cefff5\n";
 const LIST_WITH_ADDRESSES: &str =
     "identities:\n  - 5ff66179-c240-4703-b0d8-494592cefff5\nemails:\n  - listed@example.com\n";
 
-/// A fake Kratos: whoami answers by token, the admin API knows `SESSION` (owned by `OTHER`)
-/// and `listed@example.com` (`LISTED`).
+/// A fake Kratos: whoami answers by token; the admin API knows `SESSION` (owned by `OTHER`),
+/// `SESSION_2` (owned by `LISTED`) and `listed@example.com` (`LISTED`), and fails on
+/// `SESSION_3`.
 async fn kratos() -> Server {
     Server::start(|seen: &Seen| {
         let path = seen.uri.path();
@@ -120,6 +121,15 @@ async fn kratos() -> Server {
                 200,
                 &json!({"id": SESSION, "identity": {"id": OTHER}}).to_string(),
             );
+        }
+        if path == format!("/admin/sessions/{SESSION_2}") && seen.method == http::Method::GET {
+            return reply(
+                200,
+                &json!({"id": SESSION_2, "identity": {"id": LISTED}}).to_string(),
+            );
+        }
+        if path == format!("/admin/sessions/{SESSION_3}") {
+            return reply(500, "");
         }
         if path == "/admin/identities" {
             return if seen.target().contains("listed%40example.com") {
@@ -597,4 +607,80 @@ async fn a_recovery_code_request_remembers_the_address_for_its_flow() {
         .get(&id(SESSION_3))
         .expect("remembered");
     assert_eq!(flow.addresses, ["listed@example.com"]);
+}
+
+async fn extend(
+    f: &Fixture,
+    target: &str,
+) -> Result<Request<crate::body::Body>, http::Response<crate::body::Body>> {
+    let policy = AdminPolicy::new(Arc::clone(&f.enforcer));
+    let request = Request::patch(target)
+        .body(crate::body::empty_body())
+        .expect("r");
+    policy
+        .on_request(&exchange("PATCH", target), &mut (), request)
+        .await
+}
+
+#[tokio::test]
+async fn an_extend_of_a_listed_identitys_session_is_refused_and_the_session_revoked() {
+    let k = kratos().await;
+    let f = fixture(&k, LIST).await;
+    let dashless = SESSION_2.replace('-', "").to_uppercase();
+    for target in [
+        format!("/admin/sessions/{SESSION_2}/extend"),
+        format!("/sessions/{dashless}/extend"),
+    ] {
+        let refused = extend(&f, &target).await.expect_err("refused");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{target}");
+        assert_eq!(refused.headers()["ory-error-id"], "identity_disabled");
+    }
+    let revoked = format!("/admin/sessions/{SESSION_2}");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !k
+            .seen()
+            .iter()
+            .any(|s| s.method == http::Method::DELETE && s.target() == revoked)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the session is revoked");
+}
+
+#[tokio::test]
+async fn an_extend_of_anyone_else_or_an_unknown_session_goes_through() {
+    let k = kratos().await;
+    let f = fixture(&k, LIST).await;
+    for target in [
+        format!("/admin/sessions/{SESSION}/extend"),
+        format!("/admin/sessions/{OTHER}/extend"),
+        "/admin/identities".to_owned(),
+    ] {
+        let forwarded = extend(&f, &target).await.expect("forwarded");
+        assert_eq!(forwarded.uri().path(), target);
+    }
+    // Only the two extends asked about their session; nothing was revoked.
+    let seen = k.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|s| s.method == http::Method::GET));
+}
+
+#[tokio::test]
+async fn an_extend_kratos_would_refuse_or_cannot_check_is_not_forwarded() {
+    let k = kratos().await;
+    let f = fixture(&k, LIST).await;
+    let bad = extend(&f, "/admin/sessions/not-a-uuid/extend")
+        .await
+        .expect_err("malformed");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        k.seen().is_empty(),
+        "Kratos is not asked about an id it would refuse"
+    );
+    let unavailable = extend(&f, &format!("/admin/sessions/{SESSION_3}/extend"))
+        .await
+        .expect_err("Kratos failing");
+    assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
