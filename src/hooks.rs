@@ -15,12 +15,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::util::{parse_uuid, unix_now};
+use crate::blocklist::store::BlocklistStore;
+use crate::body::{collect_limited, empty_body, full_body, Body, CollectError};
 use crate::decision::{self, AuditContext, Suspect};
 use crate::inspection::identity_addresses;
 use crate::metrics::Metrics;
-use crate::blocklist::store::BlocklistStore;
-use crate::body::{collect_limited, empty_body, full_body, Body, CollectError};
+use crate::util::{parse_uuid, unix_now};
 
 pub const HOOK_PATH: &str = "/hooks/kratos";
 const BODY_LIMIT: usize = 1024 * 1024;
