@@ -9,9 +9,8 @@
 //!   journal's directory;
 //! - the blocklist source: a file is read and parsed (its own errors with their positions)
 //!   and handed on, so that start-up does not parse it again; a remote source
-//!   (`blocklist.url`) is set up from the environment's settings, and `check` fetches and
-//!   parses it once (not with `--offline`; serving fetches it itself, with its start-up
-//!   rules).
+//!   (`blocklist.url`) is set up from the environment's settings, and `check` loads it once
+//!   the way start-up does (not with `--offline`; serving loads it itself, in its runtime).
 
 use std::path::Path;
 
@@ -56,8 +55,7 @@ pub fn validate(
         if !parsed.is_bad("blocklist.url") {
             match remote(config, options.fetch_remote) {
                 Ok(list) => blocklist = list,
-                Err(Remote::Setup(message)) => errors.push(parsed.at("blocklist.url", message)),
-                Err(Remote::List(list_errors)) => errors.extend(list_errors),
+                Err(list_errors) => errors.extend(list_errors),
             }
         }
     } else if !parsed.is_bad("blocklist.path") && !config.blocklist.path.as_os_str().is_empty() {
@@ -82,41 +80,25 @@ pub fn validate(
     }
 }
 
-enum Remote {
-    /// The source cannot be set up, or not fetched.
-    Setup(String),
-    /// What was fetched is not a valid blocklist (its errors, named by the source).
-    List(Vec<Diagnostic>),
-}
-
 /// Sets the remote source up (its settings from the environment; no request); with `fetch`,
-/// fetches the list once and parses it.
-fn remote(config: &Config, fetch: bool) -> Result<Option<Loaded>, Remote> {
-    let message = |errs: Vec<Diagnostic>| {
-        errs.iter()
-            .map(|d| d.message.clone())
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let from = source::from_config(&config.blocklist).map_err(|e| Remote::Setup(message(e)))?;
+/// loads the list the way start-up does ([`source::load`]: the fetch, then
+/// `blocklist.cache_path` and `blocklist.require_on_start`), so that its errors are the ones
+/// serving would stop with. Serving itself loads it in its own runtime.
+fn remote(config: &Config, fetch: bool) -> Result<Option<Loaded>, Vec<Diagnostic>> {
+    source::from_config(&config.blocklist)?;
     if !fetch {
         return Ok(None);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Remote::Setup(format!("cannot start the async runtime: {e}")))?;
-    runtime
-        .block_on(Loaded::fetch(from))
-        .map(Some)
-        .map_err(|errs| {
-            // Not fetched at all: a problem of the source, at the key; else the list's own errors.
-            if errs.iter().all(|d| d.line <= 1 && d.column <= 1) && errs.len() == 1 {
-                Remote::Setup(message(errs))
-            } else {
-                Remote::List(errs)
-            }
-        })
+        .map_err(|e| {
+            vec![Diagnostic::whole_file(
+                &config.source.display().to_string(),
+                format!("cannot start the async runtime: {e}"),
+            )]
+        })?;
+    runtime.block_on(source::load(&config.blocklist)).map(Some)
 }
 
 /// The files and variables the config names.

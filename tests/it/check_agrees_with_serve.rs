@@ -377,3 +377,82 @@ fn variable_references_apply_to_both_and_an_unset_one_is_an_error_at_its_value()
     let line = line_for(&err, dir.path(), 7, 10, "upstream.admin");
     assert!(line.contains("${KRATOS_HOST} is not set"), "{err}");
 }
+
+/// A plain HTTP server on port 0 that answers every request with `body` (status 200).
+fn serve_list(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let text = body.lock().map(|b| b.clone()).unwrap_or_default();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    format!("http://{addr}/blocklist.yaml")
+}
+
+#[test]
+fn a_remote_list_is_fetched_once_by_check_and_not_with_offline() {
+    let body = std::sync::Arc::new(std::sync::Mutex::new(
+        "identities:\n  - 3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10\n".to_owned(),
+    ));
+    let url = serve_list(body.clone());
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace("  path: blocklist.yaml\n", &format!("  url: {url}\n"))
+            .replace("  poll_interval: 30s\n", "")
+    });
+    let out = check_passes(dir.path(), &[]);
+    assert!(
+        out.contains(&format!("blocklist {url}: 1 entries")),
+        "{out}"
+    );
+
+    // A broken list: its own errors, at the URL's lines; serving refuses it the same way.
+    *body.lock().expect("lock") = "identities:\n  - nope\n".to_owned();
+    let err = both_refuse(dir.path(), &[]);
+    assert!(
+        err.starts_with(&format!("{url}:2:5: `nope` is not an identity id")),
+        "{err}"
+    );
+    let config = config_path(dir.path());
+
+    // --offline checks everything but the list itself.
+    let (code, out, err) = run(
+        bin().args(["check", "--offline", "--config", &config]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("blocklist {url}: not fetched (--offline)")),
+        "{out}"
+    );
+
+    // A source that cannot be reached (and no cache to start from): both refuse it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let unreachable = format!("http://127.0.0.1:{port}/blocklist.yaml");
+    edit(dir.path(), |t| t.replace(&url, &unreachable));
+    let err = both_refuse(dir.path(), &[]);
+    assert!(err.starts_with(&format!("{unreachable}:1:1: ")), "{err}");
+    let (code, _, _) = run(
+        bin().args(["check", "--offline", "--config", &config]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0);
+}
