@@ -35,7 +35,8 @@
 //! 10,000, a caught session stayed alive at Kratos for 10 s and more, and RSS followed the
 //! queue's high-water mark (83 MiB), flat otherwise.
 
-mod support;
+// Public: the parts of the shared support soak does not use are used, and checked, in tests/it.
+pub mod support;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -675,7 +676,7 @@ async fn soak_logins_and_whoami_while_the_list_churns() {
         Method::POST,
         "/self-service/login",
         Reply::from_fn(move |c: &RecordedCall| {
-            let b = c.body_json().unwrap_or_default();
+            let b: serde_json::Value = serde_json::from_slice(&c.body).unwrap_or_default();
             let field = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
             let body = template
                 .replace(&ti.to_string(), &field("soak_identity"))

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/invariants.rs"]
-mod invariants;
+pub mod invariants;
 
 const CODINGS: &[&str] = &[
     "gzip",

@@ -8,7 +8,7 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/invariants.rs"]
-mod invariants;
+pub mod invariants;
 
 use invariants::{INTERESTING_NAMES, INTERESTING_VALUES, SESSION_COOKIE};
 

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/invariants.rs"]
-mod invariants;
+pub mod invariants;
 
 fuzz_target!(|data: &[u8]| {
     invariants::check_first_significant_byte(data);

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/invariants.rs"]
-mod invariants;
+pub mod invariants;
 
 fuzz_target!(|data: &[u8]| {
     let (ct, body) = match data.iter().position(|b| *b == 0) {

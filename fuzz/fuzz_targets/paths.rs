@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/invariants.rs"]
-mod invariants;
+pub mod invariants;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -21,7 +21,7 @@ use support::fake_kratos::{
     fresh_cookie_value, fresh_token, fresh_uuid, FakeKratos, Reply, Side, SESSION_COOKIE,
 };
 use support::fixtures;
-use support::flows::{recovery, recovery_code_sent, Flow, FlowKind, FlowType};
+use support::flows::{recovery, recovery_code_sent, Flow, FlowType};
 use support::gateway::start_gateway_with;
 use support::raw::{assert_no_credential_bytes, exchange};
 use support::raw_upstream::RawUpstream;
@@ -40,7 +40,7 @@ fn new_session_of(p: &Person) -> Person {
 /// Scripts Kratos's "code sent" recovery answer (which echoes the payload) and returns the
 /// submission path.
 fn script_code_sent(s: &Setup) -> String {
-    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    let flow = Flow::new(FlowType::Api);
     let path = format!("/self-service/recovery?flow={}", flow.id);
     s.fake
         .on_public("POST", "/self-service/recovery", recovery_code_sent(flow));
@@ -346,7 +346,7 @@ async fn html_403_from_whoami_on_an_oidc_callback_does_not_let_the_cookie_pass()
 async fn native_recovery_of_listed_identity_with_second_factor_gets_no_token() {
     let s = setup().await;
     let recovered = new_session_of(&s.listed);
-    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    let flow = Flow::new(FlowType::Api);
     let path = format!("/self-service/recovery?flow={}", flow.id);
     s.fake.on_public(
         "POST",
@@ -385,7 +385,7 @@ async fn native_recovery_of_listed_identity_with_second_factor_gets_no_token() {
 async fn native_recovery_of_unlisted_identity_with_second_factor_passes() {
     let s = setup().await;
     let recovered = new_session_of(&s.unlisted);
-    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    let flow = Flow::new(FlowType::Api);
     let path = format!("/self-service/recovery?flow={}", flow.id);
     s.fake.on_public(
         "POST",

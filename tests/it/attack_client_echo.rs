@@ -21,7 +21,7 @@ use support::fake_kratos::{
     fresh_cookie_value, fresh_token, fresh_uuid, FakeKratos, Side, SESSION_COOKIE,
 };
 use support::fixtures::WHOAMI_401_WIRE;
-use support::flows::{recovery, recovery_code_sent, Flow, FlowKind, FlowType};
+use support::flows::{recovery, recovery_code_sent, Flow, FlowType};
 use support::gateway::{start_gateway_with, TestGateway};
 
 /// A new session of `p`'s identity (what Kratos creates on a successful recovery).
@@ -97,7 +97,7 @@ async fn recover_listed_with_payload(
     payload: &str,
 ) -> (Answer, Person) {
     let recovered = new_session_of(&s.listed);
-    let flow = Flow::new(FlowKind::Recovery, flow_type);
+    let flow = Flow::new(flow_type);
     let path = format!("/self-service/recovery?flow={}", flow.id);
     s.fake.on_public(
         "POST",
@@ -190,7 +190,7 @@ async fn recovery_code_request_cannot_get_an_innocent_identity_revoked() {
         |_| {},
     )
     .await;
-    let flow = Flow::new(FlowKind::Recovery, FlowType::Api);
+    let flow = Flow::new(FlowType::Api);
     let path = format!("/self-service/recovery?flow={}", flow.id);
     fake.on_public("POST", "/self-service/recovery", recovery_code_sent(flow));
     let body = format!(
@@ -405,7 +405,7 @@ async fn extend_of_unlisted_session_goes_through_for_every_id_spelling() {
 async fn spa_recovery_of_unlisted_identity_passes_with_its_cookie() {
     let s = setup().await;
     let recovered = new_session_of(&s.unlisted);
-    let flow = Flow::new(FlowKind::Recovery, FlowType::Browser);
+    let flow = Flow::new(FlowType::Browser);
     let path = format!("/self-service/recovery?flow={}", flow.id);
     s.fake.on_public(
         "POST",

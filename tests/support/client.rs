@@ -23,6 +23,11 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The first value of header `name` as text (`None` if absent or not text).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     pub fn set_cookies(&self) -> Vec<String> {
         self.headers
             .get_all("set-cookie")

@@ -513,11 +513,6 @@ pub fn native_login_aal2_pending_body(session_id: Uuid, token: &str) -> String {
         .to_wire()
 }
 
-/// Native login 400 for an inactive identity (login flow with UI message 4010011).
-pub fn native_login_identity_disabled_body() -> String {
-    fixture_wire("synthesized/native-login-400-identity-disabled.json")
-}
-
 /// SPA (browser flow, JSON) login 200: `session` + `continue_with[redirect_browser_to]`,
 /// no token (the cookie travels in `Set-Cookie`).
 pub fn spa_login_body(identity_id: Uuid, session_id: Uuid) -> String {
@@ -542,14 +537,6 @@ pub fn native_registration_body(identity_id: Uuid, session_id: Uuid, token: &str
         .session(session_id)
         .token(token)
         .render("synthesized/native-registration-200-with-session-hook.json")
-        .to_wire()
-}
-
-/// Native registration 200 without the `session` hook: only `identity` and `"continue_with":null`.
-pub fn native_registration_without_session_body(identity_id: Uuid) -> String {
-    Subst::new()
-        .identity(identity_id)
-        .render("synthesized/native-registration-200-without-session-hook.json")
         .to_wire()
 }
 

@@ -6,13 +6,13 @@
 //!   bounded only by Go's limit of 10,000), for `application/x-www-form-urlencoded` the form
 //!   fields (`transient_payload` parsed as JSON text, `traits.x` keys nested), for
 //!   `multipart/form-data` nothing.
-//! - [`Flow`] renders a flow object (`loginFlow`, `registrationFlow`, `recoveryFlow`,
-//!   `settingsFlow`, `verificationFlow` of `api.json`) with the submitted `transient_payload`
-//!   copied unchanged and `ui.nodes[].attributes.value` filled from the submitted fields.
-//! - [`flow_reply`], [`recovery`] and [`login_error`] are ready-made [`Reply::from_fn`]
-//!   replies: "code sent", recovery success (native token in `continue_with`, or the
-//!   session cookie for browser flows), and the login 400 flow answer. Sessions they hand out
-//!   are registered in the fake's registry when the request arrives, so whoami on them works.
+//! - [`Flow`] renders a recovery flow object (`recoveryFlow` of `api.json`) with the
+//!   submitted `transient_payload` copied unchanged and `ui.nodes[].attributes.value` filled
+//!   from the submitted fields.
+//! - [`recovery_code_sent`] and [`recovery`] are ready-made [`Reply::from_fn`] replies:
+//!   "code sent", and recovery success (native token in `continue_with`, or the session
+//!   cookie for browser flows). Sessions they hand out are registered in the fake's registry
+//!   when the request arrives, so whoami on them works.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -279,35 +279,9 @@ impl Submitted {
         self.field(name).and_then(Json::as_str)
     }
 
-    /// The login identifier (`identifier`, or the older `password_identifier`).
-    pub fn identifier(&self) -> Option<&str> {
-        self.text("identifier")
-            .or_else(|| self.text("password_identifier"))
-    }
-
     /// The submitted `transient_payload`, unchanged.
     pub fn transient_payload(&self) -> Option<&Json> {
         self.field("transient_payload")
-    }
-
-    /// Every submitted trait leaf as (`traits.a.b`, value).
-    pub fn trait_values(&self) -> Vec<(String, Json)> {
-        let mut out = Vec::new();
-        if let Some(traits) = self.field("traits") {
-            leaves("traits", traits, &mut out);
-        }
-        out
-    }
-}
-
-fn leaves(prefix: &str, value: &Json, out: &mut Vec<(String, Json)>) {
-    match value {
-        Json::Object(members) => {
-            for (k, v) in members {
-                leaves(&format!("{prefix}.{k}"), v, out);
-            }
-        }
-        other => out.push((prefix.to_owned(), other.clone())),
     }
 }
 
@@ -381,27 +355,6 @@ pub fn is_json_request(call: &RecordedCall) -> bool {
 // ---------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlowKind {
-    Login,
-    Registration,
-    Recovery,
-    Settings,
-    Verification,
-}
-
-impl FlowKind {
-    pub fn path(self) -> &'static str {
-        match self {
-            FlowKind::Login => "login",
-            FlowKind::Registration => "registration",
-            FlowKind::Recovery => "recovery",
-            FlowKind::Settings => "settings",
-            FlowKind::Verification => "verification",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlowType {
     /// Created with `GET /self-service/<flow>/api` (native apps).
     Api,
@@ -409,10 +362,9 @@ pub enum FlowType {
     Browser,
 }
 
-/// A flow of one kind and type, rendered per request with the client's input echoed.
+/// A recovery flow of one type, rendered per request with the client's input echoed.
 #[derive(Clone, Debug)]
 pub struct Flow {
-    pub kind: FlowKind,
     pub flow_type: FlowType,
     pub id: Uuid,
     /// When the flow was created (`issued_at`; it expires an hour later), fixed like Kratos's.
@@ -486,18 +438,12 @@ pub fn ui_message(id: u32, text: &str, kind: &str) -> Json {
 }
 
 impl Flow {
-    pub fn new(kind: FlowKind, flow_type: FlowType) -> Flow {
+    pub fn new(flow_type: FlowType) -> Flow {
         Flow {
-            kind,
             flow_type,
             id: fresh_uuid(),
             issued_at: SystemTime::now(),
         }
-    }
-
-    pub fn with_id(mut self, id: Uuid) -> Flow {
-        self.id = id;
-        self
     }
 
     fn type_name(&self) -> &'static str {
@@ -511,7 +457,6 @@ impl Flow {
     /// fields in `ui.nodes[].attributes.value` and the submitted `transient_payload`.
     pub fn render(&self, state: &str, submitted: &Submitted, messages: Vec<Json>) -> Json {
         let now = self.issued_at;
-        let kind = self.kind.path();
         let text = |name: &str| submitted.text(name).map(Json::str);
         let mut nodes = vec![node(
             "default",
@@ -524,92 +469,34 @@ impl Flow {
             })),
             None,
         )];
-        let active = match self.kind {
-            FlowKind::Login => {
-                nodes.push(node(
-                    "default",
-                    "identifier",
-                    "text",
-                    Some(submitted.identifier().map_or(Json::str(""), Json::str)),
-                    Some((1_070_004, "ID")),
-                ));
-                nodes.push(node(
-                    "password",
-                    "password",
-                    "password",
-                    None,
-                    Some((1_010_001, "Password")),
-                ));
-                nodes.push(node(
-                    "password",
-                    "method",
-                    "submit",
-                    Some(Json::str("password")),
-                    Some((1_010_022, "Sign in with password")),
-                ));
-                "password"
-            }
-            FlowKind::Registration | FlowKind::Settings => {
-                let mut traits = submitted.trait_values();
-                if traits.is_empty() {
-                    traits.push(("traits.email".to_owned(), Json::str("")));
-                }
-                for (name, value) in traits {
-                    nodes.push(node("default", &name, "text", Some(value), None));
-                }
-                nodes.push(node(
-                    "password",
-                    "password",
-                    "password",
-                    None,
-                    Some((1_070_001, "Password")),
-                ));
-                let method = if self.kind == FlowKind::Settings {
-                    "profile"
-                } else {
-                    "password"
-                };
-                nodes.push(node(
-                    "password",
-                    "method",
-                    "submit",
-                    Some(Json::str(method)),
-                    Some((1_040_001, "Sign up")),
-                ));
-                method
-            }
-            FlowKind::Recovery | FlowKind::Verification => {
-                nodes.push(node(
-                    "code",
-                    "email",
-                    "email",
-                    text("email"),
-                    Some((1_070_007, "Email")),
-                ));
-                if submitted.field("code").is_some() || state != "choose_method" {
-                    nodes.push(node(
-                        "code",
-                        "code",
-                        "text",
-                        text("code"),
-                        Some((1_070_012, "Code")),
-                    ));
-                }
-                nodes.push(node(
-                    "code",
-                    "method",
-                    "submit",
-                    Some(Json::str("code")),
-                    Some((1_070_009, "Continue")),
-                ));
-                "code"
-            }
-        };
+        nodes.push(node(
+            "code",
+            "email",
+            "email",
+            text("email"),
+            Some((1_070_007, "Email")),
+        ));
+        if submitted.field("code").is_some() || state != "choose_method" {
+            nodes.push(node(
+                "code",
+                "code",
+                "text",
+                text("code"),
+                Some((1_070_012, "Code")),
+            ));
+        }
+        nodes.push(node(
+            "code",
+            "method",
+            "submit",
+            Some(Json::str("code")),
+            Some((1_070_009, "Continue")),
+        ));
         let mut ui = Json::Object(Vec::new());
         ui.set(
             "action",
             Json::str(format!(
-                "{KRATOS_BASE}/self-service/{kind}?flow={}",
+                "{KRATOS_BASE}/self-service/recovery?flow={}",
                 self.id
             )),
         );
@@ -629,18 +516,12 @@ impl Flow {
         flow.set(
             "request_url",
             Json::str(format!(
-                "{KRATOS_BASE}/self-service/{kind}/{}",
+                "{KRATOS_BASE}/self-service/recovery/{}",
                 self.type_name()
             )),
         );
-        flow.set("active", Json::str(active));
+        flow.set("active", Json::str("code"));
         flow.set("ui", ui);
-        if self.kind == FlowKind::Login {
-            flow.set("created_at", Json::str(rfc3339(now)));
-            flow.set("updated_at", Json::str(rfc3339(now)));
-            flow.set("refresh", Json::Bool(false));
-            flow.set("requested_aal", Json::str("aal1"));
-        }
         flow.set("state", Json::str(state));
         if let Some(payload) = submitted.transient_payload() {
             flow.set("transient_payload", payload.clone());
@@ -664,20 +545,6 @@ pub fn flow_reply(flow: Flow, status: u16, state: &str, messages: Vec<Json>) -> 
         Reply::json(status, flow.render(&state, &submitted, messages.clone()))
             .header("content-type", JSON_UTF8)
     })
-}
-
-/// Login 400 (API and SPA): the login flow with "invalid credentials" and the echo.
-pub fn login_error(flow: Flow) -> Reply {
-    flow_reply(
-        flow,
-        400,
-        "choose_method",
-        vec![ui_message(
-            4_000_006,
-            "The provided credentials are invalid, check for spelling mistakes in your password or username, email address, or phone number.",
-            "error",
-        )],
-    )
 }
 
 /// The recovery "code sent" answer: 200 flow in state `sent_email`, no credential, the

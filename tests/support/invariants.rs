@@ -3,13 +3,14 @@
 //! include this file with `#[path]`). Each `check_*` takes arbitrary input, must not panic
 //! on its own account, and panics with a message when the function under test breaks an
 //! invariant.
-#![allow(dead_code)]
+//!
+//! `tests/properties.rs` uses all of it (as a private module, so the compiler reports anything
+//! unused); each fuzz target uses a part and includes it as a public module.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use kratos_gate::blocklist::Blocklist;
-use kratos_gate::util::unix_now;
 use kratos_gate::headers::{
     is_session_cookie_name, session_cookies, set_cookie_name, set_cookie_value, strip_hop_by_hop,
     strip_session_set_cookies,
@@ -18,6 +19,7 @@ use kratos_gate::inspection::{
     decode, first_significant_byte, inspect_json, submitted, MAX_TOKENS,
 };
 use kratos_gate::paths::{canonical_path, extend_session_id, request_kind};
+use kratos_gate::util::unix_now;
 
 pub const SESSION_COOKIE: &str = "ory_kratos_session";
 

@@ -1,12 +1,12 @@
 //! A Kratos stand-in that answers with hand-written bytes, for responses no HTTP server
 //! library will produce: `Set-Cookie` in chunked trailers, informational responses carrying
 //! cookies, conflicting `Content-Length` fields, bodies split at chosen bytes. Each request is
-//! read (head, then a `Content-Length` or chunked body), recorded, answered with the bytes the
-//! handler returns, and the connection is closed. `GET /health/alive` is always answered
+//! read (head, then a `Content-Length` or chunked body), answered with the bytes the handler
+//! returns for its target, and the connection is closed. `GET /health/alive` is always answered
 //! 200 (for "the gateway still serves" checks) and not recorded.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,31 +15,17 @@ use tokio::task::JoinHandle;
 
 use super::raw::find;
 
-/// One request as the stand-in read it.
+/// What a handler sees of a request.
 #[derive(Debug, Clone)]
 pub struct RawRequest {
-    pub method: String,
     /// The request target as written.
     pub target: String,
-    /// Header fields in wire order, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RawRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 type Handler = dyn Fn(&RawRequest) -> Vec<Vec<u8>> + Send + Sync;
 
 pub struct RawUpstream {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<RawRequest>>>,
     task: JoinHandle<()>,
 }
 
@@ -57,42 +43,27 @@ impl RawUpstream {
     ) -> RawUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
-        let recorded = Arc::clone(&requests);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let handler = Arc::clone(&handler);
-                let recorded = Arc::clone(&recorded);
                 tokio::spawn(async move {
-                    let _ = serve_one(stream, handler, recorded).await;
+                    let _ = serve_one(stream, handler).await;
                 });
             }
         });
-        RawUpstream {
-            addr,
-            requests,
-            task,
-        }
+        RawUpstream { addr, task }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
-
-    pub fn requests(&self) -> Vec<RawRequest> {
-        self.requests.lock().expect("requests").clone()
-    }
 }
 
-async fn serve_one(
-    mut stream: TcpStream,
-    handler: Arc<Handler>,
-    recorded: Arc<Mutex<Vec<RawRequest>>>,
-) -> std::io::Result<()> {
+async fn serve_one(mut stream: TcpStream, handler: Arc<Handler>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -108,9 +79,13 @@ async fn serve_one(
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or("").split(' ');
-    let method = request_line.next().unwrap_or("").to_owned();
-    let target = request_line.next().unwrap_or("").to_owned();
+    let target = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .nth(1)
+        .unwrap_or("")
+        .to_owned();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -140,14 +115,7 @@ async fn serve_one(
             .await?;
         return stream.shutdown().await;
     }
-    let request = RawRequest {
-        method,
-        target,
-        headers,
-        body,
-    };
-    recorded.lock().expect("requests").push(request.clone());
-    let pieces = handler(&request);
+    let pieces = handler(&RawRequest { target });
     let last = pieces.len().saturating_sub(1);
     for (i, piece) in pieces.into_iter().enumerate() {
         stream.write_all(&piece).await?;
