@@ -38,6 +38,7 @@ mod inspection_limits;
 mod kratos_sdk_compat;
 mod kratos_web_hook;
 mod logs_and_health;
+mod networks;
 mod no_credential_leaves;
 mod no_extension;
 mod ops_endpoints;
