@@ -206,7 +206,18 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
         revoker,
         Arc::clone(&metrics),
     ));
-    let public_policy = Arc::new(PublicPolicy::new(&config, Arc::clone(&enforcer)));
+    let throttle = throttle::Throttle::new(&config.throttle, metrics.throttle.clone())
+        .map_err(StartError::Setup)?;
+    if let Some(t) = &throttle {
+        tracing::info!(
+            store = t.store_name(),
+            "throttling self-service submissions"
+        );
+    }
+    let public_policy = Arc::new(
+        PublicPolicy::new(&config, Arc::clone(&enforcer))
+            .with_throttle(throttle.map(|t| throttle::gate::Gate::new(&config, Arc::new(t)))),
+    );
     let admin_policy = Arc::new(AdminPolicy::new(enforcer));
 
     let mut listeners = Vec::new();

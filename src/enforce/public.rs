@@ -31,6 +31,7 @@ use crate::inspection::{self, Shape};
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
 use crate::respond;
+use crate::throttle::gate::{self as throttle_gate, Gate, Ticket};
 use crate::util::parse_uuid;
 
 pub struct PublicPolicy {
@@ -53,6 +54,8 @@ pub struct PublicPolicy {
     /// `enforcement.browser_redirect`.
     browser_redirect: Option<Uri>,
     pub(super) recovery_addresses: RecoveryAddresses,
+    /// `throttle:` (src/throttle/gate.rs), when enabled.
+    throttle: Option<Gate>,
 }
 
 /// What the public policy keeps about one exchange between request and response.
@@ -64,6 +67,10 @@ pub struct PublicCtx {
     /// The request presented the session cookie (a browser, not a token client): a refusal
     /// of its session also clears the cookie.
     pub(super) session_cookie_sent: bool,
+    /// The submission's `method` field, for throttling.
+    pub(super) login_method: Option<String>,
+    /// A submission the throttle let through, settled on Kratos's answer.
+    pub(super) throttle: Option<Ticket>,
 }
 
 impl PublicPolicy {
@@ -80,7 +87,14 @@ impl PublicPolicy {
             browser_redirect: config.enforcement.browser_redirect.clone(),
             // Kratos's default recovery flow lifespan is an hour.
             recovery_addresses: RecoveryAddresses::new(100_000, Duration::from_secs(3600)),
+            throttle: None,
         }
+    }
+
+    /// Throttles self-service submissions with `gate` (`throttle:`).
+    pub fn with_throttle(mut self, gate: Option<Gate>) -> Self {
+        self.throttle = gate;
+        self
     }
 }
 
@@ -106,15 +120,31 @@ impl Policy for PublicPolicy {
         );
         let request = self.read_submission(exchange, ctx, request).await?;
         // Checks that need the submission (`ctx.submission`) follow here.
+        if let Some(gate) = &self.throttle {
+            let fields = match &ctx.submission {
+                Submission::Read(fields) => Some(fields),
+                _ => None,
+            };
+            ctx.throttle = gate
+                .check(
+                    exchange,
+                    request.headers(),
+                    request.uri(),
+                    ctx.login_method.as_deref(),
+                    fields,
+                )
+                .await?;
+        }
         Ok(request)
     }
 
     async fn on_response(
         &self,
         exchange: &Exchange,
-        ctx: PublicCtx,
+        mut ctx: PublicCtx,
         response: Response<Incoming>,
     ) -> Response<Body> {
+        let ticket = ctx.throttle.take();
         // Kratos is spoken to in HTTP/1.1, where only a chunked body has trailers; a body of
         // known length has none to filter.
         let may_have_trailers = http_body::Body::size_hint(response.body())
@@ -123,6 +153,10 @@ impl Policy for PublicPolicy {
         let answer = match self.judge(exchange, &ctx, response).await {
             Ok(r) => r,
             Err(e) => self.enforcer.fail_closed(exchange, e),
+        };
+        let answer = match (&self.throttle, ticket) {
+            (Some(gate), Some(ticket)) => gate.settle(exchange, ticket, answer).await,
+            _ => answer,
         };
         if may_have_trailers {
             self.without_trailer_cookies(exchange, answer)
@@ -197,6 +231,11 @@ impl PublicPolicy {
                 return Err(e.into_response(Some(exchange.request_id.as_str())));
             }
         };
+        if self.throttle.is_some() {
+            ctx.login_method = copy
+                .as_deref()
+                .and_then(|c| throttle_gate::submitted_method(content_type.as_deref(), c));
+        }
         ctx.submission = match copy.map(|c| inspection::submitted(content_type.as_deref(), &c)) {
             Some(Ok(fields)) => Submission::Read(fields),
             Some(Err(_)) | None => Submission::Unreadable,

@@ -11,6 +11,7 @@
 //! network the identifier signed in from within `remember_networks`.
 
 pub mod config;
+pub mod gate;
 pub mod metrics;
 pub mod redis;
 pub mod rules;
@@ -56,7 +57,7 @@ impl Flow {
     }
 
     /// Flows whose failures are counted per identifier (login) or address (codes).
-    fn counted(self) -> bool {
+    pub fn counted(self) -> bool {
         matches!(self, Flow::Login | Flow::Recovery | Flow::Verification)
     }
 }
@@ -67,6 +68,9 @@ pub struct Submission<'a> {
     pub flow: Flow,
     pub identifier: Option<&'a str>,
     pub client: IpAddr,
+    /// Tries a secret (a password or a one-time code): counted per identifier and network.
+    /// Other submissions only count against their network's rate.
+    pub tries_secret: bool,
 }
 
 /// What to do with a submission.
@@ -134,6 +138,9 @@ pub struct Throttle {
     report: bool,
     fail: FailMode,
     metrics: ThrottleMetrics,
+    /// The address a recovery or verification flow's code was sent to, by flow id (bounded;
+    /// Kratos's default flow lifespan is an hour).
+    flow_addresses: moka::sync::Cache<uuid::Uuid, Arc<str>>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -152,6 +159,9 @@ impl Throttle {
     ) -> Result<Option<Throttle>, String> {
         if !config.enabled {
             return Ok(None);
+        }
+        if let Some(first) = config.validate().into_iter().next() {
+            return Err(first);
         }
         let (fail, store) = match &config.redis {
             Some(r) => (r.fail, AnyStore::Redis(RedisStore::new(r)?)),
@@ -184,6 +194,10 @@ impl Throttle {
             report: config.mode == GlobalMode::Report,
             fail,
             metrics,
+            flow_addresses: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         }))
     }
 
@@ -223,9 +237,10 @@ impl Throttle {
             .concat(),
         };
         let flow = s.flow.as_str().as_bytes();
+        let counted = s.tries_secret && s.flow.counted();
         let identifier = s
             .identifier
-            .filter(|_| s.flow.counted())
+            .filter(|_| counted)
             .map(normalise)
             .filter(|i| !i.is_empty());
         let id = identifier.as_deref().map(str::as_bytes);
@@ -237,7 +252,7 @@ impl Throttle {
                 .filter(|_| s.flow == Flow::Login)
                 .map(|i| key(b"known", flow, i, &net_bytes)),
             rate: rate.then(|| key(b"rate", b"", b"", &net_bytes)),
-            count_network: s.flow.counted(),
+            count_network: counted,
         }
     }
 
@@ -345,7 +360,7 @@ impl Throttle {
         q.count_network &= pending.counted;
         let (operation, result) = match outcome {
             Outcome::Failure => {
-                if !s.flow.counted() {
+                if !(s.tries_secret && s.flow.counted()) {
                     return;
                 }
                 self.metrics
@@ -389,6 +404,20 @@ impl Throttle {
         if let Err(e) = result {
             self.store_error(operation, s, &e);
         }
+    }
+
+    /// A recovery or verification submission without a code names the address its code goes
+    /// to: remembered for the flow, so that wrong codes in the same flow count against it.
+    pub fn remember_address(&self, flow_id: uuid::Uuid, address: &str) {
+        let address = normalise(address);
+        if !address.is_empty() && address.len() <= 1024 {
+            self.flow_addresses.insert(flow_id, Arc::from(address));
+        }
+    }
+
+    /// The address remembered for a flow.
+    pub fn address_of(&self, flow_id: uuid::Uuid) -> Option<Arc<str>> {
+        self.flow_addresses.get(&flow_id)
     }
 
     /// The in-process store, when that is the one in use (tests and diagnostics).

@@ -41,6 +41,7 @@ fn login<'a>(who: &'a str, from: &str) -> Submission<'a> {
         flow: Flow::Login,
         identifier: Some(who),
         client: ip(from),
+        tries_secret: true,
     }
 }
 
@@ -197,6 +198,7 @@ async fn network_limit_and_rate_limit(make: impl Fn(&ThrottleConfig) -> Throttle
         flow: Flow::Registration,
         identifier: None,
         client: ip(from),
+        tries_secret: false,
     };
     for _ in 0..3 {
         assert!(passed(t.check(&sub("198.51.100.60"), "t").await));

@@ -50,5 +50,6 @@ mod revocation_journal;
 mod revoke_on_add;
 mod signed_out_and_schemas;
 mod slow_upload_is_not_a_slow_kratos;
+mod throttle;
 mod tls_listeners;
 mod upstream_failures;

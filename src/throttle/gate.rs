@@ -1,0 +1,406 @@
+//! Throttling at the public listener: which submissions are checked, how Kratos's answer is
+//! read as a failure or a success, and the answers the gateway gives itself. The public policy
+//! calls [`Gate::check`] once it has read a submission and [`Gate::settle`] on the answer.
+//!
+//! - Every `POST`/`PUT`/`PATCH` to a self-service flow (login, registration, recovery,
+//!   verification, settings) counts against its network's rate.
+//! - A password or code login counts an attempt per identifier, identifier and network, and
+//!   network. Kratos's answer decides what it was: the "credentials invalid" message (4000006)
+//!   or a wrong login code (4010008) is a failure, and so is a browser form login sent back to
+//!   its form without a session; a session (2xx, or the session cookie set) is a success;
+//!   anything else is given back.
+//! - A recovery or verification code counts per the address the flow's code was sent to
+//!   (remembered from the flow's first step) and per network; 4060006 and 4070006 are failures.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap};
+use http::{Method, Response, Uri};
+use http_body_util::BodyExt;
+use ipnet::IpNet;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Flow, Outcome, Pending, Submission, Throttle, Verdict};
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::inspection::Submitted;
+use crate::proxy::Exchange;
+use crate::respond;
+
+/// Kratos's UI message ids that mean a wrong secret (CONTRACT.md §8; Kratos `text/id.go`).
+const INVALID_CREDENTIALS: i64 = 4_000_006;
+const LOGIN_CODE_INVALID: i64 = 4_010_008;
+const RECOVERY_CODE_INVALID: i64 = 4_060_006;
+const VERIFICATION_CODE_INVALID: i64 = 4_070_006;
+
+/// The most of Kratos's answer read to find its messages (a flow is a few KiB).
+const ANSWER_LIMIT: usize = 256 * 1024;
+
+/// The public listener's throttling.
+pub struct Gate {
+    throttle: Arc<Throttle>,
+    trusted: Vec<IpNet>,
+    session_cookie: String,
+    answer_timeout: Duration,
+}
+
+/// A submission let through: what its answer is matched against.
+#[derive(Debug)]
+pub struct Ticket {
+    flow: Flow,
+    identifier: Option<String>,
+    client: IpAddr,
+    pending: Pending,
+    /// A form post without JSON: Kratos answers it with redirects, not flow JSON.
+    browser: bool,
+}
+
+impl Gate {
+    pub fn new(config: &Config, throttle: Arc<Throttle>) -> Gate {
+        Gate {
+            throttle,
+            trusted: config.forwarding.trusted_proxies.clone(),
+            session_cookie: config.inspection.session_cookie.clone(),
+            answer_timeout: config.upstream.response_timeout.get(),
+        }
+    }
+
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// Request phase, after the submission was read (`fields`: what it names; `method`: its
+    /// `method` field, [`submitted_method`]). `Ok(None)`: not a submission the throttle
+    /// looks at; `Err`: the answer (429, or 503 when the store is down and fails closed).
+    pub async fn check(
+        &self,
+        exchange: &Exchange,
+        headers: &HeaderMap,
+        uri: &Uri,
+        method: Option<&str>,
+        fields: Option<&Submitted>,
+    ) -> Result<Option<Ticket>, Response<Body>> {
+        if !matches!(exchange.method, Method::POST | Method::PUT | Method::PATCH) {
+            return Ok(None);
+        }
+        let flow = match crate::paths::request_kind(exchange.path()) {
+            "login" => Flow::Login,
+            "registration" => Flow::Registration,
+            "recovery" => Flow::Recovery,
+            "verification" => Flow::Verification,
+            "settings" => Flow::Settings,
+            _ => return Ok(None),
+        };
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let json = |v: Option<&str>| v.is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        let browser =
+            !json(content_type) && !json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+        let flow_id = flow_param(uri);
+        let (identifier, counted) = match flow {
+            Flow::Login => {
+                let by_secret = matches!(method, Some("password" | "code"));
+                let mut identifier = fields.and_then(|f| f.identifier.clone());
+                if method == Some("code") {
+                    let has_code = fields.is_some_and(|f| f.has_code);
+                    match (flow_id, &identifier, has_code) {
+                        (Some(id), Some(i), false) => self.throttle.remember_address(id, i),
+                        (Some(id), None, true) => {
+                            identifier = self.throttle.address_of(id).map(|a| a.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+                (identifier.filter(|_| by_secret), by_secret)
+            }
+            Flow::Recovery | Flow::Verification => {
+                let has_code = fields.is_some_and(|f| f.has_code);
+                let email = fields.and_then(|f| f.email.as_deref());
+                if let (Some(id), Some(e), false) = (flow_id, email, has_code) {
+                    self.throttle.remember_address(id, e);
+                }
+                let address = if has_code {
+                    flow_id
+                        .and_then(|id| self.throttle.address_of(id))
+                        .map(|a| a.to_string())
+                        .or_else(|| email.map(str::to_owned))
+                } else {
+                    None
+                };
+                (address, has_code)
+            }
+            _ => (None, false),
+        };
+        let client = crate::networks::client_address(exchange.peer.ip, headers, &self.trusted);
+        let submission = Submission {
+            flow,
+            identifier: identifier.as_deref(),
+            client,
+            tries_secret: counted,
+        };
+        let request_id = exchange.request_id.as_str();
+        match self.throttle.check(&submission, request_id).await {
+            Verdict::Pass(pending) => Ok(counted.then_some(Ticket {
+                flow,
+                identifier,
+                client,
+                pending,
+                browser,
+            })),
+            Verdict::Throttled { retry_after, .. } => {
+                Err(respond::throttled(browser, retry_after, Some(request_id)))
+            }
+            Verdict::Unavailable => Err(respond::throttle_unavailable(browser, Some(request_id))),
+        }
+    }
+
+    /// Response phase: reads Kratos's answer for what it says about the attempt and reports
+    /// it; the answer goes on unchanged.
+    pub async fn settle(
+        &self,
+        exchange: &Exchange,
+        ticket: Ticket,
+        answer: Response<Body>,
+    ) -> Response<Body> {
+        let status = exchange
+            .upstream_status
+            .get()
+            .copied()
+            .unwrap_or_else(|| answer.status());
+        let sets_session = answer
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|v| sets_cookie(v.as_bytes(), &self.session_cookie));
+        let wrong_secret: &[i64] = match ticket.flow {
+            Flow::Login => &[INVALID_CREDENTIALS, LOGIN_CODE_INVALID],
+            Flow::Recovery => &[RECOVERY_CODE_INVALID],
+            Flow::Verification => &[VERIFICATION_CODE_INVALID],
+            _ => &[],
+        };
+        let (outcome, answer) =
+            if ticket.flow == Flow::Login && (status.is_success() || sets_session) {
+                (Outcome::Success, answer)
+            } else if ticket.flow == Flow::Login && ticket.browser && status.is_redirection() {
+                (Outcome::Failure, answer)
+            } else if is_json(answer.headers()) {
+                match self.read_messages(answer).await {
+                    Ok((ids, answer)) => {
+                        let failed = ids.iter().any(|id| wrong_secret.contains(id));
+                        let outcome = if failed {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Other
+                        };
+                        (outcome, answer)
+                    }
+                    Err(e) => (
+                        Outcome::Failure,
+                        e.into_response(Some(exchange.request_id.as_str())),
+                    ),
+                }
+            } else {
+                (Outcome::Other, answer)
+            };
+        let submission = Submission {
+            flow: ticket.flow,
+            identifier: ticket.identifier.as_deref(),
+            client: ticket.client,
+            tries_secret: true,
+        };
+        self.throttle
+            .settle(
+                &submission,
+                ticket.pending,
+                outcome,
+                exchange.request_id.as_str(),
+            )
+            .await;
+        answer
+    }
+
+    /// The UI message ids of a flow answer (`ui.messages[].id`, `ui.nodes[].messages[].id`),
+    /// and the answer to forward (what was read, then the rest). Bodies over
+    /// [`ANSWER_LIMIT`] are not read (no ids).
+    async fn read_messages(
+        &self,
+        answer: Response<Body>,
+    ) -> Result<(Vec<i64>, Response<Body>), GatewayError> {
+        let (parts, body) = answer.into_parts();
+        let read =
+            tokio::time::timeout(self.answer_timeout, body::copy_if_small(body, ANSWER_LIMIT))
+                .await
+                .map_err(|_| GatewayError::UpstreamTimeout(self.answer_timeout))?
+                .map_err(|e| GatewayError::UpstreamBroken(e.to_string()))?;
+        let (copy, replay) = read;
+        let ids = copy.as_deref().map(message_ids).unwrap_or_default();
+        Ok((ids, Response::from_parts(parts, replay.boxed())))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
+        && headers.get(header::CONTENT_ENCODING).is_none()
+}
+
+/// `Set-Cookie: {name}=…` with a value (a clearing cookie sets nothing).
+fn sets_cookie(line: &[u8], name: &str) -> bool {
+    let line = trim_ascii(line);
+    let Some(rest) = line
+        .get(..name.len())
+        .filter(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        .and_then(|_| line.get(name.len()..))
+    else {
+        return false;
+    };
+    let Some(value) = trim_ascii(rest).strip_prefix(b"=") else {
+        return false;
+    };
+    let value = value.split(|b| *b == b';').next().unwrap_or_default();
+    !trim_ascii(value).is_empty()
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+/// `?flow=` as a UUID.
+fn flow_param(uri: &Uri) -> Option<Uuid> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "flow")
+        .and_then(|(_, v)| Uuid::parse_str(v.trim()).ok())
+}
+
+/// The login `method` as Kratos reads it: the first JSON value's `method`, or the first
+/// `method` form field.
+pub fn submitted_method(content_type: Option<&str>, body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Method {
+        method: Option<String>,
+    }
+    let is = |wanted: &str| {
+        content_type.unwrap_or("").split(',').any(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(wanted)
+        })
+    };
+    let method = if is("application/json") {
+        serde_json::Deserializer::from_slice(body)
+            .into_iter::<Method>()
+            .next()?
+            .ok()?
+            .method
+    } else if is("application/x-www-form-urlencoded") {
+        form_urlencoded::parse(body)
+            .find(|(k, _)| k == "method")
+            .map(|(_, v)| v.into_owned())
+    } else {
+        None
+    };
+    method.map(|m| m.trim().to_ascii_lowercase())
+}
+
+/// Message ids at the positions Kratos writes them in a flow (a submission echoed into
+/// `ui.nodes[].attributes.value` or `transient_payload` is not among them).
+fn message_ids(body: &[u8]) -> Vec<i64> {
+    #[derive(Deserialize)]
+    struct FlowBody {
+        ui: Option<Ui>,
+    }
+    #[derive(Deserialize)]
+    struct Ui {
+        #[serde(default)]
+        messages: Vec<Message>,
+        #[serde(default)]
+        nodes: Vec<Node>,
+    }
+    #[derive(Deserialize)]
+    struct Node {
+        #[serde(default)]
+        messages: Vec<Message>,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        id: Option<i64>,
+    }
+    let Ok(flow) = serde_json::from_slice::<FlowBody>(body) else {
+        return Vec::new();
+    };
+    let Some(ui) = flow.ui else {
+        return Vec::new();
+    };
+    ui.messages
+        .iter()
+        .chain(ui.nodes.iter().flat_map(|n| n.messages.iter()))
+        .filter_map(|m| m.id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_read_only_where_kratos_writes_them() {
+        let body = br#"{"id":"f","ui":{"nodes":[{"attributes":{"name":"identifier","value":"{\"id\":4000006}"},"messages":[]},{"messages":[{"id":4010008,"type":"error"}]}],"messages":[{"id":4000006,"text":"The provided credentials are invalid","type":"error"}]},"transient_payload":{"ui":{"messages":[{"id":4060006}]}}}"#;
+        let ids = message_ids(body);
+        assert_eq!(ids, vec![4000006, 4010008]);
+        assert!(message_ids(br#"{"transient_payload":{"id":4000006}}"#).is_empty());
+        assert!(message_ids(b"not json").is_empty());
+    }
+
+    #[test]
+    fn the_login_method_is_read_as_kratos_reads_it() {
+        let json = Some("application/json; charset=utf-8");
+        assert_eq!(
+            submitted_method(
+                json,
+                br#"{"method":"Password","identifier":"a"} {"method":"oidc"}"#
+            ),
+            Some("password".to_owned())
+        );
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            submitted_method(form, b"method=code&method=password"),
+            Some("code".to_owned())
+        );
+        assert_eq!(submitted_method(Some("text/plain"), b"method=code"), None);
+    }
+
+    #[test]
+    fn only_a_session_cookie_with_a_value_is_a_session() {
+        assert!(sets_cookie(
+            b"ory_kratos_session=MTY; Path=/; HttpOnly",
+            "ory_kratos_session"
+        ));
+        assert!(!sets_cookie(
+            b"ory_kratos_session=; Max-Age=0",
+            "ory_kratos_session"
+        ));
+        assert!(!sets_cookie(b"csrf_token_x=abc", "ory_kratos_session"));
+        assert!(!sets_cookie(
+            b"ory_kratos_session_other=abc",
+            "ory_kratos_session"
+        ));
+    }
+
+    #[test]
+    fn flow_ids_come_from_the_query() {
+        let id = "6f5a3c2e-1d4b-4a59-9e8f-7c6b5a4d3e2f";
+        let uri: Uri = format!("/self-service/recovery?x=1&flow={id}")
+            .parse()
+            .expect("uri");
+        assert_eq!(flow_param(&uri), Some(Uuid::parse_str(id).expect("uuid")));
+    }
+}
