@@ -317,7 +317,9 @@ mod tests {
         let by_email = "emails:\n  - a@b.example\n".to_owned();
         let by_domain = "email_domains:\n  - b.example\n".to_owned();
         let both = format!("identities:\n  - {ID}\n  - {OTHER}\n");
-        let rows: Vec<(&str, &String, Vec<Suspect>, bool, (usize, usize))> = vec![
+        // (case, list, suspects, blocklist.mode report, (enforced, reported))
+        type Row<'a> = (&'a str, &'a str, Vec<Suspect>, bool, (usize, usize));
+        let rows: Vec<Row> = vec![
             (
                 "listed id",
                 &by_id,
