@@ -426,6 +426,10 @@ const EXAMPLES: &[Example] = &[
         schema: "schemas/gateway.schema.json",
     },
     Example {
+        file: "deploy/kubernetes/overlays/standalone-remote/gateway.yaml",
+        schema: "schemas/gateway.schema.json",
+    },
+    Example {
         file: "blocklist.yaml",
         schema: "schemas/blocklist.schema.json",
     },
