@@ -103,6 +103,35 @@ def validate_objects(label, objs, version):
     return failed
 
 
+def writable_path_problems(objs):
+    """The files the gateway writes (revocation.journal, blocklist.cache_path) lie on a writable
+    volume of its container (an emptyDir or a claim, not read-only): the root is read-only."""
+    gw = None
+    for o in objs:
+        if o.get("kind") == "ConfigMap" and o["metadata"]["name"].startswith("kratos-gate-config"):
+            gw = yaml.safe_load(o["data"]["gateway.yaml"]) or {}
+    if gw is None:
+        return []
+    wants = [("revocation.journal", (gw.get("revocation") or {}).get("journal")),
+             ("blocklist.cache_path", (gw.get("blocklist") or {}).get("cache_path"))]
+    problems = []
+    for o in objs:
+        spec = ((o.get("spec") or {}).get("template") or {}).get("spec") or {}
+        gate = next((c for c in spec.get("containers") or [] if c.get("name") == "kratos-gate"), None)
+        if gate is None:
+            continue
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        for key, path in wants:
+            if not path:
+                continue
+            ok = any(str(path).startswith(m["mountPath"].rstrip("/") + "/") and not m.get("readOnly")
+                     and ("emptyDir" in volumes.get(m["name"], {}) or "persistentVolumeClaim" in volumes.get(m["name"], {}))
+                     for m in gate.get("volumeMounts") or [])
+            if not ok:
+                problems.append("%s: %s %s is not on a writable volume of the kratos-gate container" % (name_of(o), key, path))
+    return problems
+
+
 def cmd_k8s(version, files):
     failed = 0
     for path in files:
@@ -112,6 +141,9 @@ def cmd_k8s(version, files):
             print("ERROR %s: no objects" % label)
             failed += 1
         failed += validate_objects(label, objs, version)
+        for p in writable_path_problems(objs):
+            print("ERROR %s: %s" % (label, p))
+            failed += 1
     return failed
 
 
