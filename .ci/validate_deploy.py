@@ -112,24 +112,26 @@ def writable_path_problems(objs):
             gw = yaml.safe_load(o["data"]["gateway.yaml"]) or {}
     if gw is None:
         return []
-    wants = [("revocation.journal", (gw.get("revocation") or {}).get("journal")),
-             ("blocklist.cache_path", (gw.get("blocklist") or {}).get("cache_path"))]
     problems = []
     for o in objs:
         spec = ((o.get("spec") or {}).get("template") or {}).get("spec") or {}
         gate = next((c for c in spec.get("containers") or [] if c.get("name") == "kratos-gate"), None)
-        if gate is None:
-            continue
-        volumes = {v["name"]: v for v in spec.get("volumes") or []}
-        for key, path in wants:
-            if not path:
-                continue
-            ok = any(str(path).startswith(m["mountPath"].rstrip("/") + "/") and not m.get("readOnly")
-                     and ("emptyDir" in volumes.get(m["name"], {}) or "persistentVolumeClaim" in volumes.get(m["name"], {}))
-                     for m in gate.get("volumeMounts") or [])
-            if not ok:
-                problems.append("%s: %s %s is not on a writable volume of the kratos-gate container" % (name_of(o), key, path))
+        if gate is not None:
+            problems += ["%s: %s" % (name_of(o), p) for p in unwritable(gw, gate, spec.get("volumes") or [])]
     return problems
+
+
+def unwritable(gw, gate, volumes):
+    by_name = {v.get("name"): v for v in volumes}
+    out = []
+    for key, path in (("revocation.journal", (gw.get("revocation") or {}).get("journal")),
+                      ("blocklist.cache_path", (gw.get("blocklist") or {}).get("cache_path"))):
+        if path and not any(
+                str(path).startswith(m["mountPath"].rstrip("/") + "/") and not m.get("readOnly")
+                and ("emptyDir" in by_name.get(m["name"], {}) or "persistentVolumeClaim" in by_name.get(m["name"], {}))
+                for m in gate.get("volumeMounts") or []):
+            out.append("%s %s is not on a writable volume of the kratos-gate container" % (key, path))
+    return out
 
 
 def cmd_k8s(version, files):
@@ -874,6 +876,8 @@ def cmd_recipe(args):
     gate = gates[0] if gates else {}
     gate_volumes = {m.get("name") for m in gate.get("volumeMounts") or []}
     check_chart_pods("helm", pods, gate_volumes, helm_objs + secrets)
+    for p in unwritable(gw, gate, kratos.volumes) if gate else []:
+        problem("writable", "helm: " + p)
     for m in gate.get("volumeMounts") or []:
         if m.get("name") not in kratos.volume_names():
             problem("mounts-defined", "kratos-gate mounts %s, not a volume of the Kratos pod" % m.get("name"))
