@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::blocklist::store::{BlocklistStore, LoadState};
+use crate::util::{format_timestamp, unix_secs};
 
 /// What the ops listener reports about the blocklist.
 pub struct Status {
@@ -47,16 +48,9 @@ pub struct Entries {
     pub domain: usize,
 }
 
-/// RFC 3339 in UTC, to the second.
+/// RFC 3339 in UTC, to the second (the epoch for a time before it).
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    format_timestamp(unix_secs(t) as i64)
 }
 
 impl Status {
