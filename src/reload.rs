@@ -137,7 +137,7 @@ fn log_audit(
             .sum::<usize>()
     };
     let all = |changes: &[ChangeKind]| {
-        ["identity", "email", "domain"]
+        ["identity", "email", "domain", "network"]
             .iter()
             .map(|k| n(k, changes))
             .sum::<usize>()
@@ -166,6 +166,7 @@ fn log_audit(
         identities = in_force.identity,
         emails = in_force.email,
         domains = in_force.domain,
+        networks = in_force.network,
         changed = total,
         added = all(&[Added, NowEnforced]),
         removed = all(&[Removed, NowReport]),
@@ -178,6 +179,8 @@ fn log_audit(
         emails_removed = n("email", &[Removed, NowReport]),
         domains_added = n("domain", &[Added, NowEnforced]),
         domains_removed = n("domain", &[Removed, NowReport]),
+        networks_added = n("network", &[Added, NowEnforced]),
+        networks_removed = n("network", &[Removed, NowReport]),
         changes = %listed.join("; "),
         elapsed_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
         "blocklist reloaded"

@@ -80,7 +80,7 @@ impl ChangeKind {
     }
 }
 
-/// One changed entry: its kind (`identity`, `email`, `domain`), its key, and its `until`
+/// One changed entry: its kind (`identity`, `email`, `domain`, `network`), its key, and its `until`
 /// before and after (`None`: none, or not listed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryChange {
@@ -150,6 +150,7 @@ impl Audit {
             let kind = match section {
                 "identities" => "identity",
                 "emails" => "email",
+                "networks" => "network",
                 _ => "domain",
             };
             let live = |e: Entry| e.in_force_at(now).then_some(e);
@@ -190,7 +191,7 @@ impl Audit {
         self.counts.values().sum()
     }
 
-    /// Changes of one kind of entry (`identity`, `email`, `domain`).
+    /// Changes of one kind of entry (`identity`, `email`, `domain`, `network`).
     pub fn count(&self, kind: &str, change: Option<ChangeKind>) -> usize {
         self.counts
             .iter()

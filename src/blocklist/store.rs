@@ -66,6 +66,7 @@ pub fn entries_in_force(list: &Blocklist, now: i64) -> EntryCounts {
         identity: all.added.len(),
         email: all.added_emails.len(),
         domain: all.added_domains.len(),
+        network: all.added_networks.len(),
     }
 }
 

@@ -427,19 +427,21 @@ impl Metrics {
             (&g.identity, counts.identity),
             (&g.email, counts.email),
             (&g.domain, counts.domain),
+            (&g.network, counts.network),
         ] {
             gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }
 
-/// `kratos_gate_blocklist_entries{kind}`, always in the order identity, email, domain (a
-/// family would list them in hash order).
+/// `kratos_gate_blocklist_entries{kind}`, always in the order identity, email, domain,
+/// network (a family would list them in hash order).
 #[derive(Clone, Debug, Default)]
 pub struct EntryGauges {
     pub identity: Gauge,
     pub email: Gauge,
     pub domain: Gauge,
+    pub network: Gauge,
 }
 
 impl TypedMetric for EntryGauges {
@@ -452,6 +454,7 @@ impl EncodeMetric for EntryGauges {
             ("identity", &self.identity),
             ("email", &self.email),
             ("domain", &self.domain),
+            ("network", &self.network),
         ] {
             gauge.encode(encoder.encode_family(&EntryKindLabels { kind })?)?;
         }
@@ -469,4 +472,5 @@ pub struct EntryCounts {
     pub identity: usize,
     pub email: usize,
     pub domain: usize,
+    pub network: usize,
 }

@@ -108,6 +108,7 @@ fn blocklist_info_has_one_series_for_the_list_in_force() {
             identity: 3,
             email: 2,
             domain: 1,
+            network: 4,
         },
     );
     let text = m.encode();
@@ -127,6 +128,10 @@ fn blocklist_info_has_one_series_for_the_list_in_force() {
     assert!(has(
         &text,
         "kratos_gate_blocklist_entries{kind=\"domain\"} 1"
+    ));
+    assert!(has(
+        &text,
+        "kratos_gate_blocklist_entries{kind=\"network\"} 4"
     ));
 }
 

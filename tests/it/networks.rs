@@ -361,6 +361,7 @@ async fn wait_for_refusal(gw: &TestGateway, refused: bool) -> bool {
 
 #[tokio::test]
 async fn a_reload_adds_and_removes_a_network() {
+    let (logs, _guard) = logs::capture();
     let fake = FakeKratos::start().await;
     let gw = gateway(&fake, "identities: []\n", &[], false).await;
     assert!(wait_for_refusal(&gw, false).await);
@@ -376,6 +377,27 @@ async fn a_reload_adds_and_removes_a_network() {
         "removed network still in force"
     );
     assert_every_flow_passes(&gw, &fake, &[]).await;
+
+    // Each reload's audit names the networks added and removed.
+    let reloads = logs.audit("blocklist_reloaded");
+    assert_eq!(reloads.len(), 2, "{reloads:#?}");
+    assert_eq!(reloads[0]["networks_added"], 1);
+    assert_eq!(reloads[0]["networks"], 1);
+    assert!(reloads[0]["changes"]
+        .as_str()
+        .is_some_and(|c| c.contains("127.0.0.0/24")));
+    assert_eq!(reloads[1]["networks_added"], 1);
+    assert_eq!(reloads[1]["networks_removed"], 1);
+    let changes = reloads[1]["changes"].as_str().unwrap_or_default();
+    assert!(
+        changes.contains("127.0.0.0/24") && changes.contains("198.51.100.0/24"),
+        "{changes}"
+    );
+    let metrics = get(&gw.ops_url("/metrics")).await.text();
+    assert!(
+        metrics.contains("kratos_gate_blocklist_entries{kind=\"network\"} 1"),
+        "{metrics}"
+    );
     gw.shutdown().await;
 }
 
