@@ -8,6 +8,8 @@
 
 use crate::support;
 
+use support::cases;
+
 use http::Method;
 
 use support::enforcement::{login_json, setup, wait_until, Setup, WAIT};
@@ -163,14 +165,7 @@ async fn connection_cannot_remove_what_the_gateway_sets_or_needs() {
 
     // `Connection: Content-Length` on a login: Kratos still gets the whole body (the
     // gateway frames the forwarded request itself), and the answer is judged.
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.listed.identity, s.listed.session, &s.listed.token),
-        ),
-    );
+    cases::native_login(&s.listed).script(&s);
     let body = login_json(&s.listed.email);
     let (resp, conn) = exchange(
         s.gw.public,

@@ -10,12 +10,12 @@
 
 use crate::support;
 
+use support::cases;
+
 use std::time::Duration;
 
-use http::Method;
-
 use support::enforcement::{setup, still_serving, Setup, JSON};
-use support::fake_kratos::{Reply, Side};
+use support::fake_kratos::Side;
 use support::fixtures;
 use support::logs::{self, Captured};
 use support::raw::{assert_no_credential_bytes, exchange, first_status, send_and_drain, RawConn};
@@ -67,14 +67,7 @@ fn assert_refused_by_hyper(s: &Setup, logs: &Captured, got: &[u8], what: &str, b
 }
 
 fn script_listed_login(s: &Setup) {
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.listed.identity, s.listed.session, &s.listed.token),
-        ),
-    );
+    cases::native_login(&s.listed).script(s);
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@
 
 use crate::support;
 
+use support::cases;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -96,14 +98,7 @@ async fn oversized_bodies_stream_or_fail_closed_but_never_leak() {
 
     // A request body of 2 MiB (far over inspection.login_body_limit_bytes) streams to Kratos
     // whole, and the listed identity's login answer is still judged.
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.listed.identity, s.listed.session, &s.listed.token),
-        ),
-    );
+    cases::native_login(&s.listed).script(&s);
     let size = 2 * 1024 * 1024;
     let mut body = String::from("{\"method\":\"password\",\"identifier\":\"");
     body.push_str(&"a".repeat(size - body.len() - 2));

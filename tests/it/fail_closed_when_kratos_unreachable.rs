@@ -5,6 +5,8 @@
 
 use crate::support;
 
+use support::cases;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,14 +47,7 @@ fn assert_unavailable(a: &Answer, p: &Person) {
 
 fn script_aal2_pending_login(s: &Setup, p: &Person) {
     s.fake.add_session(p.spec().aal2_pending());
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_aal2_pending_body(p.session, &p.token),
-        ),
-    );
+    cases::native_login_aal2_pending(p).script(s);
 }
 
 #[tokio::test]
@@ -168,14 +163,7 @@ async fn identifier_lookup_failing_means_503() {
 async fn listed_owner_named_in_body_is_refused_without_the_admin_api() {
     let s = setup().await;
     s.fake.set_admin_failures(3);
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.listed.identity, s.listed.session, &s.listed.token),
-        ),
-    );
+    cases::native_login(&s.listed).script(&s);
     let a = send(
         Method::POST,
         &s.public(LOGIN),
@@ -213,14 +201,7 @@ async fn listed_owner_named_in_body_is_refused_without_the_admin_api() {
 async fn unlisted_owner_named_in_body_passes_without_the_admin_api() {
     let s = setup().await;
     s.fake.set_admin_failures(usize::MAX);
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.unlisted.identity, s.unlisted.session, &s.unlisted.token),
-        ),
-    );
+    cases::native_login(&s.unlisted).script(&s);
     let via = send(Method::POST, &s.public(LOGIN), &JSON, "{}").await;
     let direct = send(Method::POST, &s.direct(LOGIN), &JSON, "{}").await;
     assert_same_as_upstream(&via, &direct);

@@ -5,6 +5,8 @@
 
 use crate::support;
 
+use support::cases;
+
 use http::Method;
 use ory_kratos_client::apis::configuration::Configuration;
 use ory_kratos_client::apis::{frontend_api, identity_api, Error as SdkError, ResponseContent};
@@ -77,14 +79,7 @@ fn password_login(p: &Person) -> UpdateLoginFlowBody {
 }
 
 fn script_native_login(s: &Setup, p: &Person) {
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(p.identity, p.session, &p.token),
-        ),
-    );
+    cases::native_login(p).script(s);
 }
 
 // ---------------------------------------------------------------------------
@@ -126,14 +121,7 @@ async fn sdk_native_login_of_listed_identity_is_identity_disabled() {
 async fn sdk_native_login_pending_second_factor_of_listed_identity_is_identity_disabled() {
     let s = setup().await;
     s.fake.add_session(s.listed.spec().aal2_pending());
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_aal2_pending_body(s.listed.session, &s.listed.token),
-        ),
-    );
+    cases::native_login_aal2_pending(&s.listed).script(&s);
     let err =
         frontend_api::update_login_flow(&public(&s), FLOW, password_login(&s.listed), None, None)
             .await
@@ -145,14 +133,7 @@ async fn sdk_native_login_pending_second_factor_of_listed_identity_is_identity_d
 async fn sdk_native_login_pending_second_factor_of_unlisted_identity_parses() {
     let s = setup().await;
     s.fake.add_session(s.unlisted.spec().aal2_pending());
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_aal2_pending_body(s.unlisted.session, &s.unlisted.token),
-        ),
-    );
+    cases::native_login_aal2_pending(&s.unlisted).script(&s);
     let ok =
         frontend_api::update_login_flow(&public(&s), FLOW, password_login(&s.unlisted), None, None)
             .await
@@ -344,14 +325,7 @@ async fn sdk_extend_of_unlisted_session_returns_the_session() {
 async fn sdk_sees_kratos_error_shape_when_the_gateway_fails_closed() {
     let s = setup().await;
     s.fake.add_session(s.unlisted.spec().aal2_pending());
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_aal2_pending_body(s.unlisted.session, &s.unlisted.token),
-        ),
-    );
+    cases::native_login_aal2_pending(&s.unlisted).script(&s);
     s.fake.set_admin_failures(usize::MAX);
     let err =
         frontend_api::update_login_flow(&public(&s), FLOW, password_login(&s.unlisted), None, None)

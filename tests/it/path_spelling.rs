@@ -5,6 +5,8 @@
 
 use crate::support;
 
+use support::cases;
+
 use http::{Method, StatusCode};
 
 use support::client::Reply as Answer;
@@ -120,14 +122,7 @@ async fn every_whoami_spelling_of_unlisted_identity_is_kratos_answer() {
 #[tokio::test]
 async fn every_login_spelling_of_listed_identity_gets_no_token() {
     let s = loose_setup().await;
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.listed.identity, s.listed.session, &s.listed.token),
-        ),
-    );
+    cases::native_login(&s.listed).script(&s);
     for (n, path) in LOGIN_SPELLINGS.iter().enumerate() {
         let url = with_flow(path);
         let direct = send(Method::POST, &s.direct(&url), &JSON, "{}").await;
@@ -153,14 +148,7 @@ async fn every_login_spelling_of_listed_identity_gets_no_token() {
 #[tokio::test]
 async fn every_login_spelling_of_unlisted_identity_is_kratos_answer() {
     let s = loose_setup().await;
-    s.fake.on_public(
-        Method::POST,
-        "/self-service/login",
-        Reply::json(
-            200,
-            fixtures::native_login_body(s.unlisted.identity, s.unlisted.session, &s.unlisted.token),
-        ),
-    );
+    cases::native_login(&s.unlisted).script(&s);
     for path in LOGIN_SPELLINGS {
         let url = with_flow(path);
         let via = send(Method::POST, &s.public(&url), &JSON, "{}").await;
