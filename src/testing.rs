@@ -11,14 +11,15 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::blocklist::store::BlocklistStore;
 use crate::body::{full_body, Body};
 use crate::config::Config;
 use crate::kratos::KratosClient;
-use crate::metrics::Metrics;
+use crate::metrics::{Listener, Metrics};
+use crate::proxy::{Policy, Proxy};
 
 /// A request a [`Server`] received, body collected.
 #[derive(Debug, Clone)]
@@ -174,4 +175,53 @@ pub async fn blocklist_store(config: &Config, metrics: Arc<Metrics>) -> Blocklis
         .await
         .expect("blocklist");
     BlocklistStore::new(loaded, metrics).0
+}
+
+/// The gateway's engine for `upstream` on 127.0.0.1:0 with `policy`; returns its address.
+pub async fn engine<P: Policy>(upstream: &str, policy: P) -> std::net::SocketAddr {
+    let config = config(upstream, upstream, "");
+    let proxy = Arc::new(Proxy::new(
+        Listener::Public,
+        config.upstream.public.clone(),
+        crate::proxy::upstream_client(&config, client_tls()),
+        &config,
+        Arc::new(policy),
+        Arc::new(Metrics::new()),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            let proxy = Arc::clone(&proxy);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let proxy = Arc::clone(&proxy);
+                    async move {
+                        let peer = proxy.peer(peer, false);
+                        Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `request` to `addr` over a fresh HTTP/1.1 connection.
+pub async fn send(addr: std::net::SocketAddr, request: Request<Body>) -> Response<Incoming> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sender.send_request(request),
+    )
+    .await
+    .expect("answered in time")
+    .expect("response")
 }

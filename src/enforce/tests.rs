@@ -87,22 +87,49 @@ const LIST: &str = "identities:\n  - 5ff66179-c240-4703-b0d8-494592cefff5\n";
 const LIST_WITH_ADDRESSES: &str =
     "identities:\n  - 5ff66179-c240-4703-b0d8-494592cefff5\nemails:\n  - listed@example.com\n";
 
-/// A fake Kratos: whoami answers by token; the admin API knows `SESSION` (owned by `OTHER`),
+/// A fake Kratos: a native login answer, whoami answering by token (or the cookie
+/// `ory_kratos_session=listed`); the admin API knows `SESSION` (owned by `OTHER`),
 /// `SESSION_2` (owned by `LISTED`) and `listed@example.com` (`LISTED`), and fails on
 /// `SESSION_3`.
 async fn kratos() -> Server {
     Server::start(|seen: &Seen| {
         let path = seen.uri.path();
+        if path == "/self-service/login" {
+            // A native login answer; `?who=listed` logs in the listed identity.
+            let who = if seen.target().contains("who=listed") {
+                LISTED
+            } else {
+                OTHER
+            };
+            let mut r = reply(
+                200,
+                &json!({"session_token": "ory_st_new", "session": {"id": SESSION_2, "identity": {"id": who}}})
+                    .to_string(),
+            );
+            r.headers_mut()
+                .append("set-cookie", "csrf_token=abc; Path=/".parse().expect("v"));
+            return r;
+        }
         if path == "/sessions/whoami" {
-            let token = seen
+            // A browser presents the cookie `ory_kratos_session=listed`.
+            let cookie = seen
                 .headers
-                .get("x-session-token")
+                .get("cookie")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
+            let token = if cookie.contains("ory_kratos_session=listed") {
+                "ory_st_listed"
+            } else {
+                seen.headers
+                    .get("x-session-token")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+            };
             return match token {
                 "ory_st_listed" => reply(
                     200,
-                    &json!({"id": SESSION, "identity": {"id": LISTED}}).to_string(),
+                    &json!({"id": SESSION, "identity": {"id": LISTED}, "authenticated_at": "2026-01-01T00:00:00Z"})
+                        .to_string(),
                 ),
                 "ory_st_other" => reply(
                     200,
@@ -683,4 +710,119 @@ async fn an_extend_kratos_would_refuse_or_cannot_check_is_not_forwarded() {
         .await
         .expect_err("Kratos failing");
     assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// The public policy behind the engine, in front of `kratos`.
+async fn gateway(k: &Server, f: &Fixture) -> std::net::SocketAddr {
+    testing::engine(&k.url(), public(f, None)).await
+}
+
+async fn body_text(response: http::Response<hyper::body::Incoming>) -> String {
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("utf-8")
+}
+
+fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<crate::body::Body> {
+    let mut r = Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", "auth.example.com");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(crate::body::empty_body()).expect("request")
+}
+
+#[tokio::test]
+async fn a_listed_identitys_login_answer_is_withheld_and_only_other_cookies_pass() {
+    let k = kratos().await;
+    let f = fixture(&k, LIST).await;
+    let addr = gateway(&k, &f).await;
+    let response = testing::send(
+        addr,
+        request("POST", "/self-service/login?flow=1&who=listed", &[]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["csrf_token=abc; Path=/"]);
+    let body = body_text(response).await;
+    assert!(!body.contains("ory_st_new"), "{body}");
+    assert!(body.contains("identity_disabled"), "{body}");
+}
+
+#[tokio::test]
+async fn an_unlisted_identitys_login_answer_passes_byte_for_byte() {
+    let k = kratos().await;
+    let f = fixture(&k, LIST).await;
+    let addr = gateway(&k, &f).await;
+    let response = testing::send(addr, request("POST", "/self-service/login?flow=1", &[])).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_text(response).await;
+    assert_eq!(
+        body,
+        json!({"session_token": "ory_st_new", "session": {"id": SESSION_2, "identity": {"id": OTHER}}})
+            .to_string()
+    );
+}
+
+#[tokio::test]
+async fn whoami_of_a_listed_session_is_kratos_401_and_only_a_browser_gets_the_clearing_cookie() {
+    let k = kratos().await;
+    let f = fixture(&k, LIST).await;
+    let addr = gateway(&k, &f).await;
+    let browser = testing::send(
+        addr,
+        request(
+            "GET",
+            "/sessions/whoami",
+            &[("cookie", "ory_kratos_session=listed")],
+        ),
+    )
+    .await;
+    assert_eq!(browser.status(), StatusCode::UNAUTHORIZED);
+    let clear = browser.headers()["set-cookie"]
+        .to_str()
+        .expect("v")
+        .to_owned();
+    assert!(clear.starts_with("ory_kratos_session=;"), "{clear}");
+    assert_eq!(body_text(browser).await, crate::respond::WHOAMI_401);
+
+    let app = testing::send(
+        addr,
+        request(
+            "GET",
+            "/sessions/whoami",
+            &[("x-session-token", "ory_st_listed")],
+        ),
+    )
+    .await;
+    assert_eq!(app.status(), StatusCode::UNAUTHORIZED);
+    assert!(app.headers().get("set-cookie").is_none());
+    assert_eq!(body_text(app).await, crate::respond::WHOAMI_401);
+}
+
+#[tokio::test]
+async fn a_credential_whose_owner_cannot_be_asked_does_not_leave() {
+    // A recovery answer hands out a token; whoami about it fails.
+    let k = Server::start(|seen: &Seen| {
+        if seen.uri.path() == "/sessions/whoami" {
+            reply(500, "")
+        } else {
+            reply(
+                200,
+                &json!({"continue_with": [{"ory_session_token": "ory_st_secret"}]}).to_string(),
+            )
+        }
+    })
+    .await;
+    let f = fixture(&k, LIST).await;
+    let addr = gateway(&k, &f).await;
+    let response = testing::send(addr, request("POST", "/self-service/recovery?flow=1", &[])).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = body_text(response).await;
+    assert!(!body.contains("ory_st_secret"), "{body}");
 }

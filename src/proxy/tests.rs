@@ -9,14 +9,11 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{upstream_client, Exchange, Policy, Proxy};
+use super::{Exchange, Policy};
 use crate::body::{empty_body, full_body, Body, BoxError};
-use crate::metrics::{Listener, Metrics};
-use crate::testing::{self, Server};
+use crate::testing::{self, engine, send, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -43,52 +40,6 @@ impl Policy for PassThrough {
     ) -> Response<Body> {
         response.map(|b| b.map_err(Into::into).boxed())
     }
-}
-
-/// The gateway's engine for `upstream` on 127.0.0.1:0 with `policy`; returns its address.
-async fn engine<P: Policy>(upstream: &str, policy: P) -> std::net::SocketAddr {
-    let config = testing::config(upstream, upstream, "");
-    let proxy = Arc::new(Proxy::new(
-        Listener::Public,
-        config.upstream.public.clone(),
-        upstream_client(&config, testing::client_tls()),
-        &config,
-        Arc::new(policy),
-        Arc::new(Metrics::new()),
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, peer)) = listener.accept().await {
-            let proxy = Arc::clone(&proxy);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let proxy = Arc::clone(&proxy);
-                    async move {
-                        let peer = proxy.peer(peer, false);
-                        Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// Sends `request` to `addr` over a fresh HTTP/1.1 connection.
-async fn send(addr: std::net::SocketAddr, request: Request<Body>) -> Response<Incoming> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    tokio::time::timeout(WAIT, sender.send_request(request))
-        .await
-        .expect("answered in time")
-        .expect("response")
 }
 
 /// A body the test writes frame by frame.
