@@ -456,3 +456,39 @@ fn a_remote_list_is_fetched_once_by_check_and_not_with_offline() {
     );
     assert_eq!(code, 0);
 }
+
+/// The committed JSON Schema accepts a `${VAR}` reference in any value (editors do not flag a
+/// config the gateway accepts), and still refuses what it refused.
+#[test]
+fn the_schema_accepts_references_where_values_are_expanded() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/gateway.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("schema")).expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema");
+    let dir = setup();
+    edit(dir.path(), |t| {
+        t.replace(
+            "  public: http://127.0.0.1:4433\n",
+            "  public: ${KRATOS_URL}\n",
+        )
+        .replace(
+            "  debounce: 50ms\n",
+            "  debounce: ${DEBOUNCE:-50ms}\n  mode: ${MODE:-enforce}\n",
+        ) + "  concurrency: ${CONCURRENCY:-8}\nlog:\n  access: ${ACCESS_LOG:-false}\n"
+    });
+    let text = std::fs::read_to_string(dir.path().join("gateway.yaml")).expect("read");
+    let value: serde_json::Value = serde_saphyr::from_str(&text).expect("YAML");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let out = check_passes(dir.path(), &[("KRATOS_URL", "http://127.0.0.1:4433")]);
+    assert!(
+        out.contains("revocation.concurrency = 8 (from `${CONCURRENCY:-8}`"),
+        "{out}"
+    );
+    let bad: serde_json::Value =
+        serde_saphyr::from_str(&text.replace("${CONCURRENCY:-8}", "many")).expect("YAML");
+    assert!(!validator.is_valid(&bad));
+}
