@@ -401,7 +401,9 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     client
 }
 
-fn parse_forwarded_element(text: &str) -> Option<IpAddr> {
+/// An address as proxies write it: `192.0.2.7`, `2001:db8::1`, `192.0.2.7:4711`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443` (ports dropped); not canonicalised.
+pub fn parse_forwarded_element(text: &str) -> Option<IpAddr> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(ip);
     }

@@ -522,3 +522,64 @@ async fn a_fresh_identity_and_session_are_untouched_by_a_network_entry() {
     assert!(fake.session_status(session).is_some_and(|s| !s.revoked));
     gw.shutdown().await;
 }
+
+/// Calls `POST /hooks/kratos` with `body`.
+async fn hook(gw: &TestGateway, body: &str) -> Reply {
+    let addr = gw.gateway().hooks_addr.expect("hooks listener");
+    send(
+        &http1(),
+        request(Method::POST, &format!("http://{addr}/hooks/kratos"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_web_hook_refuses_flows_whose_client_address_is_listed() {
+    let (logs, _guard) = logs::capture();
+    let list = "networks:\n  - 203.0.113.0/24\n  - network: 198.51.100.0/24\n    mode: report\n";
+    let gw = start_gateway_with("http://127.0.0.1:9", "http://127.0.0.1:9", list, |c| {
+        c.listen.hooks = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    let identity = format!(
+        r#"{{"id":"{}","traits":{{"email":"a@good.example"}}}}"#,
+        fresh_uuid()
+    );
+    // Kratos renders `ctx.request_headers['True-Client-Ip']` as a list; a string works too;
+    // `before` hooks have no identity.
+    for body in [
+        format!(r#"{{"identity":{identity},"client_ip":"203.0.113.7"}}"#),
+        format!(r#"{{"identity":{identity},"client_ip":["203.0.113.7"]}}"#),
+        r#"{"identity":null,"client_ip":["203.0.113.7:51000"]}"#.to_owned(),
+    ] {
+        let reply = hook(&gw, &body).await;
+        assert_eq!(reply.status, 403, "{body}");
+        let v = reply.json();
+        assert_eq!(v["messages"][0]["messages"][0]["id"], 4010011);
+        assert_eq!(
+            v["messages"][0]["messages"][0]["text"],
+            "Requests from your network are not allowed."
+        );
+    }
+    for body in [
+        format!(r#"{{"identity":{identity},"client_ip":"192.0.2.1"}}"#),
+        format!(r#"{{"identity":{identity}}}"#),
+        format!(r#"{{"identity":{identity},"client_ip":null}}"#),
+        r#"{"identity":null,"client_ip":"198.51.100.7"}"#.to_owned(),
+    ] {
+        assert_eq!(hook(&gw, &body).await.status, 204, "{body}");
+    }
+    assert_eq!(hook(&gw, r#"{"identity":null}"#).await.status, 400);
+    let blocked = logs.audit("blocked");
+    assert_eq!(blocked.len(), 3, "{blocked:#?}");
+    assert!(blocked
+        .iter()
+        .all(|e| e["kind"] == "hook" && e["client_ip"] == "203.0.113.7"));
+    let would = logs.audit("would_block");
+    assert_eq!(would.len(), 1, "{would:#?}");
+    assert_eq!(would[0]["matched"], "network:198.51.100.0/24");
+    gw.shutdown().await;
+}
