@@ -113,6 +113,10 @@ pub struct RedisConfig {
     /// A file holding the password (overrides one in the URL), e.g. a mounted Secret.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// PEM certificates that verify a `rediss://` server instead of the system's roots (a
+    /// private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// `open` (default): throttling is skipped while Redis is unreachable; `closed`: the
     /// submissions it would check are refused.
     #[serde(default)]
@@ -309,6 +313,10 @@ impl ThrottleConfig {
             check(
                 !r.timeout.get().is_zero() && r.timeout.get() <= Duration::from_secs(10),
                 "throttle.redis.timeout must be more than 0s and at most 10s",
+            );
+            check(
+                r.ca_file.is_none() || r.url.is_tls(),
+                "throttle.redis.ca_file needs a rediss:// URL (TLS)",
             );
             check(
                 !r.key_prefix.is_empty()

@@ -143,7 +143,25 @@ impl RedisStore {
             let settings = info.redis_settings().clone().set_password(pw);
             info = info.set_redis_settings(settings);
         }
-        let client = redis::Client::open(info).map_err(|e| format!("throttle.redis: {e}"))?;
+        let client = match &config.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    format!(
+                        "{}: cannot read throttle.redis.ca_file: {e}",
+                        path.display()
+                    )
+                })?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            None => redis::Client::open(info),
+        }
+        .map_err(|e| format!("throttle.redis: {e}"))?;
         let timeout = config.timeout.get();
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))

@@ -4,11 +4,10 @@
 //! script per call in Redis).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use moka::ops::compute::Op;
 use moka::sync::Cache;
-use moka::Expiry;
 
 use crate::throttle::rules::{self, Counter, Limit, Rate};
 
@@ -140,42 +139,9 @@ enum Slot {
     Known(u64),
 }
 
-impl Slot {
-    fn expires_at(self) -> u64 {
-        match self {
-            Slot::Counter(c) => c.expires_at,
-            Slot::Tat(t) | Slot::Known(t) => t,
-        }
-    }
-}
-
-struct SlotExpiry(Clock);
-
-impl SlotExpiry {
-    fn ttl(&self, slot: &Slot) -> Option<Duration> {
-        Some(Duration::from_micros(
-            slot.expires_at().saturating_sub(self.0.now()),
-        ))
-    }
-}
-
-impl Expiry<Key, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _: &Key, slot: &Slot, _: Instant) -> Option<Duration> {
-        self.ttl(slot)
-    }
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        slot: &Slot,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        self.ttl(slot)
-    }
-}
-
 /// The in-process store: a bounded cache (TinyLFU admission, so a flood of new keys does
-/// not push out the counters being hit), each entry gone when its counter expires.
+/// not push out the counters being hit). Entries carry their own expiry, checked on every
+/// read; an expired one is as good as absent and is dropped when the cache needs the room.
 pub struct MemoryStore {
     cache: Cache<Key, Slot>,
     clock: Clock,
@@ -185,10 +151,7 @@ impl MemoryStore {
     pub fn new(capacity: u64) -> MemoryStore {
         let clock = Clock(Instant::now());
         MemoryStore {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(SlotExpiry(clock))
-                .build(),
+            cache: Cache::builder().max_capacity(capacity).build(),
             clock,
         }
     }

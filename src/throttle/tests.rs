@@ -324,10 +324,29 @@ impl RedisServer {
     }
 
     fn run(&mut self) {
+        let port = self.port.to_string();
+        let tls = self.args.iter().any(|a| a == "--tls-port");
+        let args: Vec<&str> = if tls {
+            // `--tls-port 0` in the arguments stands for the free port; plain TCP off.
+            let mut v = vec!["--port", "0", "--tls-port", port.as_str()];
+            let mut rest = self.args.iter().map(String::as_str);
+            while let Some(a) = rest.next() {
+                if a == "--tls-port" {
+                    rest.next();
+                } else {
+                    v.push(a);
+                }
+            }
+            v
+        } else {
+            let mut v = vec!["--port", port.as_str()];
+            v.extend(self.args.iter().map(String::as_str));
+            v
+        };
         let child = Command::new(redis_server())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
-            .args(&self.args)
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -369,6 +388,7 @@ fn with_redis(c: &ThrottleConfig, url: &str, fail: FailMode) -> ThrottleConfig {
     c.redis = Some(RedisConfig {
         url: url.parse().expect("url"),
         password_file: None,
+        ca_file: None,
         fail,
         timeout: HumanDuration(Duration::from_millis(300)),
         key_prefix: "kratos-gate-test".to_owned(),
@@ -539,6 +559,64 @@ async fn redis_auth_from_the_url_or_a_password_file() {
     assert!(passed(
         fail(&throttle(&from_file), "sybil@example.com", "198.51.100.96").await
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_private_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("sign");
+    let file = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let (crt, srv_key, ca_pem) = (
+        file("srv.crt", cert.pem()),
+        file("srv.key", key.serialize_pem()),
+        file("ca.crt", ca.pem()),
+    );
+    let server = RedisServer::start(&[
+        "--tls-port",
+        "0",
+        "--tls-cert-file",
+        &crt,
+        "--tls-key-file",
+        &srv_key,
+        "--tls-ca-cert-file",
+        &ca_pem,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    // The free port serves TLS only: plain --port is moved to --tls-port.
+    let url = format!("rediss://localhost:{}", server.port);
+    let mut c = with_redis(&small(), &url, FailMode::Closed);
+    if let Some(r) = c.redis.as_mut() {
+        r.ca_file = Some(PathBuf::from(&ca_pem));
+    }
+    let t = throttle(&c);
+    for _ in 0..3 {
+        assert!(passed(fail(&t, "trent@example.com", "198.51.100.97").await));
+    }
+    assert_eq!(
+        scope(fail(&t, "trent@example.com", "198.51.100.97").await),
+        Some(Scope::IdentifierAndNetwork),
+        "counted over TLS"
+    );
+    // Without the CA the server is not trusted: fail closed answers Unavailable.
+    let untrusted = throttle(&with_redis(&small(), &url, FailMode::Closed));
+    assert_eq!(
+        fail(&untrusted, "trent@example.com", "198.51.100.97").await,
+        Verdict::Unavailable
+    );
 }
 
 #[tokio::test]

@@ -419,6 +419,7 @@ fn use_redis(c: &mut Config, port: u16, fail: FailMode) {
     c.throttle.redis = Some(RedisConfig {
         url: format!("redis://127.0.0.1:{port}").parse().expect("url"),
         password_file: None,
+        ca_file: None,
         fail,
         timeout: kratos_gate::config::HumanDuration(Duration::from_millis(300)),
         key_prefix: "it".to_owned(),
