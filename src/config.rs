@@ -876,6 +876,14 @@ impl Config {
         if let Some(p) = &config.upstream.ca_file {
             config.upstream.ca_file = Some(resolve(base, p));
         }
+        if let Some(redis) = &mut config.throttle.redis {
+            for p in [&mut redis.password_file, &mut redis.ca_file]
+                .into_iter()
+                .flatten()
+            {
+                *p = resolve(base, p);
+            }
+        }
         // An empty path stays empty, for validate to refuse.
         if let Some(p) = config
             .revocation

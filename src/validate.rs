@@ -5,8 +5,8 @@
 //!   expected ([`Config::parse_file`]), environment overrides and `${VAR}` included;
 //! - what the config names outside itself: the admin token and the hook secret (files
 //!   readable and not empty, variables set), TLS certificates and keys (PEM that parses, a key
-//!   that belongs to its certificate), `upstream.ca_file` (PEM certificates), the revocation
-//!   journal's directory;
+//!   that belongs to its certificate), `upstream.ca_file` (PEM certificates), the throttle's
+//!   Redis password and CA files, the revocation journal's directory;
 //! - the blocklist source: a file is read and parsed (its own errors with their positions)
 //!   and handed on, so that start-up does not parse it again; a remote source
 //!   (`blocklist.url`) is set up from the environment's settings, and `check` loads it once
@@ -144,6 +144,32 @@ fn outside(parsed: &Parsed, config: &Config) -> Vec<Diagnostic> {
             "upstream.ca_file",
             crate::tls::client_config(Some(ca)).map(drop),
         );
+    }
+    // The throttle's Redis: its password file and CA file (the connection is made later).
+    if let Some(redis) = config
+        .throttle
+        .redis
+        .as_ref()
+        .filter(|_| config.throttle.enabled)
+    {
+        if let Some(file) = &redis.password_file {
+            report(
+                "throttle.redis.password_file",
+                match std::fs::read_to_string(file) {
+                    Ok(t) if t.trim().is_empty() => {
+                        Err(format!("{}: the file is empty", file.display()))
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!("{}: cannot read: {e}", file.display())),
+                },
+            );
+        }
+        if let Some(ca) = &redis.ca_file {
+            report(
+                "throttle.redis.ca_file",
+                crate::tls::client_config(Some(ca)).map(drop),
+            );
+        }
     }
     if let Some(journal) = &config.revocation.journal {
         report("revocation.journal", journal_dir(journal));

@@ -492,3 +492,16 @@ fn the_schema_accepts_references_where_values_are_expanded() {
         serde_saphyr::from_str(&text.replace("${CONCURRENCY:-8}", "many")).expect("YAML");
     assert!(!validator.is_valid(&bad));
 }
+
+#[test]
+fn a_missing_redis_password_file_is_refused_by_both() {
+    let dir = setup();
+    edit(dir.path(), |t| {
+        format!("{t}throttle:\n  enabled: true\n  redis:\n    url: redis://127.0.0.1:6379\n    password_file: redis-password\n")
+    });
+    let err = both_refuse(dir.path(), &[]);
+    let line = line_for(&err, dir.path(), 24, 20, "throttle.redis.password_file");
+    assert!(line.contains("redis-password: cannot read"), "{err}");
+    write_file(&dir.path().join("redis-password"), "pw\n");
+    check_passes(dir.path(), &[]);
+}
