@@ -293,8 +293,9 @@ impl JsonSchema for ListenAddr {
 // ---------------------------------------------------------------------------
 
 /// The blocklist: identities, e-mail addresses and e-mail domains that may not hold a
-/// session. Each list item is a bare value or a map with the section's key (`id`, `email`,
-/// `domain`) and optional `reason`, `until`, `mode` and metadata. `reason` and metadata are
+/// session, and networks whose clients may not use self-service flows or sessions. Each list
+/// item is a bare value or a map with the section's key (`id`, `email`, `domain`, `network`)
+/// and optional `reason`, `until`, `mode` and metadata. `reason` and metadata are
 /// for ops and the audit log; they are never sent to clients.
 #[derive(Debug, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -309,6 +310,29 @@ pub struct BlocklistFile {
     /// E-mail domains (not a bare public suffix), matched against the identity's addresses.
     #[serde(default)]
     pub email_domains: Option<Vec<DomainItem>>,
+    /// Client networks (CIDR) or addresses, IPv4 or IPv6, matched against the client address
+    /// (believed from `forwarding.trusted_proxies` only): self-service flows and the token
+    /// exchange get 403, session checks 401.
+    #[serde(default)]
+    pub networks: Option<Vec<NetworkItem>>,
+}
+
+/// A network entry: the network or address, or a map with `network`.
+#[derive(Debug, JsonSchema)]
+#[serde(untagged)]
+pub enum NetworkItem {
+    Bare(#[schemars(schema_with = "network")] String),
+    Full(NetworkEntry),
+}
+
+/// A network entry written as a map: `network` and optional details.
+#[derive(Debug, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkEntry {
+    #[schemars(schema_with = "network")]
+    pub network: String,
+    #[serde(flatten)]
+    pub details: EntryDetails,
 }
 
 /// An identity entry: its id, or a map with `id`.
@@ -426,6 +450,14 @@ fn domain(_: &mut SchemaGenerator) -> Schema {
         "type": "string",
         "pattern": r"^\s*[^@\s/:]+\.?\s*$",
         "description": "An e-mail domain, e.g. throwaway.example (not a public suffix such as com).",
+    })
+}
+
+fn network(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": r"^\s*[0-9A-Fa-f:.]+(/[0-9]{1,3})?\s*$",
+        "description": "A CIDR network or a single address, IPv4 or IPv6, e.g. 192.0.2.0/24, 192.0.2.7, 2001:db8::/32.",
     })
 }
 
