@@ -14,7 +14,6 @@
 //! waited for from any thread (the reload thread, or start-up inside the caller's runtime).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,6 +61,10 @@ struct Validators {
     last_modified: Option<String>,
     /// Object stores: the object's metadata (ETag and modification time).
     meta: Option<ObjectMeta>,
+    /// Checksum of the bytes this version came with.
+    body: Option<u64>,
+    /// The next request asks without validators (see [`Fetcher::fetch`]).
+    verify: bool,
 }
 
 enum Backend {
@@ -196,15 +199,29 @@ impl Fetcher {
     /// One conditional request. A body is returned only when the source has a version other
     /// than the one last delivered (whether that one parsed or not: a broken list is parsed
     /// once, not every poll).
+    ///
+    /// A source that answers a conditional request with a new version's validators but the
+    /// bytes of the version we have (a store whose reads race its writes: the headers of one
+    /// object, the body of the other) would leave the new version unseen behind 304s until
+    /// the next change. Such an answer is taken as it is, and the next request is sent
+    /// without validators: one more download, after which the validators are trusted again.
     async fn fetch(&self) -> Result<Fetch, FetchError> {
         let known = self.lock().clone();
+        let ask = if known.verify {
+            Validators::default()
+        } else {
+            known.clone()
+        };
         let (fetch, validators) = match &self.backend {
-            Backend::Http { client, url } => fetch_http(client, url, known).await?,
+            Backend::Http { client, url } => fetch_http(client, url, ask).await?,
             Backend::Store { store, location } => {
-                fetch_object(store.as_ref(), location, known).await?
+                fetch_object(store.as_ref(), location, ask).await?
             }
         };
-        if let Some(v) = validators {
+        if let (Some(mut v), Fetch::Body(bytes)) = (validators, &fetch) {
+            let sum = crate::util::checksum(bytes);
+            v.verify = !known.verify && known.body == Some(sum);
+            v.body = Some(sum);
             *self.lock() = v;
         }
         Ok(fetch)
@@ -251,7 +268,7 @@ async fn fetch_http(
     let validators = Validators {
         etag: header(http::header::ETAG),
         last_modified: header(http::header::LAST_MODIFIED),
-        meta: None,
+        ..Validators::default()
     };
     if response
         .content_length()
@@ -313,9 +330,8 @@ async fn fetch_object(
         body.extend_from_slice(&chunk);
     }
     let validators = Validators {
-        etag: None,
-        last_modified: None,
         meta: Some(meta),
+        ..Validators::default()
     };
     Ok((Fetch::Body(body), Some(validators)))
 }
@@ -465,8 +481,6 @@ pub struct RemoteSource {
     jobs: Mutex<tokio::sync::mpsc::UnboundedSender<Job>>,
     cache: Option<Cache>,
     metrics: RemoteMetrics,
-    /// A list has been delivered (from the source, or from the cache at start-up).
-    delivered: AtomicBool,
 }
 
 impl std::fmt::Debug for RemoteSource {
@@ -510,7 +524,6 @@ impl RemoteSource {
             jobs: Mutex::new(jobs),
             cache: cache.map(Cache::new),
             metrics,
-            delivered: AtomicBool::new(false),
         })
     }
 
@@ -571,7 +584,6 @@ impl Source for RemoteSource {
                 Ok(Fetch::Body(bytes)) => {
                     self.metrics.count("downloaded");
                     self.metrics.fetched_bytes.inc_by(bytes.len() as u64);
-                    self.delivered.store(true, Ordering::Relaxed);
                     Ok(Some(bytes))
                 }
                 Err(e) => {
@@ -654,7 +666,6 @@ pub async fn load_at_start(
                         errors = %crate::diagnostic::render(&errors).trim_end(),
                         "blocklist source unusable at start-up; starting from the cached copy of the last good list"
                     );
-                    source.delivered.store(true, Ordering::Relaxed);
                     return Ok(Start::Loaded(loaded(source, parsed, &bytes)));
                 }
                 Err(mut cache_errors) => errors.append(&mut cache_errors),
@@ -694,7 +705,7 @@ fn loaded(source: Arc<RemoteSource>, parsed: Parsed, bytes: &[u8]) -> Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn tls() -> rustls::ClientConfig {
@@ -808,6 +819,36 @@ mod tests {
         assert_eq!(fetches(&metrics, "downloaded"), 1);
         assert_eq!(fetches(&metrics, "not_modified"), 1);
         assert_eq!(metrics.fetched_bytes.get(), 15);
+    }
+
+    #[tokio::test]
+    async fn new_validators_with_the_old_bytes_are_checked_once_without_validators() {
+        // A read racing a write: the new object's ETag with the old object's body.
+        static SEEN_V2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let (url, count) = server(|head| {
+            let unconditional = !head.to_ascii_lowercase().contains("if-none-match");
+            if has_header(head, "if-none-match", "\"v2\"") {
+                not_modified()
+            } else if has_header(head, "if-none-match", "\"v1\"") {
+                ok("\"v2\"", "identities: []\n")
+            } else if unconditional && SEEN_V2.swap(true, Ordering::SeqCst) {
+                ok("\"v2\"", "identities: [x]\n")
+            } else {
+                ok("\"v1\"", "identities: []\n")
+            }
+        });
+        let (source, _) = source(&url, None);
+        let body = |f: Option<Vec<u8>>| String::from_utf8(f.expect("a body")).expect("utf-8");
+        assert_eq!(body(source.fetch().await.expect("v1")), "identities: []\n");
+        // The racing answer is delivered as it is (the store finds it unchanged)...
+        assert_eq!(
+            body(source.fetch().await.expect("race")),
+            "identities: []\n"
+        );
+        // ...and the next request asks without validators, and gets the new list.
+        assert_eq!(body(source.fetch().await.expect("v2")), "identities: [x]\n");
+        assert_eq!(source.fetch().await.expect("304"), None);
+        assert_eq!(count.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
