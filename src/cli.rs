@@ -29,7 +29,8 @@ pub struct ListFile {
 
 #[derive(Args, Debug)]
 pub struct BlockArgs {
-    /// An identity id (UUID), an e-mail address, or a domain.
+    /// An identity id (UUID), an e-mail address, a network (192.0.2.0/24, 2001:db8::/32, or
+    /// one address), or a domain.
     target: String,
     #[command(flatten)]
     file: ListFile,
@@ -50,7 +51,8 @@ pub struct BlockArgs {
 
 #[derive(Args, Debug)]
 pub struct UnblockArgs {
-    /// An identity id (UUID), an e-mail address, or a domain: every spelling of it is removed.
+    /// An identity id (UUID), an e-mail address, a network or a domain: every spelling of it
+    /// is removed.
     target: String,
     #[command(flatten)]
     file: ListFile,
@@ -58,7 +60,8 @@ pub struct UnblockArgs {
 
 #[derive(Args, Debug)]
 pub struct LookupArgs {
-    /// An identity id (UUID) or an e-mail address.
+    /// An identity id (UUID), an e-mail address, or an IP address or network (every
+    /// `networks` entry that contains it).
     target: String,
     #[command(flatten)]
     file: ListFile,
@@ -307,11 +310,16 @@ pub fn lookup(config_path: &Path, args: LookupArgs) -> ExitCode {
     let run = || -> Result<ExitCode, ExitCode> {
         let arg = args.target.trim();
         let id = parse_uuid(arg);
+        let network = match id {
+            None if !arg.contains('@') => kratos_gate::networks::parse_network(arg).ok(),
+            _ => None,
+        };
         let email = match id {
             Some(_) => None,
             None if arg.contains('@') => Some(arg),
+            None if network.is_some() => None,
             None => {
-                eprintln!("error: `{arg}` is neither an identity id (UUID) nor an e-mail address");
+                eprintln!("error: `{arg}` is neither an identity id (UUID), an e-mail address nor an IP address or network");
                 return Err(ExitCode::from(EXIT_INVALID));
             }
         };
@@ -331,8 +339,23 @@ pub fn lookup(config_path: &Path, args: LookupArgs) -> ExitCode {
         if let Some(email) = email {
             address_entries(&list, email, None, &mut found);
         }
+        if let Some(n) = network {
+            // Every network that contains it, the longest first (it decides on a tie).
+            list.networks().each_cover(n.net, |net, entry| {
+                found.insert(
+                    0,
+                    Found {
+                        matched: format!("network:{net}"),
+                        via: None,
+                        entry: entry.clone(),
+                    },
+                );
+            });
+        }
         let mut kratos_failed = false;
-        if let Some(config) = config.as_ref().filter(|_| !args.offline) {
+        // Kratos knows identities, not client addresses.
+        let ask = !args.offline && network.is_none();
+        if let Some(config) = config.as_ref().filter(|_| ask) {
             match ask_kratos(config, id, email) {
                 Ok(identities) => {
                     if identities.is_empty() || identities.iter().all(|(_, a)| a.is_empty()) {

@@ -18,10 +18,12 @@ use super::raw::{raw_file, RawEntry, RawFile};
 use super::scan;
 use super::{Blocklist, Entry, Mode, Parsed, METADATA_KEYS};
 use crate::diagnostic::Diagnostic;
+use crate::networks::parse_network;
 use crate::util::parse_uuid;
 
 /// What an argument of `block`/`unblock` names, decided by its shape: a UUID is an identity,
-/// text with `@` an e-mail address, anything else a domain.
+/// text with `@` an e-mail address, an IP address or CIDR network a network, anything else a
+/// domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     kind: SectionKind,
@@ -41,6 +43,13 @@ impl Target {
                 text,
             });
         }
+        if let Ok(n) = parse_network(&text) {
+            return Ok(Target {
+                kind: SectionKind::Networks,
+                key: n.net.to_string(),
+                text,
+            });
+        }
         let (kind, key) = if text.contains('@') {
             (SectionKind::Emails, email_key(&text))
         } else {
@@ -55,7 +64,7 @@ impl Target {
                 "`{text}` is neither an identity id (UUID) nor an e-mail address"
             )),
             Err(_) => Err(format!(
-                "`{text}` is neither an identity id (UUID), an e-mail address nor a domain"
+                "`{text}` is neither an identity id (UUID), an e-mail address, a network nor a domain"
             )),
         }
     }
@@ -84,8 +93,9 @@ impl Target {
             SectionKind::Identities => self.id().and_then(|id| list.identities.get(&id)),
             SectionKind::Emails => list.emails.get(&self.key).cloned(),
             SectionKind::Domains => list.domains.get(&self.key).cloned(),
-            // `block` and `unblock` name ids, addresses and domains only.
-            SectionKind::Networks => None,
+            SectionKind::Networks => parse_network(&self.key)
+                .ok()
+                .and_then(|n| list.networks.get(&n.net).cloned()),
         }
     }
 
@@ -106,7 +116,9 @@ impl Target {
             }
             SectionKind::Emails => email_key(text).is_ok_and(|k| k == self.key),
             SectionKind::Domains => domain_entry_key(text).is_ok_and(|k| k == self.key),
-            SectionKind::Networks => false,
+            SectionKind::Networks => {
+                parse_network(text).is_ok_and(|n| n.net.to_string() == self.key)
+            }
         }
     }
 }
@@ -478,6 +490,7 @@ impl<'a> Layout<'a> {
                     "identities" => SectionKind::Identities,
                     "emails" => SectionKind::Emails,
                     "email_domains" => SectionKind::Domains,
+                    "networks" => SectionKind::Networks,
                     _ => continue,
                 };
                 let trimmed = rest.trim_start_matches(' ');
@@ -556,6 +569,7 @@ impl<'a> Layout<'a> {
             (SectionKind::Identities, raw.identities),
             (SectionKind::Emails, raw.emails),
             (SectionKind::Domains, raw.email_domains),
+            (SectionKind::Networks, raw.networks),
         ];
         for (kind, items) in from_serde {
             let items = items.unwrap_or_default();
@@ -633,7 +647,7 @@ fn fast_item_key<'l>(lines: &'l [Cow<'_, str>]) -> Option<Cow<'l, str>> {
         }
         match scan::split_key(content) {
             Some((key, rest)) => {
-                if matches!(key, "id" | "email" | "domain") {
+                if matches!(key, "id" | "email" | "domain" | "network") {
                     let value = rest.trim_start_matches(' ');
                     return scan::scalar(value, 0, 1).map(|(v, _)| v);
                 }

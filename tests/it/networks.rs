@@ -583,3 +583,62 @@ async fn the_web_hook_refuses_flows_whose_client_address_is_listed() {
     assert_eq!(would[0]["matched"], "network:198.51.100.0/24");
     gw.shutdown().await;
 }
+
+#[test]
+fn block_unblock_and_lookup_of_networks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("blocklist.yaml");
+    write_file(&file, "# ops list\nidentities: []\n");
+    let name = file.display().to_string();
+    let (code, out, err) = kratos_gate(&[
+        "block",
+        "203.0.113.0/24",
+        "--reason",
+        "abuse",
+        "--meta",
+        "ticket=OPS-5",
+        "--blocklist",
+        &name,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = kratos_gate(&["block", "::1", "--mode", "report", "--blocklist", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.starts_with("# ops list\nidentities: []\n"), "{text}");
+    assert!(text.contains("networks:\n"), "{text}");
+    assert!(text.contains("network: 203.0.113.0/24"), "{text}");
+    assert!(text.contains("reason: abuse"), "{text}");
+    let list = kratos_gate::blocklist::Blocklist::parse(&text, "b.yaml")
+        .expect("valid")
+        .blocklist;
+    assert_eq!(list.networks().len(), 2);
+
+    // lookup: every network containing the address, strictest first.
+    let (code, out, err) = kratos_gate(&["lookup", "203.0.113.9", "--blocklist", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "network:203.0.113.0/24 mode=enforce until=forever reason=abuse meta=ticket=OPS-5"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("listed: enforce by network:203.0.113.0/24"),
+        "{out}"
+    );
+    let (code, out, _) = kratos_gate(&["lookup", "::1", "--blocklist", &name]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("listed: report by network:::1/128"), "{out}");
+    let (code, out, _) = kratos_gate(&["lookup", "198.51.100.1", "--blocklist", &name]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not listed: 198.51.100.1"), "{out}");
+
+    // unblock in another spelling of the same network (host bits, mapped form).
+    let (code, out, err) =
+        kratos_gate(&["unblock", "::ffff:203.0.113.7/120", "--blocklist", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, _) = kratos_gate(&["lookup", "203.0.113.9", "--blocklist", &name]);
+    assert_eq!(code, 1);
+    let (code, _, _) = kratos_gate(&["unblock", "203.0.113.0/24", "--blocklist", &name]);
+    assert_eq!(code, 1, "not listed any more");
+}
