@@ -83,16 +83,16 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         timeout: Duration,
     },
-    /// Add (or update) an entry in the blocklist file: an identity id, an e-mail address or
-    /// a domain. Other lines stay byte for byte; the result is linted like `check` and
-    /// replaces the file atomically, or the file is left untouched (exit 2).
+    /// Add (or update) an entry in the blocklist file: an identity id, an e-mail address, a
+    /// network or a domain. Other lines stay byte for byte; the result is linted like `check`
+    /// and replaces the file atomically, or the file is left untouched (exit 2).
     Block(cli::BlockArgs),
-    /// Remove an identity id, e-mail address or domain (every spelling of it) from the
-    /// blocklist file (exit 1 when it is not listed).
+    /// Remove an identity id, e-mail address, network or domain (every spelling of it) from
+    /// the blocklist file (exit 1 when it is not listed).
     Unblock(cli::UnblockArgs),
-    /// Which entries match an identity id or e-mail address, and why, strictest first (exit
-    /// 0 if one in force does, 1 if none). With a config (no --blocklist, or --config),
-    /// also asks Kratos's admin API for the identity's addresses.
+    /// Which entries match an identity id, e-mail address or IP address, and why, strictest
+    /// first (exit 0 if one in force does, 1 if none). With a config (no --blocklist, or
+    /// --config), also asks Kratos's admin API for an identity's addresses.
     Lookup(cli::LookupArgs),
     /// Entries added, removed and changed between two blocklist files (exit 0 same, 1
     /// different, 2 invalid).
