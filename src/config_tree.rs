@@ -621,14 +621,29 @@ pub fn expand_all(root: &mut Node, env: &dyn Fn(&str) -> Option<String>) -> Vec<
     problems
 }
 
-/// Every value that came from the environment, in key order.
+/// A URL's password is not shown: `redis://user:secret@host` → `redis://user:***@host`.
+pub fn mask_password(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Every value that came from the environment, in key order (passwords in URLs masked).
 pub fn provenance(root: &Node) -> Vec<Provenance> {
     root.scalars()
         .into_iter()
         .filter(|(_, n)| matches!(n.origin, Origin::Env(_) | Origin::Expanded(_)))
         .map(|(path, n)| Provenance {
             at: n.at,
-            value: n.display(),
+            value: mask_password(&n.display()),
             origin: n.origin.clone(),
             path,
         })
@@ -1357,6 +1372,25 @@ mod tests {
         assert_eq!(p[0].value, "kratos");
         assert_eq!(p[0].origin, Origin::Expanded("${HOST}".to_owned()));
         let _ = no_env("x");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_not_shown() {
+        assert_eq!(
+            mask_password("redis://gate:s3cret@redis:6379/0"),
+            "redis://gate:***@redis:6379/0"
+        );
+        assert_eq!(
+            mask_password("rediss://:s3cret@redis"),
+            "rediss://:***@redis"
+        );
+        assert_eq!(mask_password("http://kratos:4433"), "http://kratos:4433");
+        assert_eq!(mask_password("s3://bucket/a@b:c"), "s3://bucket/a@b:c");
+        let env =
+            |k: &str| (k == "KRATOS_GATE_THROTTLE_REDIS_URL").then(|| "redis://u:pw@r".to_owned());
+        let mut tree = parse("throttle:\n  enabled: true\n").expect("yaml");
+        assert_eq!(apply_overrides(&mut tree, &env), []);
+        assert_eq!(provenance(&tree)[0].value, "redis://u:***@r");
     }
 
     #[test]
