@@ -522,3 +522,61 @@ fn a_missing_redis_password_file_is_refused_by_both() {
     write_file(&dir.path().join("redis-password"), "pw\n");
     check_passes(dir.path(), &[]);
 }
+
+/// Serving applies an override too: the public listener is where the environment says, and
+/// the start-up log says where the value came from.
+#[test]
+fn serving_listens_where_an_override_says_and_logs_where_it_came_from() {
+    use std::io::BufRead;
+    let dir = setup();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let public = format!("127.0.0.1:{port}");
+    let mut child = bin()
+        .args(["--config", &config_path(dir.path())])
+        .env("KRATOS_GATE_LISTEN_PUBLIC", &public)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = String::new();
+    while !log.contains("kratos-gate serving") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no start-up line:\n{log}");
+            }
+        }
+    }
+    let reachable = std::net::TcpStream::connect(&public).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        log.contains(&format!(
+            "config: listen.public = {public} (from $KRATOS_GATE_LISTEN_PUBLIC)"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("public={public}")), "{log}");
+    assert!(reachable, "nothing listens on {public}");
+}
