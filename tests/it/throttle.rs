@@ -19,6 +19,7 @@ use crate::support::fake_kratos::{fresh_token, fresh_uuid, FakeKratos, Reply, Si
 use crate::support::fixtures::native_login_body;
 use crate::support::flows::{flow_reply, ui_message, Flow, FlowType, Submitted};
 use crate::support::gateway::{start_gateway_with, TestGateway};
+use crate::support::logs;
 use crate::support::metrics::metric;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -124,6 +125,7 @@ fn assert_throttled(a: &Answer) {
 
 #[tokio::test]
 async fn failed_logins_past_the_limit_get_429_without_reaching_kratos() {
+    let (log, _guard) = logs::capture();
     let fake = FakeKratos::start().await;
     fake.on_public("POST", "/self-service/login", password_login());
     let gw = gateway(&fake, |_| {}).await;
@@ -160,6 +162,23 @@ async fn failed_logins_past_the_limit_get_429_without_reaching_kratos() {
         "{m}"
     );
     assert!(metric(&m, "kratos_gate_throttle_failures_total{kind=\"login\"}") >= 4.0);
+    // Every decision is an audit event.
+    let refusals = log.audit("throttled");
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    let r = &refusals[0];
+    assert_eq!(r["kind"], "login");
+    assert_eq!(r["scope"], "identifier_network");
+    assert_eq!(r["mode"], "enforce");
+    assert_eq!(r["identifier"], "alice@example.com");
+    assert_eq!(r["network"], "198.51.100.7/32");
+    assert!(r["retry_after_s"].as_u64().is_some_and(|s| s >= 1), "{r}");
+    assert!(
+        r["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{r}"
+    );
+    let failures = log.audit("throttle_failure");
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    assert!(failures.iter().all(|f| f.get("password").is_none()));
 }
 
 #[tokio::test]
@@ -331,6 +350,7 @@ async fn every_self_service_submission_counts_against_its_networks_rate() {
 
 #[tokio::test]
 async fn report_mode_logs_and_counts_but_refuses_nothing() {
+    let (log, _guard) = logs::capture();
     let fake = FakeKratos::start().await;
     fake.on_public("POST", "/self-service/login", password_login());
     let gw = gateway(&fake, |c| {
@@ -350,6 +370,10 @@ async fn report_mode_logs_and_counts_but_refuses_nothing() {
         ) >= 1.0,
         "{m}"
     );
+    let reported = log.audit("would_throttle");
+    assert!(!reported.is_empty());
+    assert!(reported.iter().all(|e| e["mode"] == "report"));
+    assert!(log.audit("throttled").is_empty());
 }
 
 #[tokio::test]
