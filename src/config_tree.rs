@@ -63,6 +63,9 @@ pub struct Node {
     pub value: Value,
     pub at: Pos,
     pub origin: Origin,
+    /// Where a scalar the YAML reader typed (a number, a boolean) is in the text: its text
+    /// is taken from there as written (`0123` stays `0123`, `1.10` stays `1.10`).
+    written: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +87,12 @@ pub struct Entry {
 
 impl Node {
     fn new(value: Value, at: Pos, origin: Origin) -> Node {
-        Node { value, at, origin }
+        Node {
+            value,
+            at,
+            origin,
+            written: None,
+        }
     }
 
     /// The node at a dotted key path (the last entry of a key given twice), if any.
@@ -173,7 +181,8 @@ fn join(path: &str, key: &str) -> String {
 // Reading the YAML
 // ---------------------------------------------------------------------------------------------
 
-struct Raw(Value);
+/// A value as read, and whether the reader typed it (a number or a boolean).
+struct Raw(Value, bool);
 
 impl<'de> Deserialize<'de> for Raw {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Raw, D::Error> {
@@ -182,7 +191,34 @@ impl<'de> Deserialize<'de> for Raw {
 }
 
 fn spanned(s: Spanned<Raw>) -> Node {
-    Node::new(s.value.0, Pos::of(&s.referenced), Origin::File)
+    let span = s.referenced.span();
+    let mut node = Node::new(s.value.0, Pos::of(&s.referenced), Origin::File);
+    if s.value.1 {
+        node.written = span.byte_offset().zip(span.byte_len());
+    }
+    node
+}
+
+/// Typed scalars take their text as written in `text`.
+fn as_written(node: &mut Node, text: &str) {
+    if let Some((offset, len)) = node.written.take() {
+        let written = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(offset.saturating_add(len)).ok())
+            .and_then(|(start, end)| text.get(start..end))
+            .map(str::trim)
+            .filter(|w| !w.is_empty());
+        if let (Some(w), Value::Scalar(s)) = (written, &mut node.value) {
+            *s = w.to_owned();
+        }
+    }
+    match &mut node.value {
+        Value::Map(entries) => entries
+            .iter_mut()
+            .for_each(|e| as_written(&mut e.value, text)),
+        Value::Seq(items) => items.iter_mut().for_each(|i| as_written(i, text)),
+        _ => {}
+    }
 }
 
 struct RawVisitor;
@@ -193,34 +229,34 @@ impl<'de> Visitor<'de> for RawVisitor {
         f.write_str("a YAML value")
     }
     fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_string())))
+        Ok(Raw(Value::Scalar(v.to_string()), true))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_string())))
+        Ok(Raw(Value::Scalar(v.to_string()), true))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_string())))
+        Ok(Raw(Value::Scalar(v.to_string()), true))
     }
     fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_string())))
+        Ok(Raw(Value::Scalar(v.to_string()), true))
     }
     fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_string())))
+        Ok(Raw(Value::Scalar(v.to_string()), true))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_string())))
+        Ok(Raw(Value::Scalar(v.to_string()), true))
     }
     fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v.to_owned())))
+        Ok(Raw(Value::Scalar(v.to_owned()), false))
     }
     fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-        Ok(Raw(Value::Scalar(v)))
+        Ok(Raw(Value::Scalar(v), false))
     }
     fn visit_unit<E>(self) -> Result<Raw, E> {
-        Ok(Raw(Value::Null))
+        Ok(Raw(Value::Null, false))
     }
     fn visit_none<E>(self) -> Result<Raw, E> {
-        Ok(Raw(Value::Null))
+        Ok(Raw(Value::Null, false))
     }
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
         Raw::deserialize(d)
@@ -230,7 +266,7 @@ impl<'de> Visitor<'de> for RawVisitor {
         while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
             items.push(spanned(item));
         }
-        Ok(Raw(Value::Seq(items)))
+        Ok(Raw(Value::Seq(items), false))
     }
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
         let mut entries = Vec::new();
@@ -251,7 +287,7 @@ impl<'de> Visitor<'de> for RawVisitor {
                 value,
             });
         }
-        Ok(Raw(Value::Map(entries)))
+        Ok(Raw(Value::Map(entries), false))
     }
 }
 
@@ -266,6 +302,7 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     }
     let root: Spanned<Raw> = serde_saphyr::from_str(text)?;
     let mut node = spanned(root);
+    as_written(&mut node, text);
     if matches!(node.value, Value::Null) {
         node.value = Value::Map(Vec::new());
     }
@@ -1011,8 +1048,12 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         let s = self.scalar("true or false")?;
         match s.trim() {
-            "true" | "True" | "TRUE" => v.visit_bool(true),
-            "false" | "False" | "FALSE" => v.visit_bool(false),
+            "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => {
+                v.visit_bool(true)
+            }
+            "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => {
+                v.visit_bool(false)
+            }
             _ => Err(DeError::value(format!("`{s}` is not true or false"))),
         }
     }
@@ -1372,6 +1413,17 @@ mod tests {
         assert_eq!(p[0].value, "kratos");
         assert_eq!(p[0].origin, Origin::Expanded("${HOST}".to_owned()));
         let _ = no_env("x");
+    }
+
+    #[test]
+    fn numbers_and_booleans_keep_their_text_as_written() {
+        let tree = parse("a: 0123\nb: 1.10\nc: yes\nd: [007, true]\ne: \"0123\"\nf: 12 # note\n")
+            .expect("yaml");
+        let shown: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|k| tree.get(k).map(Node::display).unwrap_or_default())
+            .collect();
+        assert_eq!(shown, ["0123", "1.10", "yes", "[007, true]", "0123", "12"]);
     }
 
     #[test]
