@@ -74,7 +74,7 @@ fn check_reports_config_errors_with_position() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.starts_with(&format!(
-            "{}:10:3: unknown field `retries`",
+            "{}:10:3: upstream.retries: unknown key `retries`; expected one of `public`, `admin`,",
             config(dir.path())
         )),
         "{err}"
