@@ -57,6 +57,9 @@ pub struct Ticket {
     pending: Pending,
     /// A form post without JSON: Kratos answers it with redirects, not flow JSON.
     browser: bool,
+    /// A password or a code was submitted (not a login code's first step, which only asks
+    /// Kratos to send one).
+    secret_sent: bool,
 }
 
 impl Gate {
@@ -102,12 +105,13 @@ impl Gate {
         let browser =
             !json(content_type) && !json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
         let flow_id = flow_param(uri);
+        let has_code = fields.is_some_and(|f| f.has_code);
+        let secret_sent = method == Some("password") || has_code;
         let (identifier, counted) = match flow {
             Flow::Login => {
                 let by_secret = matches!(method, Some("password" | "code"));
                 let mut identifier = fields.and_then(|f| f.identifier.clone());
                 if method == Some("code") {
-                    let has_code = fields.is_some_and(|f| f.has_code);
                     match (flow_id, &identifier, has_code) {
                         (Some(id), Some(i), false) => self.throttle.remember_address(id, i),
                         (Some(id), None, true) => {
@@ -119,7 +123,6 @@ impl Gate {
                 (identifier.filter(|_| by_secret), by_secret)
             }
             Flow::Recovery | Flow::Verification => {
-                let has_code = fields.is_some_and(|f| f.has_code);
                 let email = fields.and_then(|f| f.email.as_deref());
                 if let (Some(id), Some(e), false) = (flow_id, email, has_code) {
                     self.throttle.remember_address(id, e);
@@ -151,6 +154,7 @@ impl Gate {
                 client,
                 pending,
                 browser,
+                secret_sent,
             })),
             Verdict::Throttled { retry_after, .. } => {
                 Err(respond::throttled(browser, retry_after, Some(request_id)))
@@ -183,30 +187,38 @@ impl Gate {
             Flow::Verification => &[VERIFICATION_CODE_INVALID],
             _ => &[],
         };
-        let (outcome, answer) =
-            if ticket.flow == Flow::Login && (status.is_success() || sets_session) {
-                (Outcome::Success, answer)
-            } else if ticket.flow == Flow::Login && ticket.browser && status.is_redirection() {
-                (Outcome::Failure, answer)
-            } else if is_json(answer.headers()) {
-                match self.read_messages(answer).await {
-                    Ok((ids, answer)) => {
-                        let failed = ids.iter().any(|id| wrong_secret.contains(id));
-                        let outcome = if failed {
-                            Outcome::Failure
-                        } else {
-                            Outcome::Other
-                        };
-                        (outcome, answer)
-                    }
-                    Err(e) => (
-                        Outcome::Failure,
-                        e.into_response(Some(exchange.request_id.as_str())),
-                    ),
-                }
+        let login = ticket.flow == Flow::Login;
+        let (outcome, answer) = if login && sets_session {
+            (Outcome::Success, answer)
+        } else if login && ticket.browser && status.is_redirection() {
+            // Kratos sends a browser back to its form with the error out of sight; a code
+            // login's first step is sent on to the code form the same way.
+            let outcome = if ticket.secret_sent {
+                Outcome::Failure
             } else {
-                (Outcome::Other, answer)
+                Outcome::Other
             };
+            (outcome, answer)
+        } else if is_json(answer.headers()) {
+            match self.read_answer(answer).await {
+                Ok((read, answer)) => {
+                    let outcome = if login && status.is_success() && read.session {
+                        Outcome::Success
+                    } else if read.ids.iter().any(|id| wrong_secret.contains(id)) {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Other
+                    };
+                    (outcome, answer)
+                }
+                Err(e) => (
+                    Outcome::Failure,
+                    e.into_response(Some(exchange.request_id.as_str())),
+                ),
+            }
+        } else {
+            (Outcome::Other, answer)
+        };
         let submission = Submission {
             flow: ticket.flow,
             identifier: ticket.identifier.as_deref(),
@@ -224,13 +236,12 @@ impl Gate {
         answer
     }
 
-    /// The UI message ids of a flow answer (`ui.messages[].id`, `ui.nodes[].messages[].id`),
-    /// and the answer to forward (what was read, then the rest). Bodies over
-    /// [`ANSWER_LIMIT`] are not read (no ids).
-    async fn read_messages(
+    /// What a JSON answer says ([`read_answer_body`]), and the answer to forward (what was
+    /// read, then the rest). Bodies over [`ANSWER_LIMIT`] are not read (nothing said).
+    async fn read_answer(
         &self,
         answer: Response<Body>,
-    ) -> Result<(Vec<i64>, Response<Body>), GatewayError> {
+    ) -> Result<(Said, Response<Body>), GatewayError> {
         let (parts, body) = answer.into_parts();
         let read =
             tokio::time::timeout(self.answer_timeout, body::copy_if_small(body, ANSWER_LIMIT))
@@ -238,8 +249,8 @@ impl Gate {
                 .map_err(|_| GatewayError::UpstreamTimeout(self.answer_timeout))?
                 .map_err(|e| GatewayError::UpstreamBroken(e.to_string()))?;
         let (copy, replay) = read;
-        let ids = copy.as_deref().map(message_ids).unwrap_or_default();
-        Ok((ids, Response::from_parts(parts, replay.boxed())))
+        let said = copy.as_deref().map(read_answer_body).unwrap_or_default();
+        Ok((said, Response::from_parts(parts, replay.boxed())))
     }
 }
 
@@ -311,12 +322,24 @@ pub fn submitted_method(content_type: Option<&str>, body: &[u8]) -> Option<Strin
     method.map(|m| m.trim().to_ascii_lowercase())
 }
 
-/// Message ids at the positions Kratos writes them in a flow (a submission echoed into
-/// `ui.nodes[].attributes.value` or `transient_payload` is not among them).
-fn message_ids(body: &[u8]) -> Vec<i64> {
+/// What Kratos's JSON answer says about an attempt.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Said {
+    /// UI message ids at the positions Kratos writes them in a flow (`ui.messages[].id`,
+    /// `ui.nodes[].messages[].id`; a submission echoed into `ui.nodes[].attributes.value` or
+    /// `transient_payload` is not among them).
+    ids: Vec<i64>,
+    /// A login's answer with a session: top-level `session_token` or `session`.
+    session: bool,
+}
+
+fn read_answer_body(body: &[u8]) -> Said {
+    use serde::de::IgnoredAny;
     #[derive(Deserialize)]
-    struct FlowBody {
+    struct Answer {
         ui: Option<Ui>,
+        session_token: Option<IgnoredAny>,
+        session: Option<IgnoredAny>,
     }
     #[derive(Deserialize)]
     struct Ui {
@@ -334,17 +357,23 @@ fn message_ids(body: &[u8]) -> Vec<i64> {
     struct Message {
         id: Option<i64>,
     }
-    let Ok(flow) = serde_json::from_slice::<FlowBody>(body) else {
-        return Vec::new();
+    let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
+        return Said::default();
     };
-    let Some(ui) = flow.ui else {
-        return Vec::new();
-    };
-    ui.messages
-        .iter()
-        .chain(ui.nodes.iter().flat_map(|n| n.messages.iter()))
-        .filter_map(|m| m.id)
-        .collect()
+    let ids = answer
+        .ui
+        .map(|ui| {
+            ui.messages
+                .iter()
+                .chain(ui.nodes.iter().flat_map(|n| n.messages.iter()))
+                .filter_map(|m| m.id)
+                .collect()
+        })
+        .unwrap_or_default();
+    Said {
+        ids,
+        session: answer.session_token.is_some() || answer.session.is_some(),
+    }
 }
 
 #[cfg(test)]
@@ -352,12 +381,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_are_read_only_where_kratos_writes_them() {
-        let body = br#"{"id":"f","ui":{"nodes":[{"attributes":{"name":"identifier","value":"{\"id\":4000006}"},"messages":[]},{"messages":[{"id":4010008,"type":"error"}]}],"messages":[{"id":4000006,"text":"The provided credentials are invalid","type":"error"}]},"transient_payload":{"ui":{"messages":[{"id":4060006}]}}}"#;
-        let ids = message_ids(body);
-        assert_eq!(ids, vec![4000006, 4010008]);
-        assert!(message_ids(br#"{"transient_payload":{"id":4000006}}"#).is_empty());
-        assert!(message_ids(b"not json").is_empty());
+    fn messages_and_sessions_are_read_only_where_kratos_writes_them() {
+        let body = br#"{"id":"f","ui":{"nodes":[{"attributes":{"name":"identifier","value":"{\"id\":4000006}"},"messages":[]},{"messages":[{"id":4010008,"type":"error"}]}],"messages":[{"id":4000006,"text":"The provided credentials are invalid","type":"error"}]},"transient_payload":{"ui":{"messages":[{"id":4060006}]},"session_token":"x"}}"#;
+        let said = read_answer_body(body);
+        assert_eq!(said.ids, vec![4000006, 4010008]);
+        assert!(!said.session, "an echoed session_token is not Kratos's");
+        let echo = read_answer_body(br#"{"transient_payload":{"id":4000006}}"#);
+        assert_eq!(echo, Said::default());
+        assert_eq!(read_answer_body(b"not json"), Said::default());
+        let login = read_answer_body(br#"{"session_token":"ory_st_x","session":{"id":"s"}}"#);
+        assert!(login.session);
+        let code_sent = read_answer_body(
+            br#"{"id":"f","state":"sent_email","ui":{"messages":[{"id":1010014}]}}"#,
+        );
+        assert!(!code_sent.session, "a code sent is not a session");
     }
 
     #[test]

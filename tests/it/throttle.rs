@@ -27,7 +27,9 @@ const LOGIN: &str = "/self-service/login?flow=6f5a3c2e-1d4b-4a59-9e8f-7c6b5a4d3e
 
 /// Kratos's password login: the right password gives a session (200 with `session_token`),
 /// any other the login flow with 4000006 (400); a browser form post is sent back to the
-/// login UI (303) without a session.
+/// login UI (303) without a session. A code login's first step answers the flow in state
+/// `sent_email` (200, no session); a passkey login gives a session whatever the body's
+/// `identifier` says.
 fn password_login() -> Reply {
     let flow = Flow::new(FlowType::Api);
     let identity = fresh_uuid();
@@ -37,6 +39,29 @@ fn password_login() -> Reply {
             .header("content-type")
             .is_some_and(|c| c.contains("x-www-form-urlencoded"));
         let right = submitted.text("password") == Some(PASSWORD);
+        match submitted.text("method") {
+            // A code login's first step: the code is sent, the flow answered (no session).
+            Some("code") if submitted.text("code").is_none() => {
+                return flow_reply(
+                    flow.clone(),
+                    200,
+                    "sent_email",
+                    vec![ui_message(
+                        1_010_014,
+                        "A code has been sent to the address you provided.",
+                        "info",
+                    )],
+                )
+            }
+            // Another method signs someone in whatever `identifier` says (passkey, OIDC).
+            Some("passkey") => {
+                return Reply::json(
+                    200,
+                    native_login_body(identity, fresh_uuid(), &fresh_token()),
+                )
+            }
+            _ => {}
+        }
         match (right, form) {
             (true, _) => Reply::json(
                 200,
@@ -200,6 +225,50 @@ async fn a_successful_login_resets_the_identifiers_count() {
         assert_eq!(a.status, 400);
     }
     assert_throttled(&login_from(&gw, "198.51.100.8", "carol@example.com", "typo").await);
+}
+
+/// A login body with another `method`.
+async fn login_with(gw: &TestGateway, ip: &str, body: serde_json::Value) -> Answer {
+    let mut headers = JSON.to_vec();
+    headers.push(("x-forwarded-for", ip));
+    send(
+        Method::POST,
+        &gw.public_url(LOGIN),
+        &headers,
+        &body.to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn answers_without_a_password_checked_do_not_reset_the_count() {
+    let fake = FakeKratos::start().await;
+    fake.on_public("POST", "/self-service/login", password_login());
+    let gw = gateway(&fake, |_| {}).await;
+    let ip = "198.51.100.15";
+    let victim = "victor@example.com";
+    for _ in 0..2 {
+        assert_eq!(login_from(&gw, ip, victim, "guess").await.status, 400);
+    }
+    // A code sent to the victim (200, no session) and the attacker's own passkey login with
+    // the victim's identifier in the body (200, a session, but not the victim's password)
+    // reset nothing.
+    let sent = login_with(
+        &gw,
+        ip,
+        serde_json::json!({"method": "code", "identifier": victim}),
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    let passkey = login_with(
+        &gw,
+        ip,
+        serde_json::json!({"method": "passkey", "identifier": victim}),
+    )
+    .await;
+    assert_eq!(passkey.status, 200);
+    assert_eq!(login_from(&gw, ip, victim, "guess").await.status, 400);
+    assert_throttled(&login_from(&gw, ip, victim, "guess").await);
 }
 
 #[tokio::test]
