@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the gateway's own work, without the network: blocklist parsing (the
-//! line-oriented fast path against serde-saphyr), lookups, reload diffs, body inspection.
+//! line-oriented fast path against serde-saphyr), lookups (ids, client addresses in networks),
+//! reload diffs, body inspection.
 //!
 //! `cargo run --release --example micro` (bench/run.sh runs it). Plain `std::time`, no
 //! benchmark framework: each case reports the median of a few repetitions, and the peak RSS
@@ -11,8 +12,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use kratos_gate::blocklist::Blocklist;
-use kratos_gate::util::{parse_uuid, unix_now};
 use kratos_gate::inspection;
+use kratos_gate::util::{parse_uuid, unix_now};
 use uuid::Uuid;
 
 struct Rng(u64);
@@ -200,6 +201,54 @@ fn main() {
         ms(t),
         String::new(),
     ));
+
+    // 100,000 networks (half IPv4 /24s, half IPv6 /48s): parse, then client-address lookups.
+    let nets = 100_000u32;
+    let mut net_text = String::from("networks:\n");
+    for i in 0..nets / 2 {
+        let v4 = std::net::Ipv4Addr::from((0x0001_0000 + i * 3) << 8);
+        let _ = writeln!(net_text, "  - {v4}/24");
+        let _ = writeln!(net_text, "  - 2001:{:x}:{:x}::/48", i >> 16, i & 0xffff);
+    }
+    let (t, peak) = measure(3, || {
+        Blocklist::parse(&net_text, "networks.yaml").map(|p| p.blocklist.len())
+    });
+    rows.push((
+        format!("parse {nets} networks"),
+        ms(t),
+        format!("{peak:.0} MB"),
+    ));
+    let net_list = match Blocklist::parse(&net_text, "networks.yaml") {
+        Ok(p) => p.blocklist,
+        Err(e) => panic!("{e:?}"),
+    };
+    let clients: Vec<std::net::IpAddr> = (0..1000u32)
+        .map(|i| {
+            if i % 2 == 0 {
+                // Every third /24 is listed: a third of these hit.
+                std::net::IpAddr::from(std::net::Ipv4Addr::from(((0x0001_0000 + i * 7) << 8) | 9))
+            } else {
+                std::net::IpAddr::from(std::net::Ipv6Addr::from(
+                    0x2001u128 << 112 | u128::from(i) << 80 | 7,
+                ))
+            }
+        })
+        .collect();
+    let (t, _) = measure(3, || {
+        let mut hits = 0usize;
+        for i in 0..lookups {
+            let ip = clients[i % clients.len()];
+            hits += usize::from(net_list.lookup_network(ip, now).is_some());
+        }
+        hits
+    });
+    let per = t.as_secs_f64() * 1e9 / lookups as f64;
+    rows.push((
+        format!("client address lookup in {nets} networks (IPv4 and IPv6)"),
+        format!("{per:.0} ns"),
+        String::new(),
+    ));
+    kv.push(("network_lookup_ns".into(), format!("{per:.0}")));
 
     let fixtures = concat!(
         env!("CARGO_MANIFEST_DIR"),
