@@ -52,7 +52,7 @@ pub fn config_schema() -> Schema {
     schema.insert("title".into(), "kratos-gate gateway.yaml".into());
     schema.insert(
         "description".into(),
-        "kratos-gate configuration (README.md, Configuration). Generated from src/config.rs by tests/signed_out_and_schemas.rs; do not edit by hand.".into(),
+        "kratos-gate configuration (README.md, Configuration). Generated from src/config/ by tests/it/signed_out_and_schemas.rs; do not edit by hand.".into(),
     );
     schema
 }
