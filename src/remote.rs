@@ -576,6 +576,7 @@ impl Source for RemoteSource {
 
     fn fetch(&self) -> Fetching<'_> {
         Box::pin(async move {
+            let started = std::time::Instant::now();
             match self.fetch_now().await {
                 Ok(Fetch::NotModified) => {
                     self.metrics.count("not_modified");
@@ -584,6 +585,12 @@ impl Source for RemoteSource {
                 Ok(Fetch::Body(bytes)) => {
                     self.metrics.count("downloaded");
                     self.metrics.fetched_bytes.inc_by(bytes.len() as u64);
+                    tracing::info!(
+                        source = %self.url,
+                        bytes = bytes.len(),
+                        fetch_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+                        "blocklist downloaded"
+                    );
                     Ok(Some(bytes))
                 }
                 Err(e) => {
