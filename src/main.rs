@@ -13,6 +13,16 @@
 
 mod cli;
 
+/// jemalloc (the default feature `jemalloc`): it returns the memory a reload frees, where
+/// glibc's malloc kept it (Cargo.toml, BENCHMARKS.md). `--no-default-features` leaves the
+/// system's malloc, `--no-default-features --features mimalloc` takes mimalloc.
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
