@@ -74,24 +74,22 @@ fn is_browser(headers: &HeaderMap) -> bool {
     html
 }
 
-/// Refuses a request from a listed network on the paths above; `Ok` lets it go on. Costs
-/// nothing beyond a length check while the list has no networks.
+/// The refusal of a request from a listed network on the paths above; `None` lets it go on.
+/// Costs nothing beyond a length check while the list has no networks.
 pub(super) fn check(
     enforcer: &Enforcer,
     exchange: &Exchange,
     headers: &HeaderMap,
-) -> Result<(), Response<Body>> {
+) -> Option<Response<Body>> {
     let list = enforcer.blocklist.snapshot();
     if list.networks().is_empty() {
-        return Ok(());
+        return None;
     }
-    let Some((kind, refusal)) = refusal_for(exchange.path()) else {
-        return Ok(());
-    };
+    let (kind, refusal) = refusal_for(exchange.path())?;
     let client = client_address(exchange.peer.ip, headers, &enforcer.trusted_proxies);
     let verdict = decision::decide_network(&list, client, unix_now(), enforcer.report_only);
     if verdict.is_empty() {
-        return Ok(());
+        return None;
     }
     let answer = match refusal {
         Refusal::Forbidden => {
@@ -113,11 +111,7 @@ pub(super) fn check(
             outcome: status.as_u16(),
         },
     );
-    if verdict.blocks() {
-        Err(answer)
-    } else {
-        Ok(())
-    }
+    verdict.blocks().then_some(answer)
 }
 
 #[cfg(test)]

@@ -110,7 +110,9 @@ impl Policy for PublicPolicy {
         if let Some(refusal) = self.refuse_admin_path(exchange, &request) {
             return Err(refusal);
         }
-        super::network::check(&self.enforcer, exchange, request.headers())?;
+        if let Some(refusal) = super::network::check(&self.enforcer, exchange, request.headers()) {
+            return Err(refusal);
+        }
         ctx.session_cookie_sent =
             respond::presents_session_cookie(request.headers(), &self.session_cookie);
         // Bodies the gateway may have to read must arrive readable (CONTRACT.md §10).
