@@ -381,6 +381,55 @@ async fn wrong_recovery_codes_count_against_the_flows_address() {
 }
 
 #[tokio::test]
+async fn wrong_verification_codes_count_against_the_flows_address() {
+    let fake = FakeKratos::start().await;
+    let flow = Flow::new(FlowType::Api);
+    let answer = flow_reply(
+        flow.clone(),
+        200,
+        "sent_email",
+        vec![ui_message(
+            4_070_006,
+            "The verification code is invalid or has already been used. Please try again.",
+            "error",
+        )],
+    );
+    fake.on_public("POST", "/self-service/verification", answer);
+    let gw = gateway(&fake, |_| {}).await;
+    let path = format!("/self-service/verification?flow={}", flow.id);
+    let mut headers = JSON.to_vec();
+    headers.push(("x-forwarded-for", "198.51.100.16"));
+    let first = r#"{"method":"code","email":"walter@example.com"}"#;
+    send(Method::POST, &gw.public_url(&path), &headers, first).await;
+    for _ in 0..3 {
+        let body = r#"{"method":"code","code":"000000"}"#;
+        assert_eq!(
+            send(Method::POST, &gw.public_url(&path), &headers, body)
+                .await
+                .status,
+            200
+        );
+    }
+    let a = send(
+        Method::POST,
+        &gw.public_url(&path),
+        &headers,
+        r#"{"method":"code","code":"000001"}"#,
+    )
+    .await;
+    assert_throttled(&a);
+    let m = gw.gateway().metrics().encode();
+    assert_eq!(
+        metric(
+            &m,
+            "kratos_gate_throttle_failures_total{kind=\"verification\"}"
+        ),
+        3.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn every_self_service_submission_counts_against_its_networks_rate() {
     let fake = FakeKratos::start().await;
     fake.on_public("POST", "/self-service/registration", Reply::json(400, "{}"));
