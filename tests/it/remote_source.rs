@@ -76,9 +76,14 @@ struct Nginx {
 
 impl Nginx {
     async fn start() -> Nginx {
+        Nginx::start_with_tls(None).await
+    }
+
+    /// With `tls` (certificate chain and key files), nginx serves HTTPS.
+    async fn start_with_tls(tls: Option<(&Path, &Path)>) -> Nginx {
         let root = tempfile::tempdir().expect("root");
         let port = free_port();
-        let conf = Nginx::write_conf(root.path(), port);
+        let conf = Nginx::write_conf(root.path(), port, tls);
         let mut child = Nginx::spawn(&conf);
         wait_for_port(
             SocketAddr::from(([127, 0, 0, 1], port)),
@@ -94,7 +99,7 @@ impl Nginx {
         }
     }
 
-    fn write_conf(dir: &Path, port: u16) -> PathBuf {
+    fn write_conf(dir: &Path, port: u16, tls: Option<(&Path, &Path)>) -> PathBuf {
         let run = dir.join("run");
         let www = dir.join("www");
         std::fs::create_dir_all(&run).expect("run dir");
@@ -105,7 +110,15 @@ impl Nginx {
 events {{ worker_connections 64; }}\n\
 http {{\n  access_log {r}/access.log;\n  client_body_temp_path {r}/body;\n  proxy_temp_path {r}/proxy;\n\
   fastcgi_temp_path {r}/fastcgi;\n  uwsgi_temp_path {r}/uwsgi;\n  scgi_temp_path {r}/scgi;\n\
-  server {{\n    listen 127.0.0.1:{port};\n    root {};\n    etag on;\n  }}\n}}\n",
+  server {{\n    listen 127.0.0.1:{port}{};\n    root {};\n    etag on;\n  }}\n}}\n",
+            match tls {
+                Some((cert, key)) => format!(
+                    " ssl;\n    ssl_certificate {};\n    ssl_certificate_key {}",
+                    cert.display(),
+                    key.display()
+                ),
+                None => String::new(),
+            },
             www.display()
         );
         let path = run.join("nginx.conf");
@@ -496,6 +509,23 @@ struct GatewayProcess {
 
 impl GatewayProcess {
     async fn start(fake: &FakeKratos, moto: &Moto, url: &str) -> GatewayProcess {
+        let mut env: Vec<(String, String)> = AWS_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("AWS_ENDPOINT_URL".to_owned(), moto.endpoint.clone()));
+        GatewayProcess::start_with_env(fake, url, &env)
+            .await
+            .unwrap_or_else(|(status, log)| panic!("kratos-gate exited with {status}:\n{log}"))
+    }
+
+    /// Starts the gateway with `env` added; `Err` with its exit status and log when it exits
+    /// at start-up.
+    async fn start_with_env(
+        fake: &FakeKratos,
+        url: &str,
+        env: &[(String, String)],
+    ) -> Result<GatewayProcess, (std::process::ExitStatus, String)> {
         let dir = tempfile::tempdir().expect("dir");
         let (public, ops) = (free_port(), free_port());
         let config = format!(
@@ -512,8 +542,7 @@ blocklist:\n  url: {url}\n",
         cmd.arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
-            .envs(AWS_ENV)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -529,7 +558,7 @@ blocklist:\n  url: {url}\n",
             if let Ok(Some(status)) = child.try_wait() {
                 let err =
                     std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-                panic!("kratos-gate exited with {status}:\n{err}");
+                return Err((status, err));
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", ops))
                 .await
@@ -544,12 +573,12 @@ blocklist:\n  url: {url}\n",
             assert!(Instant::now() < deadline, "gateway not ready within 20 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        GatewayProcess {
+        Ok(GatewayProcess {
             child,
             public: format!("http://127.0.0.1:{public}"),
             ops: ops_url,
             _dir: dir,
-        }
+        })
     }
 }
 
@@ -601,4 +630,59 @@ async fn three_gateway_processes_polling_one_s3_object_enforce_a_new_list_within
             "{text}"
         );
     }
+}
+
+/// A test CA and a certificate for `localhost` signed by it, as PEM files in `dir`: (CA,
+/// chain, key).
+fn tls_files(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("sign");
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-chain.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("ca");
+    std::fs::write(&paths.1, format!("{}{}", leaf.pem(), ca.pem())).expect("chain");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("key");
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_source_is_fetched_when_its_certificate_is_trusted_and_refused_otherwise() {
+    if skipped() {
+        return;
+    }
+    let alice = Person::new("alice");
+    let fake = kratos_with(&[&alice]).await;
+    let pki = tempfile::tempdir().expect("pki");
+    let (ca, chain, key) = tls_files(pki.path(), "server");
+    let (other_ca, _, _) = tls_files(pki.path(), "other");
+    let nginx = Nginx::start_with_tls(Some((&chain, &key))).await;
+    nginx.publish("list.yaml", &list_of(&[&alice]));
+    let url = format!("https://localhost:{}/list.yaml", nginx.port);
+    // The system roots as rustls-native-certs reads them: here only SSL_CERT_FILE.
+    let roots = |ca: &Path| vec![("SSL_CERT_FILE".to_owned(), ca.display().to_string())];
+
+    let gw = GatewayProcess::start_with_env(&fake, &url, &roots(&ca))
+        .await
+        .unwrap_or_else(|(status, log)| panic!("exited with {status}:\n{log}"));
+    assert_eq!(whoami_status(&gw.public, &alice).await, 401);
+    drop(gw);
+
+    // A certificate the roots do not vouch for: nothing fetched, start-up refused (exit 2).
+    let (status, log) = match GatewayProcess::start_with_env(&fake, &url, &roots(&other_ca)).await {
+        Err(failed) => failed,
+        Ok(_) => panic!("started with an untrusted source"),
+    };
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains(&url), "{log}");
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
 }
