@@ -56,7 +56,7 @@ pub struct Limits {
 }
 
 /// Which limit refused a submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     IdentifierAndNetwork,
     Identifier,
@@ -145,6 +145,9 @@ enum Slot {
 pub struct MemoryStore {
     cache: Cache<Key, Slot>,
     clock: Clock,
+    /// One attempt's check and counts (and a refund or reset) happen as one step, as a Redis
+    /// script does: two attempts at once cannot both see a counter below its limit.
+    step: std::sync::Mutex<()>,
 }
 
 impl MemoryStore {
@@ -153,6 +156,7 @@ impl MemoryStore {
         MemoryStore {
             cache: Cache::builder().max_capacity(capacity).build(),
             clock,
+            step: std::sync::Mutex::new(()),
         }
     }
 
@@ -177,7 +181,12 @@ impl MemoryStore {
         matches!(self.cache.get(key), Some(Slot::Known(until)) if until > now)
     }
 
+    fn one_step(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.step.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn attempt_now(&self, q: &Query, l: &Limits) -> (Hit, Counts) {
+        let _step = self.one_step();
         let now = self.clock.now();
         let mut hit = (0, Scope::Network);
         let mut consider = |wait: u64, scope| {
@@ -268,6 +277,7 @@ impl MemoryStore {
     }
 
     fn refund_now(&self, q: &Query, l: &Limits) {
+        let _step = self.one_step();
         let now = self.clock.now();
         self.give_back(q.pair, &l.pair, now);
         self.give_back(q.identifier, &l.identifier, now);
@@ -275,6 +285,7 @@ impl MemoryStore {
     }
 
     fn success_now(&self, q: &Query, l: &Limits) {
+        let _step = self.one_step();
         for key in [q.pair, q.identifier].into_iter().flatten() {
             self.cache.invalidate(&key);
         }

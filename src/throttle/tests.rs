@@ -629,3 +629,67 @@ async fn a_tls_url_builds_a_client_on_the_ring_provider() {
     let t = throttle(&c);
     assert_eq!(t.store_name(), "redis");
 }
+
+/// The Lua scripts and the in-process store apply the same rules: one pseudo-random sequence
+/// of attempts and outcomes over a few identifiers and networks gets the same verdict, step
+/// by step, from both (well within the backoff, so time does not decide).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_in_process_stores_agree_step_by_step() {
+    let server = RedisServer::start(&[]);
+    let mut c = small();
+    c.failures.per_network = 6;
+    c.rate_limit.submissions = 15;
+    c.rate_limit.per = HumanDuration(Duration::from_secs(600));
+    let memory = throttle(&c);
+    let redis = throttle(&with_redis(&c, &server.url(), FailMode::Closed));
+    let who = ["a@example.com", "b@example.com", "c@example.com"];
+    let from = ["198.51.100.1", "198.51.100.2", "2001:db8::1"];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut seen = std::collections::HashSet::new();
+    for step in 0..300 {
+        let (w, f, o) = (next(3), next(3), next(10));
+        let s = Submission {
+            flow: if next(5) == 0 {
+                Flow::Registration
+            } else {
+                Flow::Login
+            },
+            identifier: Some(who[w as usize]),
+            client: ip(from[f as usize]),
+            tries_secret: true,
+        };
+        let outcome = match o {
+            0 => Outcome::Success,
+            1..=2 => Outcome::Other,
+            _ => Outcome::Failure,
+        };
+        let (vm, vr) = (memory.check(&s, "m").await, redis.check(&s, "r").await);
+        let shape = |v: Verdict| match v {
+            Verdict::Pass(_) => None,
+            Verdict::Throttled { scope, .. } => Some(scope),
+            Verdict::Unavailable => panic!("redis unavailable at step {step}"),
+        };
+        assert_eq!(shape(vm), shape(vr), "step {step}: {s:?} {outcome:?}");
+        seen.insert(shape(vm));
+        if let (Verdict::Pass(pm), Verdict::Pass(pr)) = (vm, vr) {
+            memory.settle(&s, pm, outcome, "m").await;
+            redis.settle(&s, pr, outcome, "r").await;
+        }
+    }
+    // The sequence reaches every limit.
+    for scope in [
+        None,
+        Some(Scope::IdentifierAndNetwork),
+        Some(Scope::Identifier),
+        Some(Scope::Network),
+        Some(Scope::RateLimit),
+    ] {
+        assert!(seen.contains(&scope), "{scope:?} never decided: {seen:?}");
+    }
+}
