@@ -17,13 +17,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::body::{Body, NotifyOnEnd};
 use crate::config::{Config, UpstreamUrl};
 use crate::error::GatewayError;
 use crate::headers::{self, Peer};
-use crate::metrics::{Listener, ListenerLabels, Metrics, ReasonLabels, RequestLabels, StatusClass};
+use crate::metrics::{
+    LatencyHistogram, Listener, ListenerLabels, Metrics, ReasonLabels, RequestLabels, StatusClass,
+};
 
 /// What the engine and the policy know about one request/response exchange.
 #[derive(Debug)]
@@ -146,7 +147,7 @@ pub struct Proxy<P> {
     /// This listener's series, resolved once: a family lookup per request takes a lock and
     /// hashes the labels.
     requests: RequestCounters,
-    upstream_seconds: Histogram,
+    upstream_seconds: LatencyHistogram,
     /// `log.access`.
     access_log: bool,
 }
@@ -297,8 +298,7 @@ impl<P: Policy> Proxy<P> {
                 () = deadline => Err(()),
             }
         };
-        self.upstream_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.upstream_seconds.observe(started.elapsed());
         let mut response = match sent {
             Err(_) => return Err(GatewayError::UpstreamTimeout(self.response_timeout)),
             Ok(Err(e)) => return Err(classify_client_error(&e)),

@@ -13,7 +13,6 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
@@ -25,7 +24,6 @@ mod process;
 mod tests;
 
 pub use labels::*;
-use latency::latency_buckets;
 pub use latency::LatencyHistogram;
 
 /// The crate version, the git commit and the compiler it was built from (`build.rs`;
@@ -103,7 +101,7 @@ pub const REQUEST_LISTENERS: &[&str] = &["public", "admin", "hooks"];
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub upstream_seconds: Family<ListenerLabels, Histogram>,
+    pub upstream_seconds: Family<ListenerLabels, LatencyHistogram>,
     pub upstream_errors: Family<ReasonLabels, Counter>,
     /// The gateway's own time per request, by listener: from the request head until the
     /// response head is ready (body streaming not included).
@@ -176,9 +174,7 @@ impl Metrics {
             "Time the gateway took per request, from the request head until the response head was ready, by listener",
             request_seconds.clone(),
         );
-        let upstream_seconds = Family::<ListenerLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(latency_buckets())
-        });
+        let upstream_seconds = Family::<ListenerLabels, LatencyHistogram>::default();
         registry.register(
             "upstream_duration_seconds",
             "Time from forwarding a request to Kratos until its response headers arrived",
