@@ -51,8 +51,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in nominated {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    remove_all(headers, &HOP_BY_HOP);
+}
+
+/// Removes every field named in `names`. Most messages carry none of them: one pass over the
+/// names present (a handful) finds that, where a removal per name hashes each of them
+/// (callgrind: 19 removals, about 2,900 instructions of a 56,000-instruction pass-through
+/// request).
+fn remove_all(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if headers.keys().any(|k| names.contains(k)) {
+        for name in names {
+            headers.remove(name);
+        }
     }
 }
 
@@ -90,9 +100,7 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// Drops client-IP fields that Kratos would store as the session's device address.
 pub fn scrub_client_ip_headers(headers: &mut HeaderMap) {
-    for name in &CLIENT_IP_HEADERS {
-        headers.remove(name);
-    }
+    remove_all(headers, &CLIENT_IP_HEADERS);
 }
 
 /// What the gateway knows about the connection a request came in on.
@@ -314,6 +322,18 @@ mod tests {
         // idempotent
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn each_hop_by_hop_or_client_ip_field_alone_is_removed() {
+        for name in HOP_BY_HOP.iter().chain(&CLIENT_IP_HEADERS) {
+            let mut h = map(&[("host", "a.example"), ("accept", "*/*")]);
+            h.append(name.clone(), HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h);
+            scrub_client_ip_headers(&mut h);
+            assert!(!h.contains_key(name), "{name} left");
+            assert_eq!(h.len(), 2, "{name}");
+        }
     }
 
     #[test]
