@@ -71,6 +71,8 @@ enum Backend {
     Http {
         client: reqwest::Client,
         url: String,
+        /// The URL as logs show it ([`shown`]).
+        shown: String,
     },
     Store {
         store: Arc<dyn ObjectStore>,
@@ -152,6 +154,7 @@ impl Fetcher {
             SourceKind::Http | SourceKind::Https => Backend::Http {
                 client: client(tls, url.kind == SourceKind::Https)?,
                 url: url.raw.clone(),
+                shown: shown(url),
             },
             SourceKind::S3 | SourceKind::Gcs | SourceKind::Azure => {
                 let connector = Connector { tls };
@@ -213,7 +216,7 @@ impl Fetcher {
             known.clone()
         };
         let (fetch, validators) = match &self.backend {
-            Backend::Http { client, url } => fetch_http(client, url, ask).await?,
+            Backend::Http { client, url, shown } => fetch_http(client, url, shown, ask).await?,
             Backend::Store { store, location } => {
                 fetch_object(store.as_ref(), location, ask).await?
             }
@@ -238,6 +241,7 @@ fn too_large() -> FetchError {
 async fn fetch_http(
     client: &reqwest::Client,
     url: &str,
+    shown: &str,
     known: Validators,
 ) -> Result<(Fetch, Option<Validators>), FetchError> {
     let mut request = client.get(url);
@@ -250,13 +254,13 @@ async fn fetch_http(
     let mut response = request
         .send()
         .await
-        .map_err(|e| FetchError(format!("GET {url}: {}", error_chain(&e))))?;
+        .map_err(|e| FetchError(format!("GET {shown}: {}", error_chain(&e.without_url()))))?;
     let status = response.status();
     if status == http::StatusCode::NOT_MODIFIED {
         return Ok((Fetch::NotModified, None));
     }
     if !status.is_success() {
-        return Err(FetchError(format!("GET {url}: answered {status}")));
+        return Err(FetchError(format!("GET {shown}: answered {status}")));
     }
     let header = |name: http::header::HeaderName| {
         response
@@ -281,7 +285,7 @@ async fn fetch_http(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| FetchError(format!("GET {url}: {}", error_chain(&e))))?
+        .map_err(|e| FetchError(format!("GET {shown}: {}", error_chain(&e.without_url()))))?
     {
         if (body.len() + chunk.len()) as u64 > MAX_BLOCKLIST_BYTES {
             return Err(too_large());
@@ -503,7 +507,7 @@ impl RemoteSource {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("{}: cannot start the fetch runtime: {e}", url.raw))?;
+            .map_err(|e| format!("{}: cannot start the fetch runtime: {e}", shown(url)))?;
         let fetcher = {
             let _entered = runtime.enter();
             Fetcher::new(url, tls)?
@@ -518,9 +522,9 @@ impl RemoteSource {
                     }
                 });
             })
-            .map_err(|e| format!("{}: cannot start the fetch thread: {e}", url.raw))?;
+            .map_err(|e| format!("{}: cannot start the fetch thread: {e}", shown(url)))?;
         Ok(RemoteSource {
-            url: url.raw.clone(),
+            url: shown(url),
             jobs: Mutex::new(jobs),
             cache: cache.map(Cache::new),
             metrics,
@@ -602,6 +606,15 @@ impl Source for RemoteSource {
     }
 }
 
+/// The URL as logs, diagnostics and `GET /blocklist` show it: without its query, which may
+/// carry a token (a presigned URL's signature, `?token=…`).
+pub fn shown(url: &SourceUrl) -> String {
+    match url.raw.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.raw.clone(),
+    }
+}
+
 /// The source `blocklist.url` names: its client and the cloud's settings from the
 /// environment; nothing is fetched.
 pub fn source(config: &BlocklistConfig, url: &SourceUrl) -> Result<RemoteSource, String> {
@@ -617,12 +630,12 @@ pub fn source(config: &BlocklistConfig, url: &SourceUrl) -> Result<RemoteSource,
 /// The first list of `blocklist.url` at start-up ([`load_at_start`]). A start without a list
 /// (`require_on_start: false`) is logged with the reasons.
 pub async fn load(config: &BlocklistConfig, url: &SourceUrl) -> Result<Loaded, Vec<Diagnostic>> {
-    let source = source(config, url).map_err(|m| vec![Diagnostic::whole_file(&url.raw, m)])?;
+    let source = source(config, url).map_err(|m| vec![Diagnostic::whole_file(&shown(url), m)])?;
     match load_at_start(Arc::new(source), config.require_on_start).await? {
         Start::Loaded(loaded) => Ok(loaded),
         Start::Empty(loaded, why) => {
             tracing::warn!(
-                source = %url.raw,
+                source = %shown(url),
                 errors = %crate::diagnostic::render(&why).trim_end(),
                 "no blocklist could be loaded; starting with an empty list, not ready until one is loaded (blocklist.require_on_start: false)"
             );
@@ -875,6 +888,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_in_the_query_is_not_shown_in_names_or_errors() {
+        let url = format!("{}?token=s3cr3t", unreachable_url());
+        let (source, _) = source(&url, None);
+        assert!(!source.name().contains("s3cr3t"), "{}", source.name());
+        assert!(source.name().ends_with("/list.yaml?…"), "{}", source.name());
+        let e = source.fetch().await.expect_err("refused");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("/list.yaml?…"), "{e}");
+    }
+
+    #[tokio::test]
     async fn an_oversized_answer_is_refused_before_its_body_is_read() {
         let (url, _) = server(|_| {
             format!(
@@ -891,7 +915,7 @@ mod tests {
     async fn an_https_only_client_does_not_fetch_over_http() {
         let (url, count) = server(|_| ok("\"x\"", "identities: []\n"));
         let client = client(tls(), true).expect("client");
-        let e = fetch_http(&client, &url, Validators::default())
+        let e = fetch_http(&client, &url, &url, Validators::default())
             .await
             .expect_err("http on an https-only client");
         assert!(e.to_string().contains("GET"), "{e}");

@@ -28,7 +28,7 @@ pub fn from_config(config: &BlocklistConfig) -> Result<Arc<dyn Source>, Vec<Diag
     if let Some(url) = &config.url {
         return crate::remote::source(config, url)
             .map(|s| Arc::new(s) as Arc<dyn Source>)
-            .map_err(|m| vec![Diagnostic::whole_file(&url.raw, m)]);
+            .map_err(|m| vec![Diagnostic::whole_file(&crate::remote::shown(url), m)]);
     }
     Ok(Arc::new(file(&config.path, config.debounce.get())))
 }
