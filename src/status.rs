@@ -46,6 +46,7 @@ pub struct Entries {
     pub identity: usize,
     pub email: usize,
     pub domain: usize,
+    pub network: usize,
 }
 
 /// RFC 3339 in UTC, to the second (the epoch for a time before it).
@@ -74,6 +75,7 @@ impl Status {
                 identity: s.entries.identity,
                 email: s.entries.email,
                 domain: s.entries.domain,
+                network: s.entries.network,
             },
             entries_in_file: s.entries_in_file,
             mode: self.mode,

@@ -401,7 +401,8 @@ async fn blocklist_status_names_checksum_entries_in_force_by_kind_and_source() {
     let list = format!(
         "identities:\n  - {A}\n  - id: {B}\n    until: 2001-01-01T00:00:00Z\n  - id: {C}\n    mode: report\n\
          emails:\n  - one@example.org\n  - email: two@example.org\n    until: 2002-01-01T00:00:00Z\n  - three@example.org\n\
-         email_domains:\n  - evil.example\n  - domain: old.example\n    until: 2003-01-01T00:00:00Z\n"
+         email_domains:\n  - evil.example\n  - domain: old.example\n    until: 2003-01-01T00:00:00Z\n\
+         networks:\n  - 192.0.2.0/24\n  - network: 198.51.100.0/24\n    mode: report\n"
     );
     let started = unix_now();
     let gw = start_gateway(NOWHERE, NOWHERE, &list).await;
@@ -410,10 +411,10 @@ async fn blocklist_status_names_checksum_entries_in_force_by_kind_and_source() {
     assert_eq!(s["sha256"], sha, "{s}");
     assert_eq!(
         s["entries"],
-        serde_json::json!({"identity": 1, "email": 2, "domain": 1}),
+        serde_json::json!({"identity": 1, "email": 2, "domain": 1, "network": 1}),
         "{s}"
     );
-    assert_eq!(s["entries_in_file"], 8, "{s}");
+    assert_eq!(s["entries_in_file"], 10, "{s}");
     assert_eq!(s["mode"], "enforce");
     assert_eq!(
         s["source"],
@@ -446,7 +447,12 @@ async fn blocklist_status_names_checksum_entries_in_force_by_kind_and_source() {
         1,
         "{m}"
     );
-    for (kind, n) in [("identity", 1.0), ("email", 2.0), ("domain", 1.0)] {
+    for (kind, n) in [
+        ("identity", 1.0),
+        ("email", 2.0),
+        ("domain", 1.0),
+        ("network", 1.0),
+    ] {
         assert_eq!(
             metric(&m, "kratos_gate_blocklist_entries", &[("kind", kind)]),
             Some(n),
