@@ -119,7 +119,7 @@ pub struct Peer {
 /// the peer address alone and the client-IP fields are dropped. From a trusted proxy its chain
 /// is kept and the peer appended, and its `-Proto`/`-Host` stand.
 pub fn set_forwarding(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderValue>) {
-    let peer_ip = peer.ip.to_string();
+    let peer_ip = ip_text(peer.ip);
     if peer.trusted {
         let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -149,6 +149,28 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: Peer, host: Option<&HeaderV
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
     }
+}
+
+/// `ip` as `Display` writes it. IPv4 digit by digit: through `Display` it cost about 1,600
+/// instructions, 3 % of a pass-through request (bench/callgrind.sh).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + o / 10 % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
@@ -334,6 +356,23 @@ mod tests {
             assert!(!h.contains_key(name), "{name} left");
             assert_eq!(h.len(), 2, "{name}");
         }
+    }
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        for o in 0..=255u8 {
+            for ip in [
+                IpAddr::from([o, 0, 0, 1]),
+                IpAddr::from([127, o, 100, 9]),
+                IpAddr::from([10, 99, o, 255]),
+                IpAddr::from([1, 2, 3, o]),
+                IpAddr::from([o, o, o, o]),
+            ] {
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().expect("ip");
+        assert_eq!(ip_text(v6), "2001:db8::1");
     }
 
     #[test]

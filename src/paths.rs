@@ -71,7 +71,11 @@ pub fn extend_session_id(raw_path: &str) -> Option<String> {
 /// URL (CONTRACT.md §2, §14): they are refused too, so that URL is never revealed.
 pub fn is_admin_path(raw_path: &str) -> bool {
     let p = canonical_path(raw_path);
-    let under = |prefix: &str| p == prefix || p.starts_with(&format!("{prefix}/"));
+    // `prefix` itself or below it, without a string built per request.
+    let under = |prefix: &str| {
+        p.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     under("/admin")
         || under("/identities")
         || under("/courier")
