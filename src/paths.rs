@@ -70,7 +70,13 @@ pub fn extend_session_id(raw_path: &str) -> Option<String> {
 /// (`/identities…`, `/recovery/link`, `/recovery/code`, `/courier…`) with a 307 to the admin
 /// URL (CONTRACT.md §2, §14): they are refused too, so that URL is never revealed.
 pub fn is_admin_path(raw_path: &str) -> bool {
-    let p = canonical_path(raw_path);
+    let canonical;
+    let p = if already_canonical(raw_path) {
+        raw_path
+    } else {
+        canonical = canonical_path(raw_path);
+        &canonical
+    };
     // `prefix` itself or below it, without a string built per request.
     let under = |prefix: &str| {
         p.strip_prefix(prefix)
@@ -81,6 +87,26 @@ pub fn is_admin_path(raw_path: &str) -> bool {
         || under("/courier")
         || p == "/recovery/link"
         || p == "/recovery/code"
+}
+
+/// True when [`canonical_path`] would return `raw` unchanged: `/`, or `/`-separated segments
+/// that are not empty, `.` or `..` and hold only lower-case letters, digits, `-`, `_` and `.`
+/// (nothing to decode, fold, trim or resolve). The common request path; checking it costs
+/// less than building the three strings of `canonical_path`.
+fn already_canonical(raw: &str) -> bool {
+    raw == "/"
+        || raw.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'-' | b'_' | b'.')
+                    })
+            })
+        })
 }
 
 /// Parses a UUID the way Kratos parses ids in paths (gofrs/uuid `FromString`): the
@@ -235,6 +261,38 @@ mod tests {
             "/identitiesx",
         ] {
             assert!(!is_admin_path(raw), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_path_taken_as_already_canonical_is_what_canonical_path_returns() {
+        // Every string of up to 6 characters over an alphabet of path tricks.
+        let alphabet = ['/', 'a', 'A', '.', '%', '2', 'f', '\\', ' ', '-', '\0'];
+        let mut taken = 0;
+        let mut word = String::new();
+        fn walk(word: &mut String, alphabet: &[char], depth: usize, taken: &mut usize) {
+            if already_canonical(word) {
+                assert_eq!(canonical_path(word), *word, "{word:?}");
+                *taken += 1;
+            }
+            if depth == 0 {
+                return;
+            }
+            for c in alphabet {
+                word.push(*c);
+                walk(word, alphabet, depth - 1, taken);
+                word.pop();
+            }
+        }
+        walk(&mut word, &alphabet, 6, &mut taken);
+        assert!(taken > 1000, "{taken}");
+        for raw in [
+            "/sessions/whoami",
+            "/self-service/login/api",
+            "/health/alive",
+            "/",
+        ] {
+            assert!(already_canonical(raw), "{raw}");
         }
     }
 
