@@ -9,7 +9,8 @@
 #
 # Usage: bench/callgrind.sh NAME=BINARY...
 # Environment: COUNT (20000), WARMUP (2000), CONNS (8), TOP (25), PATHREQ (/health/alive),
-#   CARGO_TARGET_DIR (target), BENCH_OUT ($CARGO_TARGET_DIR/bench-callgrind).
+#   CARGO_TARGET_DIR (target), BENCH_OUT ($CARGO_TARGET_DIR/bench-callgrind, emptied first: callgrind.NAME,
+#   annotate-NAME.txt and top-NAME.txt there are from the last run only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
