@@ -46,7 +46,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `keep-alive`, `upgrade`, `te`…: removed below anyway, without a name built here.
+        .filter(|name| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(name))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in nominated {
         headers.remove(name);
@@ -54,13 +61,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     remove_all(headers, &HOP_BY_HOP);
 }
 
-/// Removes every field named in `names`. Most messages carry none of them: one pass over the
-/// names present (a handful) finds that, where a removal per name hashes each of them
-/// (callgrind: 19 removals, about 2,900 instructions of a 56,000-instruction pass-through
-/// request).
+/// Removes every field named in `names`. One pass over the names present (a
+/// handful) finds which of them are there, and only those are removed: a removal per name
+/// hashes each of them (callgrind: 19 removals, about 2,900 instructions of a
+/// 56,000-instruction pass-through request).
 fn remove_all(headers: &mut HeaderMap, names: &[HeaderName]) {
-    if headers.keys().any(|k| names.contains(k)) {
-        for name in names {
+    // A bit per name; a name past the 64th has none and is always removed.
+    let bit = |i: usize| u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i));
+    let mut present = 0u64;
+    for k in headers.keys() {
+        if let Some(b) = names.iter().position(|n| n == k).and_then(bit) {
+            present |= b;
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        if bit(i).is_none_or(|b| present & b != 0) {
             headers.remove(name);
         }
     }
@@ -373,6 +388,24 @@ mod tests {
         }
         let v6: IpAddr = "2001:db8::1".parse().expect("ip");
         assert_eq!(ip_text(v6), "2001:db8::1");
+    }
+
+    #[test]
+    fn remove_all_removes_every_listed_name_present_even_past_64() {
+        let names: Vec<HeaderName> = (0..70)
+            .map(|i| HeaderName::from_bytes(format!("x-n{i}").as_bytes()).expect("name"))
+            .collect();
+        let mut h = map(&[
+            ("host", "a.example"),
+            ("x-n3", "1"),
+            ("x-n69", "1"),
+            ("x-n3", "2"),
+        ]);
+        remove_all(&mut h, &names);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["host"]
+        );
     }
 
     #[test]
