@@ -127,7 +127,7 @@ pub struct Metrics {
     /// Throttling's series (`kratos_gate_throttled_total`, …; src/throttle/metrics.rs).
     pub throttle: crate::throttle::metrics::ThrottleMetrics,
     /// A remote blocklist source's fetches (`kratos_gate_blocklist_fetches_total`, …;
-    /// src/remote.rs); at zero for a file.
+    /// src/remote/); at zero for a file.
     pub remote: crate::remote::RemoteMetrics,
 }
 
