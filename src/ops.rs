@@ -9,8 +9,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::metrics::Metrics;
 use crate::body::{full_body, Body};
+use crate::metrics::Metrics;
 use crate::status::Status;
 
 /// Readiness as the load balancer should see it.

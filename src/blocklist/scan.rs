@@ -315,10 +315,7 @@ fn strip_comment(text: &str) -> Option<&str> {
 /// is refused, even if it is not one.
 fn plain_is_string(value: &str) -> bool {
     // A dotted quad (a `networks` entry) has too many dots for a number in any schema.
-    if is_uuid_shaped(value)
-        || value.contains('@')
-        || value.parse::<std::net::Ipv4Addr>().is_ok()
-    {
+    if is_uuid_shaped(value) || value.contains('@') || value.parse::<std::net::Ipv4Addr>().is_ok() {
         return true;
     }
     let words = [
