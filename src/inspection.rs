@@ -163,6 +163,8 @@ pub struct Submitted {
     pub email: Option<String>,
     /// A `code` was submitted (the recovery step that hands out a session).
     pub has_code: bool,
+    /// The login `method` (trimmed, lower-cased): which strategy Kratos tries.
+    pub method: Option<String>,
 }
 
 /// The submission could not be read the way Kratos reads it (or not within the gateway's
@@ -177,6 +179,7 @@ enum Field {
     PasswordIdentifier,
     Email,
     Code,
+    Method,
 }
 
 impl Field {
@@ -197,6 +200,7 @@ impl Field {
             "password_identifier" => Some(Field::PasswordIdentifier),
             "email" => Some(Field::Email),
             "code" => Some(Field::Code),
+            "method" => Some(Field::Method),
             _ => None,
         }
     }
@@ -212,6 +216,7 @@ struct JsonSubmission {
     password_identifier: Option<String>,
     email: Option<String>,
     code: bool,
+    method: Option<String>,
 }
 
 impl<'de> serde::Deserialize<'de> for JsonSubmission {
@@ -245,6 +250,7 @@ impl<'de> serde::Deserialize<'de> for JsonSubmission {
                         }
                         Field::Email => out.email = Some(value.into_owned()),
                         Field::Code => out.code = true,
+                        Field::Method => out.method = Some(value.into_owned()),
                     }
                 }
                 Ok(out)
@@ -309,6 +315,13 @@ pub fn submitted(
             identifier,
             email: fields.email.as_deref().map(usable).transpose()?.flatten(),
             has_code: fields.code,
+            method: fields
+                .method
+                .as_deref()
+                .map(usable)
+                .transpose()?
+                .flatten()
+                .map(|m| m.to_ascii_lowercase()),
         })
     } else if media_type("application/x-www-form-urlencoded") {
         let field = |name: &str| {
@@ -333,6 +346,12 @@ pub fn submitted(
             identifier,
             email: field("email").as_deref().map(usable).transpose()?.flatten(),
             has_code: field("code").is_some(),
+            method: field("method")
+                .as_deref()
+                .map(usable)
+                .transpose()?
+                .flatten()
+                .map(|m| m.to_ascii_lowercase()),
         })
     } else {
         Ok(Submitted::default())
@@ -344,6 +363,31 @@ mod tests {
     use super::*;
     use crate::util::parse_uuid;
     use serde_json::json;
+
+    #[test]
+    fn the_login_method_is_read_as_go_reads_it() {
+        let json = Some("application/json; charset=utf-8");
+        let method = |ct, body: &str| submitted(ct, body.as_bytes()).expect("read").method;
+        // Any case, the last member wins, only the first JSON value counts.
+        let cases = [
+            (
+                r#"{"method":"Password","identifier":"a"} {"method":"oidc"}"#,
+                "password",
+            ),
+            (r#"{"method":"oidc","METHOD":"password"}"#, "password"),
+            (r#"{"method":"oidc","method":"password"}"#, "password"),
+            (r#"{"method":"password","method":null}"#, "password"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(method(json, body).as_deref(), Some(want), "{body}");
+        }
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            method(form, "method=code&method=password").as_deref(),
+            Some("code")
+        );
+        assert_eq!(method(Some("text/plain"), "method=code"), None);
+    }
 
     const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";
     const OTHER: &str = "0b7a3c52-2f43-4ad5-9d0e-0e5c3a6a7f10";

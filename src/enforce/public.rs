@@ -31,7 +31,7 @@ use crate::inspection::{self, Shape};
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
 use crate::respond;
-use crate::throttle::gate::{self as throttle_gate, Gate, Ticket};
+use crate::throttle::gate::{Gate, Ticket};
 use crate::util::parse_uuid;
 
 pub struct PublicPolicy {
@@ -67,8 +67,6 @@ pub struct PublicCtx {
     /// The request presented the session cookie (a browser, not a token client): a refusal
     /// of its session also clears the cookie.
     pub(super) session_cookie_sent: bool,
-    /// The submission's `method` field, for throttling.
-    pub(super) login_method: Option<String>,
     /// A submission the throttle let through, settled on Kratos's answer.
     pub(super) throttle: Option<Ticket>,
 }
@@ -127,13 +125,14 @@ impl Policy for PublicPolicy {
                 Submission::Read(fields) => Some(fields),
                 _ => None,
             };
+            let unreadable = matches!(ctx.submission, Submission::Unreadable);
             ctx.throttle = gate
                 .check(
                     exchange,
                     request.headers(),
                     request.uri(),
-                    ctx.login_method.as_deref(),
                     fields,
+                    unreadable,
                 )
                 .await?;
         }
@@ -233,11 +232,6 @@ impl PublicPolicy {
                 return Err(e.into_response(Some(exchange.request_id.as_str())));
             }
         };
-        if self.throttle.is_some() {
-            ctx.login_method = copy
-                .as_deref()
-                .and_then(|c| throttle_gate::submitted_method(content_type.as_deref(), c));
-        }
         ctx.submission = match copy.map(|c| inspection::submitted(content_type.as_deref(), &c)) {
             Some(Ok(fields)) => Submission::Read(fields),
             Some(Err(_)) | None => Submission::Unreadable,

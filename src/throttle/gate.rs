@@ -84,8 +84,8 @@ impl Gate {
         exchange: &Exchange,
         headers: &HeaderMap,
         uri: &Uri,
-        method: Option<&str>,
         fields: Option<&Submitted>,
+        unreadable: bool,
     ) -> Result<Option<Ticket>, Response<Body>> {
         if !matches!(exchange.method, Method::POST | Method::PUT | Method::PATCH) {
             return Ok(None);
@@ -104,6 +104,22 @@ impl Gate {
         let json = |v: Option<&str>| v.is_some_and(|v| v.to_ascii_lowercase().contains("json"));
         let browser =
             !json(content_type) && !json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+        // A login, recovery or verification submission the gateway cannot read as Kratos
+        // reads it (over `inspection.login_body_limit_bytes`, or a field it cannot take)
+        // may still be an attempt Kratos makes; unread it would be counted against nobody.
+        if unreadable && matches!(flow, Flow::Login | Flow::Recovery | Flow::Verification) {
+            tracing::info!(
+                request_id = %exchange.request_id,
+                client_ip = %exchange.peer.ip,
+                path = %exchange.path(),
+                "self-service submission refused: unreadable while throttling"
+            );
+            return Err(GatewayError::BadRequest(
+                "The request body is too large or could not be read.",
+            )
+            .into_response(Some(exchange.request_id.as_str())));
+        }
+        let method = fields.and_then(|f| f.method.as_deref());
         let flow_id = flow_param(uri);
         let has_code = fields.is_some_and(|f| f.has_code);
         let secret_sent = method == Some("password") || has_code;
@@ -290,38 +306,6 @@ fn flow_param(uri: &Uri) -> Option<Uuid> {
         .and_then(|(_, v)| Uuid::parse_str(v.trim()).ok())
 }
 
-/// The login `method` as Kratos reads it: the first JSON value's `method`, or the first
-/// `method` form field.
-pub fn submitted_method(content_type: Option<&str>, body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Method {
-        method: Option<String>,
-    }
-    let is = |wanted: &str| {
-        content_type.unwrap_or("").split(',').any(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case(wanted)
-        })
-    };
-    let method = if is("application/json") {
-        serde_json::Deserializer::from_slice(body)
-            .into_iter::<Method>()
-            .next()?
-            .ok()?
-            .method
-    } else if is("application/x-www-form-urlencoded") {
-        form_urlencoded::parse(body)
-            .find(|(k, _)| k == "method")
-            .map(|(_, v)| v.into_owned())
-    } else {
-        None
-    };
-    method.map(|m| m.trim().to_ascii_lowercase())
-}
-
 /// What Kratos's JSON answer says about an attempt.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Said {
@@ -395,24 +379,6 @@ mod tests {
             br#"{"id":"f","state":"sent_email","ui":{"messages":[{"id":1010014}]}}"#,
         );
         assert!(!code_sent.session, "a code sent is not a session");
-    }
-
-    #[test]
-    fn the_login_method_is_read_as_kratos_reads_it() {
-        let json = Some("application/json; charset=utf-8");
-        assert_eq!(
-            submitted_method(
-                json,
-                br#"{"method":"Password","identifier":"a"} {"method":"oidc"}"#
-            ),
-            Some("password".to_owned())
-        );
-        let form = Some("application/x-www-form-urlencoded");
-        assert_eq!(
-            submitted_method(form, b"method=code&method=password"),
-            Some("code".to_owned())
-        );
-        assert_eq!(submitted_method(Some("text/plain"), b"method=code"), None);
     }
 
     #[test]

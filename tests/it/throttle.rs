@@ -740,3 +740,54 @@ fn the_redis_configs_of_the_shipped_layouts_only_add_throttle_redis() {
         .as_str()
         .is_some_and(|u| u.starts_with("redis://redis:")));
 }
+
+/// A login body as raw text (duplicate members, any spelling), from `ip`.
+async fn login_raw(gw: &TestGateway, ip: &str, body: &str) -> Answer {
+    let mut headers = JSON.to_vec();
+    headers.push(("x-forwarded-for", ip));
+    send(Method::POST, &gw.public_url(LOGIN), &headers, body).await
+}
+
+#[tokio::test]
+async fn a_method_spelled_or_repeated_as_go_reads_it_still_counts() {
+    let fake = FakeKratos::start().await;
+    fake.on_public("POST", "/self-service/login", password_login());
+    let gw = gateway(&fake, |_| {}).await;
+    // Kratos (Go's encoding/json) matches `METHOD` to `method` and keeps the last member:
+    // each of these is a password attempt at Kratos, and each is counted.
+    let attempts = [
+        r#"{"method":"oidc","METHOD":"password","identifier":"carol@example.com","password":"a"}"#,
+        r#"{"method":"oidc","method":"password","identifier":"carol@example.com","password":"b"}"#,
+        r#"{"Method":"password","identifier":"carol@example.com","password":"c"}"#,
+    ];
+    for body in attempts {
+        assert_eq!(login_raw(&gw, "198.51.100.9", body).await.status, 400);
+    }
+    assert_throttled(&login_from(&gw, "198.51.100.9", "carol@example.com", "d").await);
+    assert_eq!(logins_at_kratos(&fake), 3);
+}
+
+#[tokio::test]
+async fn a_login_too_large_to_read_is_refused_while_throttling() {
+    let fake = FakeKratos::start().await;
+    fake.on_public("POST", "/self-service/login", password_login());
+    let gw = gateway(&fake, |_| {}).await;
+    // Padding past inspection.login_body_limit_bytes would hide the identifier from the
+    // count; Kratos would still check the password. The gateway refuses it unread.
+    let padded = serde_json::json!({
+        "method": "password", "identifier": "dave@example.com", "password": "wrong",
+        "transient_payload": {"pad": "x".repeat(64 * 1024)},
+    })
+    .to_string();
+    let a = login_raw(&gw, "198.51.100.10", &padded).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(logins_at_kratos(&fake), 0);
+    // A readable attempt from the same client is answered by Kratos as before.
+    assert_eq!(
+        login_from(&gw, "198.51.100.10", "dave@example.com", "wrong")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(logins_at_kratos(&fake), 1);
+}
