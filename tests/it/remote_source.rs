@@ -81,22 +81,30 @@ impl Nginx {
 
     /// With `tls` (certificate chain and key files), nginx serves HTTPS.
     async fn start_with_tls(tls: Option<(&Path, &Path)>) -> Nginx {
-        let root = tempfile::tempdir().expect("root");
-        let port = free_port();
-        let conf = Nginx::write_conf(root.path(), port, tls);
-        let mut child = Nginx::spawn(&conf);
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            &mut child,
-            "nginx",
-        )
-        .await;
-        Nginx {
-            child,
-            root,
-            conf,
-            port,
+        // A free port can be taken by another test's server before nginx binds it: then
+        // nginx exits and another port is tried.
+        for _ in 0..5 {
+            let root = tempfile::tempdir().expect("root");
+            let port = free_port();
+            let conf = Nginx::write_conf(root.path(), port, tls);
+            let mut child = Nginx::spawn(&conf);
+            wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                &mut child,
+                "nginx",
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if matches!(child.try_wait(), Ok(None)) {
+                return Nginx {
+                    child,
+                    root,
+                    conf,
+                    port,
+                };
+            }
         }
+        panic!("nginx found no free port of its own in 5 tries");
     }
 
     fn write_conf(dir: &Path, port: u16, tls: Option<(&Path, &Path)>) -> PathBuf {
@@ -191,26 +199,40 @@ const AWS_ENV: [(&str, &str); 4] = [
 
 impl Moto {
     async fn start() -> Moto {
-        let port = free_port();
-        let mut child = spawn_or_explain(
-            Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-            "moto_server",
-            "python3 -m pip install 'moto[server]'",
-        );
-        wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            &mut child,
-            "moto_server",
-        )
-        .await;
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+        // A free port can be taken by another test's server before moto binds it: the
+        // server listening there must answer as S3 does, else another port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = spawn_or_explain(
+                Command::new("moto_server")
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+                "moto_server",
+                "python3 -m pip install 'moto[server]'",
+            );
+            wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                &mut child,
+                "moto_server",
+            )
+            .await;
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let reply = support::client::send(
+                &support::client::http1(),
+                support::client::request(Method::GET, &format!("{endpoint}/"))
+                    .body(Default::default())
+                    .expect("request"),
+            )
+            .await;
+            if reply.status == 200 && reply.text().contains("ListAllMyBucketsResult") {
+                return Moto { child, endpoint };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        panic!("moto_server found no free port of its own in 5 tries");
     }
 
     /// A client of `bucket` (created here), signing as the gateway does.

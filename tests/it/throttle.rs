@@ -514,18 +514,33 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// On a free port; another test's server can take it before Redis binds it, so a
+    /// port where no Redis answers is given up for another.
     fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut s = RedisServer { port, child: None };
-        s.run();
-        s
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .expect("port")
+                .local_addr()
+                .expect("addr")
+                .port();
+            let mut s = RedisServer { port, child: None };
+            if s.try_run() {
+                return s;
+            }
+            s.kill();
+        }
+        panic!("redis-server found no free port of its own in 5 tries");
     }
 
     fn run(&mut self) {
+        assert!(
+            self.try_run(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    fn try_run(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -535,12 +550,12 @@ impl RedisServer {
             .expect("redis-server (apt-get install redis-server)");
         self.child = Some(child);
         for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if redis_answers_ping(self.port) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server did not start");
+        false
     }
 
     fn kill(&mut self) {
@@ -549,6 +564,19 @@ impl RedisServer {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether a Redis answers PING on `port` (not merely something listening there).
+fn redis_answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answer = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer[..5]).is_ok()
+        && &answer[..5] == b"+PONG"
 }
 
 impl Drop for RedisServer {
