@@ -217,7 +217,18 @@ impl Gate {
             (outcome, answer)
         } else if is_json(answer.headers()) {
             match self.read_answer(answer).await {
-                Ok((read, answer)) => {
+                // Kratos's error answer to an attempt is a few KiB; a larger one is mostly
+                // echoed input, and does not get the attempt given back. (A wrong secret is
+                // never a 2xx: a large 2xx, a session with big traits, is not a failure.)
+                Ok((None, answer)) => {
+                    let outcome = if status.is_success() {
+                        Outcome::Other
+                    } else {
+                        Outcome::Failure
+                    };
+                    (outcome, answer)
+                }
+                Ok((Some(read), answer)) => {
                     let outcome = if login && status.is_success() && read.session {
                         Outcome::Success
                     } else if read.ids.iter().any(|id| wrong_secret.contains(id)) {
@@ -253,11 +264,11 @@ impl Gate {
     }
 
     /// What a JSON answer says ([`read_answer_body`]), and the answer to forward (what was
-    /// read, then the rest). Bodies over [`ANSWER_LIMIT`] are not read (nothing said).
+    /// read, then the rest). Bodies over [`ANSWER_LIMIT`] are not read (`None`).
     async fn read_answer(
         &self,
         answer: Response<Body>,
-    ) -> Result<(Said, Response<Body>), GatewayError> {
+    ) -> Result<(Option<Said>, Response<Body>), GatewayError> {
         let (parts, body) = answer.into_parts();
         let read =
             tokio::time::timeout(self.answer_timeout, body::copy_if_small(body, ANSWER_LIMIT))
@@ -265,7 +276,7 @@ impl Gate {
                 .map_err(|_| GatewayError::UpstreamTimeout(self.answer_timeout))?
                 .map_err(|e| GatewayError::UpstreamBroken(e.to_string()))?;
         let (copy, replay) = read;
-        let said = copy.as_deref().map(read_answer_body).unwrap_or_default();
+        let said = copy.as_deref().map(read_answer_body);
         Ok((said, Response::from_parts(parts, replay.boxed())))
     }
 }

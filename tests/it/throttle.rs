@@ -819,3 +819,29 @@ async fn a_login_too_large_to_read_is_refused_while_throttling() {
     );
     assert_eq!(logins_at_kratos(&fake), 1);
 }
+
+#[tokio::test]
+async fn a_failure_answer_swollen_past_the_read_limit_still_counts() {
+    let fake = FakeKratos::start().await;
+    // Kratos's wrong-password answer with a large echo (a transient payload written with
+    // Go's escapes can grow several times over): too large to read, still not given back.
+    fake.on_public(
+        "POST",
+        "/self-service/login",
+        Reply::json(
+            400,
+            serde_json::json!({
+                "id": fresh_uuid().to_string(),
+                "ui": {"messages": [{"id": 4_000_006, "type": "error", "text": "invalid"}]},
+                "transient_payload": {"echo": "\\u003c".repeat(60_000)},
+            }),
+        ),
+    );
+    let gw = gateway(&fake, |_| {}).await;
+    for _ in 0..3 {
+        let a = login_from(&gw, "198.51.100.11", "erin@example.com", "wrong").await;
+        assert_eq!(a.status, 400);
+    }
+    assert_throttled(&login_from(&gw, "198.51.100.11", "erin@example.com", "wrong").await);
+    assert_eq!(logins_at_kratos(&fake), 3);
+}
