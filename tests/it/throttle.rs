@@ -118,15 +118,7 @@ async fn gateway(fake: &FakeKratos, configure: impl FnOnce(&mut Config)) -> Test
 }
 
 async fn login_from(gw: &TestGateway, ip: &str, identifier: &str, password: &str) -> Answer {
-    let mut headers = JSON.to_vec();
-    headers.push(("x-forwarded-for", ip));
-    send(
-        Method::POST,
-        &gw.public_url(LOGIN),
-        &headers,
-        &login_body(identifier, password),
-    )
-    .await
+    login_raw(gw, ip, &login_body(identifier, password)).await
 }
 
 fn logins_at_kratos(fake: &FakeKratos) -> usize {
@@ -229,15 +221,7 @@ async fn a_successful_login_resets_the_identifiers_count() {
 
 /// A login body with another `method`.
 async fn login_with(gw: &TestGateway, ip: &str, body: serde_json::Value) -> Answer {
-    let mut headers = JSON.to_vec();
-    headers.push(("x-forwarded-for", ip));
-    send(
-        Method::POST,
-        &gw.public_url(LOGIN),
-        &headers,
-        &body.to_string(),
-    )
-    .await
+    login_raw(gw, ip, &body.to_string()).await
 }
 
 #[tokio::test]
