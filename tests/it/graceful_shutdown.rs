@@ -3,6 +3,7 @@
 //! the blocklist, and `--log-format json` writes JSON lines.
 
 use crate::support;
+use crate::support::ports::free_ports;
 
 use support::metrics::metric;
 
@@ -20,11 +21,6 @@ use support::gateway::{blocklist_of, config_text, write_file};
 const A: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
 
 /// A port that was free a moment ago (the binary needs fixed ports in its config).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// A running `kratos-gate` process; killed if a test fails before it exits.
 struct Binary {
     child: Child,
@@ -113,7 +109,7 @@ async fn start_binary(
 ) -> Binary {
     for _attempt in 0..5 {
         let dir = tempfile::tempdir().expect("tmp");
-        let (public, admin, ops) = (free_port(), free_port(), free_port());
+        let [public, admin, ops] = free_ports();
         let mut text = config_text(upstream.0, upstream.1)
             .replace(
                 "public: 127.0.0.1:0",

@@ -15,6 +15,7 @@
 //! Every wait is bounded; a gateway process is killed when a test fails (a guard's `Drop`).
 
 use crate::support;
+use crate::support::ports::{free_port, free_ports};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -41,11 +42,6 @@ fn bin() -> Command {
 }
 
 /// A port that was free a moment ago (the binary needs fixed ports in its config).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// An upstream where nothing listens.
 fn dead_upstream() -> String {
     format!("http://127.0.0.1:{}", free_port())
@@ -162,11 +158,12 @@ impl Gate {
     fn start(o: &Opts) -> Gate {
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().expect("tmp");
+            let [public, admin, ops, hooks] = free_ports();
             let ports = Ports {
-                public: free_port(),
-                admin: free_port(),
-                ops: free_port(),
-                hooks: free_port(),
+                public,
+                admin,
+                ops,
+                hooks,
             };
             write(&dir.path().join("gateway.yaml"), &config_text(o, &ports));
             write(

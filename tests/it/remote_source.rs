@@ -11,8 +11,9 @@
 //! `KRATOS_GATE_TEST_SKIP_REMOTE=1` says to skip them.
 
 use crate::support;
+use crate::support::ports::{free_port, free_ports};
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,11 +36,6 @@ fn skipped() -> bool {
         return true;
     }
     false
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 fn spawn_or_explain(cmd: &mut Command, what: &str, install: &str) -> Child {
@@ -549,7 +545,7 @@ impl GatewayProcess {
         env: &[(String, String)],
     ) -> Result<GatewayProcess, (std::process::ExitStatus, String)> {
         let dir = tempfile::tempdir().expect("dir");
-        let (public, ops) = (free_port(), free_port());
+        let [public, ops] = free_ports();
         let config = format!(
             "listen:\n  public: 127.0.0.1:{public}\n  ops: 127.0.0.1:{ops}\n\
 upstream:\n  public: {}\n  admin: {}\n  lookup_timeout: 2s\n\

@@ -15,6 +15,7 @@ pub mod flows;
 pub mod gateway;
 pub mod logs;
 pub mod metrics;
+pub mod ports;
 pub mod raw;
 pub mod raw_h2;
 pub mod raw_upstream;
