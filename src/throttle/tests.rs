@@ -308,22 +308,39 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// On a free port; another test's server can take it before Redis binds it (Redis then
+    /// exits), so such a port is given up for another.
     fn start(extra: &[&str]) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut server = RedisServer {
-            port,
-            child: None,
-            args: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        server.run();
-        server
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .expect("free port")
+                .local_addr()
+                .expect("addr")
+                .port();
+            let mut server = RedisServer {
+                port,
+                child: None,
+                args: extra.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            if server.try_run() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("redis-server found no free port of its own in 5 tries");
     }
 
     fn run(&mut self) {
+        assert!(
+            self.try_run(),
+            "redis-server did not start on {}",
+            self.port
+        );
+    }
+
+    /// Starts Redis on `self.port`: whether it listens there and is still running (a Redis
+    /// that could not bind exits at once, while something else may answer the port).
+    fn try_run(&mut self) -> bool {
         let port = self.port.to_string();
         let tls = self.args.iter().any(|a| a == "--tls-port");
         let args: Vec<&str> = if tls {
@@ -354,11 +371,15 @@ impl RedisServer {
         self.child = Some(child);
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                std::thread::sleep(Duration::from_millis(100));
+                return self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server did not start on {}", self.port);
+        false
     }
 
     fn kill(&mut self) {
