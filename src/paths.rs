@@ -128,6 +128,14 @@ pub fn parse_uuid_as_kratos_does(text: &str) -> Option<uuid::Uuid> {
     }
 }
 
+/// The `flow` query parameter as Kratos reads it (the first value, any spelling
+/// [`parse_uuid_as_kratos_does`] accepts), when it is a UUID.
+pub fn flow_id(uri: &http::Uri) -> Option<uuid::Uuid> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "flow")
+        .and_then(|(_, v)| parse_uuid_as_kratos_does(&v))
+}
+
 /// A short name for what a public request is, for audit events and metrics.
 pub fn request_kind(raw_path: &str) -> &'static str {
     let p = canonical_path(raw_path);

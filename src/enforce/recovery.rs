@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::paths;
-
 /// Addresses remembered per recovery flow; a flow that was sent codes to more is ambiguous.
 const MAX_RECOVERY_ADDRESSES: usize = 2;
 
@@ -75,12 +73,7 @@ impl RecoveryAddresses {
     }
 }
 
-/// The `flow` query parameter, when it is a UUID.
-pub(super) fn flow_id(uri: &http::Uri) -> Option<Uuid> {
-    form_urlencoded::parse(uri.query()?.as_bytes())
-        .find(|(k, _)| k == "flow")
-        .and_then(|(_, v)| paths::parse_uuid_as_kratos_does(&v))
-}
+pub(super) use crate::paths::flow_id;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,6 @@ use http::{Method, Response, Uri};
 use http_body_util::BodyExt;
 use ipnet::IpNet;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::{Flow, Outcome, Pending, Submission, Throttle, Verdict};
 use crate::body::{self, Body};
@@ -120,7 +119,7 @@ impl Gate {
             .into_response(Some(exchange.request_id.as_str())));
         }
         let method = fields.and_then(|f| f.method.as_deref());
-        let flow_id = flow_param(uri);
+        let flow_id = crate::paths::flow_id(uri);
         let has_code = fields.is_some_and(|f| f.has_code);
         let secret_sent = method == Some("password") || has_code;
         let (identifier, counted) = match flow {
@@ -196,7 +195,7 @@ impl Gate {
             .headers()
             .get_all(header::SET_COOKIE)
             .iter()
-            .any(|v| sets_cookie(v.as_bytes(), &self.session_cookie));
+            .any(|v| crate::headers::sets_session_cookie(v, &self.session_cookie));
         let wrong_secret: &[i64] = match ticket.flow {
             Flow::Login => &[INVALID_CREDENTIALS, LOGIN_CODE_INVALID],
             Flow::Recovery => &[RECOVERY_CODE_INVALID],
@@ -289,34 +288,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         && headers.get(header::CONTENT_ENCODING).is_none()
 }
 
-/// `Set-Cookie: {name}=…` with a value (a clearing cookie sets nothing).
-fn sets_cookie(line: &[u8], name: &str) -> bool {
-    let line = trim_ascii(line);
-    let Some(rest) = line
-        .get(..name.len())
-        .filter(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-        .and_then(|_| line.get(name.len()..))
-    else {
-        return false;
-    };
-    let Some(value) = trim_ascii(rest).strip_prefix(b"=") else {
-        return false;
-    };
-    let value = value.split(|b| *b == b';').next().unwrap_or_default();
-    !trim_ascii(value).is_empty()
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
-}
-
-/// `?flow=` as a UUID.
-fn flow_param(uri: &Uri) -> Option<Uuid> {
-    form_urlencoded::parse(uri.query()?.as_bytes())
-        .find(|(k, _)| k == "flow")
-        .and_then(|(_, v)| Uuid::parse_str(v.trim()).ok())
-}
-
 /// What Kratos's JSON answer says about an attempt.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Said {
@@ -374,6 +345,7 @@ fn read_answer_body(body: &[u8]) -> Said {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[test]
     fn messages_and_sessions_are_read_only_where_kratos_writes_them() {
@@ -394,17 +366,20 @@ mod tests {
 
     #[test]
     fn only_a_session_cookie_with_a_value_is_a_session() {
+        let sets_cookie = |line: &'static str, name: &str| {
+            crate::headers::sets_session_cookie(&http::HeaderValue::from_static(line), name)
+        };
         assert!(sets_cookie(
-            b"ory_kratos_session=MTY; Path=/; HttpOnly",
+            "ory_kratos_session=MTY; Path=/; HttpOnly",
             "ory_kratos_session"
         ));
         assert!(!sets_cookie(
-            b"ory_kratos_session=; Max-Age=0",
+            "ory_kratos_session=; Max-Age=0",
             "ory_kratos_session"
         ));
-        assert!(!sets_cookie(b"csrf_token_x=abc", "ory_kratos_session"));
+        assert!(!sets_cookie("csrf_token_x=abc", "ory_kratos_session"));
         assert!(!sets_cookie(
-            b"ory_kratos_session_other=abc",
+            "ory_kratos_session_other=abc",
             "ory_kratos_session"
         ));
     }
@@ -415,6 +390,9 @@ mod tests {
         let uri: Uri = format!("/self-service/recovery?x=1&flow={id}")
             .parse()
             .expect("uri");
-        assert_eq!(flow_param(&uri), Some(Uuid::parse_str(id).expect("uuid")));
+        assert_eq!(
+            crate::paths::flow_id(&uri),
+            Some(Uuid::parse_str(id).expect("uuid"))
+        );
     }
 }
