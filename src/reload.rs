@@ -95,11 +95,12 @@ fn report(
             entries,
             warnings,
             elapsed,
+            incremental,
         } => {
             for w in &warnings {
                 tracing::warn!(%file, "{w}");
             }
-            log_audit(store, &file, source, &audit, entries, elapsed);
+            log_audit(store, &file, source, &audit, entries, elapsed, incremental);
             if let Some(listener) = on_change {
                 if !changes.is_empty() {
                     listener(&changes);
@@ -127,6 +128,7 @@ fn log_audit(
     audit: &Audit,
     entries: usize,
     elapsed: Duration,
+    incremental: bool,
 ) {
     use ChangeKind::*;
     let in_force = store.entries_in_force();
@@ -183,6 +185,7 @@ fn log_audit(
         networks_removed = n("network", &[Removed, NowReport]),
         changes = %listed.join("; "),
         elapsed_ms = (elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
+        incremental,
         "blocklist reloaded"
     );
     if tracing::enabled!(target: "kratos_gate::audit", tracing::Level::DEBUG) {

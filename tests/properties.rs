@@ -8,6 +8,9 @@
 #[path = "support/invariants.rs"]
 mod invariants;
 
+#[path = "properties/incremental.rs"]
+mod incremental;
+
 use proptest::prelude::*;
 
 use invariants::{INTERESTING_NAMES, INTERESTING_VALUES, SESSION_COOKIE};

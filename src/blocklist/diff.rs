@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 use uuid::Uuid;
 
-use super::table::IdTable;
+use super::table::Ids;
 use super::types::{Blocklist, Entry, Mode};
 
 /// The difference between two snapshots, for the reload log and for revoke-on-add.
@@ -69,7 +69,7 @@ impl Blocklist {
 }
 
 /// [`diff_map`] for the identity tables: both are sorted, so one merge pass, already in order.
-fn diff_ids(old: &IdTable, new: &IdTable, now: i64) -> (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) {
+fn diff_ids(old: &Ids, new: &Ids, now: i64) -> (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) {
     let enforced = |e: &Entry| e.in_force_at(now) && e.mode == Mode::Enforce;
     let mut added = Vec::new();
     let mut extended = Vec::new();

@@ -9,6 +9,7 @@
 //! - `parse`: validation and collection of the items both readers yield; the readers are
 //!   `scan` (line by line, the common shapes) and `raw` (serde-saphyr, everything else)
 //! - [`diff`]: what changed between two lists
+//! - [`incremental`]: a reload that reads only the changed lines
 //! - `lint`: findings that do not make a list invalid
 //! - [`edit`]: `kratos-gate block | unblock`
 //! - [`source`]: where the bytes come from, and the list read at start-up
@@ -18,6 +19,8 @@
 pub mod audit;
 pub mod diff;
 pub mod edit;
+#[doc(hidden)]
+pub mod incremental;
 mod keys;
 mod lint;
 mod parse;

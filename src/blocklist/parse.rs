@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::keys::{domain_entry_key, email_key, Invalid};
 use super::raw::raw_file;
-use super::scan;
+use super::scan::{self, Layout};
 use super::table::{Extra, IdRec, IdTable, NO_EXTRA};
 use super::types::{Blocklist, Entry, Mode};
 use crate::diagnostic::Diagnostic;
@@ -393,7 +393,7 @@ impl<'s> Collector<'s> {
         warnings.append(&mut self.network_warnings);
         Ok(Parsed {
             blocklist: Blocklist {
-                identities: IdTable::build(ids, &self.extras),
+                identities: IdTable::build(ids, &self.extras).into(),
                 emails: self.emails,
                 domains: self.domains,
                 networks: self.networks,
@@ -455,6 +455,68 @@ pub(super) fn is_blank_yaml(text: &str) -> bool {
     })
 }
 
+/// [`Blocklist::parse`], with where the sections are when the line-oriented reader read the
+/// file.
+pub(super) fn parse_with_layout(
+    text: &str,
+    source: &str,
+) -> Result<(Parsed, Option<Layout>), Vec<Diagnostic>> {
+    let checksum = checksum(text.as_bytes());
+    if is_blank_yaml(text) {
+        return Collector::new(source).finish(checksum).map(|p| (p, None));
+    }
+    let mut c = Collector::new(source);
+    if let Some(layout) = scan::scan_layout(text, &mut c) {
+        return c.finish(checksum).map(|p| (p, Some(layout)));
+    }
+    Blocklist::parse_with_serde_saphyr(text, source).map(|p| (p, None))
+}
+
+impl Collector<'_> {
+    /// A collector for the items of part of a file (see [`scan::scan_region`]).
+    pub(super) fn for_region(source: &str) -> Collector<'_> {
+        Collector::new(source)
+    }
+
+    /// The identity entries collected, sorted by id: `None` when an item was invalid, an
+    /// id came twice, or another section had an item (what a whole-file parse would report
+    /// as an error or a warning).
+    pub(super) fn into_identities(self) -> Option<Vec<(u128, Entry)>> {
+        if !self.errors.is_empty()
+            || !self.emails.is_empty()
+            || !self.domains.is_empty()
+            || !self.networks.is_empty()
+            || !self.email_warnings.is_empty()
+            || !self.domain_warnings.is_empty()
+            || !self.network_warnings.is_empty()
+        {
+            return None;
+        }
+        let extras = self.extras;
+        let mut out: Vec<(u128, Entry)> = self
+            .ids
+            .into_iter()
+            .map(|r| {
+                let x = extras.get(r.extra as usize);
+                let entry = Entry {
+                    reason: x.and_then(|x| x.reason.clone()),
+                    until: x.and_then(|x| x.until),
+                    line: u64::from(r.line),
+                    column: u64::from(r.column),
+                    mode: x.map_or(Mode::Enforce, |x| x.mode),
+                    meta: x.and_then(|x| x.meta.clone()),
+                };
+                (r.id, entry)
+            })
+            .collect();
+        out.sort_unstable_by_key(|(id, _)| *id);
+        if out.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
+            return None;
+        }
+        Some(out)
+    }
+}
+
 impl Blocklist {
     /// Parses blocklist YAML. `source` names the file in diagnostics.
     ///
@@ -462,12 +524,7 @@ impl Blocklist {
     /// line by line; anything else, and every syntax error, goes through serde-saphyr. Both
     /// give the same list, warnings and `file:line:column` errors.
     pub fn parse(text: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
-        let checksum = checksum(text.as_bytes());
-        let mut c = Collector::new(source);
-        if is_blank_yaml(text) || scan::scan(text, &mut c) {
-            return c.finish(checksum);
-        }
-        Self::parse_with_serde_saphyr(text, source)
+        parse_with_layout(text, source).map(|(parsed, _)| parsed)
     }
 
     /// [`Blocklist::parse`] without the line-oriented fast path (benchmarks and tests).

@@ -25,7 +25,71 @@ use super::parse::{Collector, Item, Pos, SectionKind, Value};
 /// Feeds every item of `text` to `c` and returns true, or returns false as soon as the text
 /// leaves the supported shapes (then `c` holds a partial result and must be discarded).
 pub(super) fn scan(text: &str, c: &mut Collector<'_>) -> bool {
-    scan_inner(text, c).is_some()
+    scan_layout(text, c).is_some()
+}
+
+/// [`scan`], also giving where the file's sections are.
+pub(super) fn scan_layout(text: &str, c: &mut Collector<'_>) -> Option<Layout> {
+    let mut layout = Layout::default();
+    scan_inner(text, 1, State::start(), c, &mut layout)?;
+    Some(layout)
+}
+
+/// Feeds the items of some whole lines of the `identities` block list of a file (`text`,
+/// starting at line `first_line`) to `c`, read as [`scan`] reads them there: items at
+/// `item_indent`, no section key. False when the lines leave the supported shapes or the
+/// block (then `c` must be discarded). `text` must start with an item (or be blank).
+pub(super) fn scan_region(
+    text: &str,
+    first_line: u64,
+    item_indent: usize,
+    c: &mut Collector<'_>,
+) -> bool {
+    let state = State {
+        section: Some(SectionKind::Identities),
+        item_indent: Some(item_indent),
+        flow_empty: false,
+        // Every key taken: a section key in the region gives up.
+        seen: [true; 4],
+        started: true,
+    };
+    scan_inner(text, first_line, state, c, &mut Layout::default()).is_some()
+}
+
+/// Where the sections of a file read by [`scan_layout`] are, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub(super) sections: Vec<SectionAt>,
+}
+
+/// One section key: its line, and the indent of its block items (`None`: none, or `key: []`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SectionAt {
+    pub(super) kind: SectionKind,
+    pub(super) line: u64,
+    pub(super) item_indent: Option<usize>,
+}
+
+/// The reader's state between two lines.
+struct State {
+    section: Option<SectionKind>,
+    /// The section's items' indent, once its first item was read; `None` also after `key: []`.
+    item_indent: Option<usize>,
+    flow_empty: bool,
+    seen: [bool; 4],
+    started: bool,
+}
+
+impl State {
+    fn start() -> Self {
+        State {
+            section: None,
+            item_indent: None,
+            flow_empty: false,
+            seen: [false; 4],
+            started: false,
+        }
+    }
 }
 
 /// A map item being read: its position, the column of its keys, and the keys seen so far.
@@ -91,17 +155,24 @@ impl<'a> Pending<'a> {
     }
 }
 
-fn scan_inner<'a>(text: &'a str, c: &mut Collector<'_>) -> Option<()> {
-    let mut section: Option<SectionKind> = None;
-    // The section's items' indent, once its first item was read; `None` also after `key: []`.
-    let mut item_indent: Option<usize> = None;
-    let mut flow_empty = false;
-    let mut seen = [false; 4];
-    let mut started = false;
+fn scan_inner<'a>(
+    text: &'a str,
+    first_line: u64,
+    state: State,
+    c: &mut Collector<'_>,
+    layout: &mut Layout,
+) -> Option<()> {
+    let State {
+        mut section,
+        mut item_indent,
+        mut flow_empty,
+        mut seen,
+        mut started,
+    } = state;
     let mut pending: Option<Pending<'a>> = None;
 
     for (n, line) in text.split('\n').enumerate() {
-        let line_no = n as u64 + 1;
+        let line_no = n as u64 + first_line;
         if !printable(line) {
             return None;
         }
@@ -144,6 +215,11 @@ fn scan_inner<'a>(text: &'a str, c: &mut Collector<'_>) -> Option<()> {
             };
             section = Some(kind);
             item_indent = None;
+            layout.sections.push(SectionAt {
+                kind,
+                line: line_no,
+                item_indent: None,
+            });
             continue;
         }
         started = true;
@@ -153,7 +229,12 @@ fn scan_inner<'a>(text: &'a str, c: &mut Collector<'_>) -> Option<()> {
                 return None;
             }
             match item_indent {
-                None => item_indent = Some(indent),
+                None => {
+                    item_indent = Some(indent);
+                    if let Some(at) = layout.sections.last_mut() {
+                        at.item_indent = Some(indent);
+                    }
+                }
                 Some(i) if i == indent => {}
                 Some(_) => return None,
             }

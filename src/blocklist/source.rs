@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::incremental::Tracker;
 use super::{Blocklist, Parsed};
 use crate::config::BlocklistConfig;
 use crate::diagnostic::Diagnostic;
 use crate::refresh::{FileSource, Source};
-use crate::util::sha256_hex;
 
 /// The largest blocklist read (about six million ids). A path pointed at a log or a disk
 /// image by mistake is refused with a clear error instead of exhausting the memory of the
@@ -40,6 +40,8 @@ pub struct Loaded {
     pub parsed: Parsed,
     /// Of the bytes parsed, lower-case hex.
     pub sha256: String,
+    /// What the next reload needs to read only what changed.
+    pub tracker: Tracker,
 }
 
 impl Loaded {
@@ -57,11 +59,13 @@ impl Loaded {
             }
             Err(m) => return Err(vec![Diagnostic::whole_file(&name, m)]),
         };
-        let parsed = parse_bytes(&bytes, &name)?;
+        let mut tracker = Tracker::default();
+        let read = tracker.parse_full(&bytes, &name)?;
         Ok(Loaded {
             source,
-            parsed,
-            sha256: sha256_hex(&bytes),
+            parsed: read.parsed,
+            sha256: read.sha256,
+            tracker,
         })
     }
 }
@@ -74,11 +78,13 @@ pub fn read_file(config: &BlocklistConfig) -> Result<Loaded, Vec<Diagnostic>> {
     let bytes = file
         .read_now()
         .map_err(|m| vec![Diagnostic::whole_file(&name, m)])?;
-    let parsed = parse_bytes(&bytes, &name)?;
+    let mut tracker = Tracker::default();
+    let read = tracker.parse_full(&bytes, &name)?;
     Ok(Loaded {
         source: Arc::new(file),
-        parsed,
-        sha256: sha256_hex(&bytes),
+        parsed: read.parsed,
+        sha256: read.sha256,
+        tracker,
     })
 }
 
@@ -103,7 +109,11 @@ pub fn read_blocklist(path: &Path) -> Result<Parsed, Vec<Diagnostic>> {
 
 /// Parses a list's bytes; `name` names it in diagnostics.
 pub fn parse_bytes(bytes: &[u8], name: &str) -> Result<Parsed, Vec<Diagnostic>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| vec![Diagnostic::whole_file(name, format!("not UTF-8 text: {e}"))])?;
-    Blocklist::parse(text, name)
+    Blocklist::parse(text_of(bytes, name)?, name)
+}
+
+/// A list's bytes as text; `name` names it in the error.
+pub(super) fn text_of<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str, Vec<Diagnostic>> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| vec![Diagnostic::whole_file(name, format!("not UTF-8 text: {e}"))])
 }

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::audit::Audit;
-use super::source::{parse_bytes, Loaded};
+use super::incremental::Tracker;
+use super::source::Loaded;
 use super::{Blocklist, Changes};
 use crate::diagnostic::{self, Diagnostic};
 use crate::metrics::{EntryCounts, Metrics, ReloadResult};
 use crate::refresh::{Fetched, Source};
-use crate::util::{checksum, sha256_hex, unix_now, unix_secs};
+use crate::util::{checksum, unix_now, unix_secs};
 
 /// The blocklist in force, swapped whole on every successful reload. Readers never lock.
 pub struct BlocklistStore {
@@ -28,6 +29,9 @@ pub struct BlocklistStore {
     /// The content last fetched failed to parse: a source's "unchanged" then means that same
     /// broken content, and the error stays.
     fetched_invalid: AtomicBool,
+    /// What the list in force was parsed from, for incremental reloads; taken by reloads
+    /// only (under `reload_lock`).
+    tracker: Mutex<Tracker>,
 }
 
 /// What the gateway knows about the list in force and its last reloads.
@@ -61,12 +65,13 @@ pub struct ReloadError {
 /// Entries in force at `now` (enforced, `until` not passed), by kind. Report-mode entries
 /// block nothing and are not counted.
 pub fn entries_in_force(list: &Blocklist, now: i64) -> EntryCounts {
-    let all = Blocklist::default().changes_to(list, now);
+    // Counted, not listed: a list of a million ids on every reload cost a reload's worth.
+    let live = |e: &&super::Entry| e.in_force_at(now) && e.mode == super::Mode::Enforce;
     EntryCounts {
-        identity: all.added.len(),
-        email: all.added_emails.len(),
-        domain: all.added_domains.len(),
-        network: all.added_networks.len(),
+        identity: list.identities.enforced_count(now),
+        email: list.emails.values().filter(live).count(),
+        domain: list.domains.values().filter(live).count(),
+        network: list.networks.iter().map(|(_, e)| e).filter(live).count(),
     }
 }
 
@@ -82,6 +87,8 @@ pub enum ReloadOutcome {
         warnings: Vec<Diagnostic>,
         /// From reading the file to the new list being in force.
         elapsed: Duration,
+        /// Only the changed region of the file was read.
+        incremental: bool,
     },
     Failed(Vec<Diagnostic>),
 }
@@ -106,6 +113,7 @@ impl BlocklistStore {
                 last_error: None,
             }),
             fetched_invalid: AtomicBool::new(false),
+            tracker: Mutex::new(loaded.tracker),
         };
         store.install(loaded.parsed.blocklist, loaded.sha256);
         store.metrics.reload(ReloadResult::Success);
@@ -218,7 +226,8 @@ impl BlocklistStore {
             Ok(None) => return self.unchanged(),
             Err(m) => return self.failed(vec![Diagnostic::whole_file(&name, m)]),
         };
-        if checksum(&bytes) == self.current.load().checksum() {
+        let sum = checksum(&bytes);
+        if sum == self.current.load().checksum() {
             self.fetched_invalid.store(false, Ordering::Relaxed);
             return self.unchanged();
         }
@@ -232,36 +241,51 @@ impl BlocklistStore {
                     .to_owned(),
             )]);
         }
-        match parse_bytes(&bytes, &name) {
-            Ok(parsed) => {
+        let old = self.current.load_full();
+        let read = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reload(&old, &bytes, sum, &name);
+        match read {
+            Ok(read) => {
                 self.fetched_invalid.store(false, Ordering::Relaxed);
                 let now = unix_now();
-                let old = self.current.load_full();
-                let changes = old.changes_to(&parsed.blocklist, now);
-                let sha256 = sha256_hex(&bytes);
+                let (before, after) = read.diff_pair(&old);
+                let changes = before.changes_to(after, now);
                 let previous = self.lock_state().sha256.clone();
-                let audit = Box::new(Audit::between(
-                    &old,
-                    &parsed.blocklist,
-                    now,
-                    previous,
-                    &sha256,
-                ));
+                let audit = Box::new(Audit::between(before, after, now, previous, &read.sha256));
                 drop(old);
-                let entries = parsed.blocklist.len();
-                self.install(parsed.blocklist, sha256);
+                let incremental = read.is_incremental();
+                let entries = read.parsed.blocklist.len();
+                let warnings = read.parsed.warnings;
+                self.install(read.parsed.blocklist, read.sha256);
                 self.metrics.reload(ReloadResult::Success);
                 let elapsed = started.elapsed();
                 self.source.in_force(&bytes);
+                drop(bytes);
+                self.compact();
                 ReloadOutcome::Applied {
                     changes: Box::new(changes),
                     audit,
                     entries,
-                    warnings: parsed.warnings,
+                    warnings,
                     elapsed,
+                    incremental,
                 }
             }
             Err(errors) => self.invalid(errors),
+        }
+    }
+
+    /// Folds the list's identity overlay into a new table once it has grown: the same list,
+    /// so no diff and no audit. Runs on the reload thread after the list is in force.
+    fn compact(&self) {
+        let list = self.current.load_full();
+        if let Some(compacted) = list.compacted() {
+            drop(list);
+            let old = self.current.swap(Arc::new(compacted));
+            free_here(old);
         }
     }
 
@@ -304,5 +328,106 @@ fn free_here(mut old: Arc<Blocklist>) {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklist::incremental::Tracker;
+    use crate::blocklist::source::file;
+    use crate::util::sha256_hex;
+
+    fn ids(n: u64) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                uuid::Uuid::from_u64_pair(x, x.rotate_left(17)).to_string()
+            })
+            .collect()
+    }
+
+    fn text(ids: &[String]) -> String {
+        let mut t = String::from("identities:\n");
+        for id in ids {
+            t.push_str(&format!("  - {id}\n"));
+        }
+        t
+    }
+
+    fn store(t: &str) -> BlocklistStore {
+        let dir = std::env::temp_dir().join(format!("kg-store-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("blocklist.yaml");
+        std::fs::write(&path, t).expect("write");
+        let mut tracker = Tracker::default();
+        let read = tracker
+            .parse_full(t.as_bytes(), "blocklist.yaml")
+            .expect("valid");
+        let loaded = Loaded {
+            source: Arc::new(file(&path, Duration::ZERO)),
+            parsed: read.parsed,
+            sha256: read.sha256,
+            tracker,
+        };
+        BlocklistStore::new(loaded, Arc::new(Metrics::new())).0
+    }
+
+    #[test]
+    fn a_small_edit_is_applied_incrementally_with_its_changes_and_checksum() {
+        let mut list = ids(3000);
+        let s = store(&text(&list));
+        let added = ids(3001).pop().expect("one more");
+        list.insert(1500, added.clone());
+        let removed = list.remove(10);
+        let t = text(&list);
+        let outcome = s.apply(Ok(Some(t.clone().into_bytes())), Instant::now());
+        let ReloadOutcome::Applied {
+            changes,
+            incremental,
+            entries,
+            ..
+        } = outcome
+        else {
+            panic!("not applied: {outcome:?}");
+        };
+        assert!(incremental);
+        assert_eq!(entries, 3000);
+        let id = |s: &str| uuid::Uuid::parse_str(s).expect("uuid");
+        assert_eq!(changes.added, vec![id(&added)]);
+        assert_eq!(changes.removed, vec![id(&removed)]);
+        assert_eq!(s.state().sha256, sha256_hex(t.as_bytes()));
+        assert_eq!(s.state().entries.identity, 3000);
+        let want = Blocklist::parse(&t, "x").expect("valid").blocklist;
+        assert_eq!(**s.snapshot(), want);
+        assert!(s.snapshot().lookup(&id(&added)).is_some());
+        assert!(s.snapshot().lookup(&id(&removed)).is_none());
+    }
+
+    #[test]
+    fn a_growing_overlay_is_compacted_into_an_equal_list() {
+        let mut list = ids(2000);
+        let s = store(&text(&list));
+        let more = ids(2100);
+        // Each insertion moves the lines after it: a line shift per reload.
+        for (k, id) in more.iter().skip(2000).take(40).enumerate() {
+            list.insert(100 + 37 * k, id.clone());
+            let t = text(&list);
+            let outcome = s.apply(Ok(Some(t.clone().into_bytes())), Instant::now());
+            assert!(
+                matches!(
+                    outcome,
+                    ReloadOutcome::Applied {
+                        incremental: true,
+                        ..
+                    }
+                ),
+                "{k}: {outcome:?}"
+            );
+            let want = Blocklist::parse(&t, "x").expect("valid").blocklist;
+            assert_eq!(**s.snapshot(), want, "{k}");
+        }
+        // At most OVERLAY_MAX_SHIFTS shifts stay in the overlay.
+        assert!(!s.snapshot().identities.needs_compaction());
     }
 }

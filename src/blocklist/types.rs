@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use super::keys::address_key;
-use super::table::IdTable;
+use super::table::Ids;
 use crate::networks::NetworkTable;
 use crate::util::{parse_uuid, unix_now};
 
@@ -101,7 +101,7 @@ impl std::fmt::Display for Matched<'_> {
 /// An immutable, parsed blocklist.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Blocklist {
-    pub(super) identities: IdTable,
+    pub(super) identities: Ids,
     /// Lower-cased addresses.
     pub(super) emails: HashMap<String, Entry>,
     /// Lower-cased domains, without a trailing dot.

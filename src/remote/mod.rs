@@ -482,6 +482,7 @@ pub async fn load_at_start(
             source,
             parsed: empty,
             sha256: String::new(),
+            tracker: Default::default(),
         },
         errors,
     ))
@@ -492,5 +493,6 @@ fn loaded(source: Arc<RemoteSource>, parsed: Parsed, bytes: &[u8]) -> Loaded {
         source,
         parsed,
         sha256: sha256_hex(bytes),
+        tracker: Default::default(),
     }
 }

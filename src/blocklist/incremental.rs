@@ -1,0 +1,409 @@
+//! Reloads that cost what the edit costs: a one-line change to a million-id file re-reads
+//! only the lines around it.
+//!
+//! After a whole-file parse by the line-oriented reader (`scan`) without a warning, the
+//! [`Tracker`] keeps a fingerprint of the file instead of its bytes: the file cut into
+//! chunks of whole lines (a chunk starts at a list item whose hash meets a condition, so
+//! the cuts fall at the same items after an insertion or deletion and re-synchronise, and
+//! at a section key and the line after it), each
+//! chunk's 128-bit hash, length and line count (about 1 MB for 1,000,000 ids); where the
+//! `identities:` block list is; and the SHA-256 state every 256 KiB.
+//!
+//! The next file is cut the same way. The chunks it shares with the last one at its start
+//! and at its end are unchanged; between them is the changed region, whole items. It is read
+//! alone, in the reader's state at that point of the file, when it is unambiguous: inside
+//! the `identities` block, the line reader's shapes, no section key, at most
+//! [`MAX_REGION_LINES`] lines, no invalid item and no id listed twice or already listed
+//! elsewhere. The new list is then the last one's entries with the region's entries
+//! replaced and the later lines moved (see [`super::table::Ids::with_region`]), and what
+//! changed is the region's entries before and after. Anything else is parsed whole.
+
+use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+
+use super::parse::{parse_with_layout, Collector, Parsed, SectionKind};
+use super::scan::{scan_region, Layout};
+use super::source::text_of;
+use super::table::{IdTable, Ids};
+use super::types::{Blocklist, Entry};
+use crate::diagnostic::Diagnostic;
+use crate::util::hex;
+
+/// The largest changed region (lines, before or after the edit) read alone.
+pub const MAX_REGION_LINES: u64 = 4096;
+
+/// A chunk starts at one list item in this many (on average).
+const CHUNK_ITEMS: u64 = 32;
+
+/// A SHA-256 state is kept about every this many bytes.
+const MARK_EVERY: usize = 256 * 1024;
+
+/// What the last file put in force looked like, as far as an incremental reload needs it.
+#[derive(Default)]
+pub struct Tracker {
+    last: Option<FileIndex>,
+}
+
+struct FileIndex {
+    chunks: Vec<Chunk>,
+    marks: Vec<Mark>,
+    block: Block,
+    /// [`Blocklist::checksum`] of the list parsed from it.
+    checksum: u64,
+}
+
+/// Some whole lines of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chunk {
+    hash: u128,
+    len: u32,
+    /// Line feeds in it.
+    lines: u32,
+}
+
+/// The SHA-256 state after the bytes before chunk `chunk` (at byte `offset`).
+#[derive(Clone)]
+struct Mark {
+    chunk: usize,
+    offset: usize,
+    state: Sha256,
+}
+
+/// The `identities:` block list.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    key_line: u64,
+    /// The line of the next section key, if one follows.
+    end: Option<u64>,
+    item_indent: usize,
+}
+
+impl Block {
+    fn of(layout: &Layout) -> Option<Block> {
+        let sections = &layout.sections;
+        let at = sections
+            .iter()
+            .position(|s| s.kind == SectionKind::Identities)?;
+        let s = sections.get(at)?;
+        Some(Block {
+            key_line: s.line,
+            end: sections.get(at + 1).map(|n| n.line),
+            item_indent: s.item_indent?,
+        })
+    }
+}
+
+/// What a reload read.
+pub struct Reloaded {
+    pub parsed: Parsed,
+    /// Of the file, lower-case hex.
+    pub sha256: String,
+    /// For an incremental reload, the entries of the changed region before and after: all
+    /// that differs between the last list and this one.
+    region: Option<Box<(Blocklist, Blocklist)>>,
+}
+
+impl Reloaded {
+    /// True when only the changed region was read.
+    pub fn is_incremental(&self) -> bool {
+        self.region.is_some()
+    }
+
+    /// Two lists whose differences are those from `old` (the list this reload started
+    /// from) to the new one: the region's entries before and after, or `old` and the new
+    /// list.
+    pub fn diff_pair<'a>(&'a self, old: &'a Blocklist) -> (&'a Blocklist, &'a Blocklist) {
+        match self.region.as_deref() {
+            Some((before, after)) => (before, after),
+            None => (old, &self.parsed.blocklist),
+        }
+    }
+}
+
+impl Tracker {
+    /// Parses a whole file and remembers it.
+    pub fn parse_full(&mut self, bytes: &[u8], name: &str) -> Result<Reloaded, Vec<Diagnostic>> {
+        self.full(bytes, name, None)
+    }
+
+    /// Parses the next file: only its changed region when that is unambiguous, else all of
+    /// it. `current` is the list parsed from the last file given here (with
+    /// `checksum(bytes)` as `sum`). On an error nothing is remembered: the last list stays in
+    /// force.
+    pub fn reload(
+        &mut self,
+        current: &Blocklist,
+        bytes: &[u8],
+        sum: u64,
+        name: &str,
+    ) -> Result<Reloaded, Vec<Diagnostic>> {
+        let chunks = chunks(bytes);
+        if let Some(last) = self
+            .last
+            .as_ref()
+            .filter(|l| l.checksum == current.checksum)
+        {
+            if let Some((reloaded, index)) =
+                incremental(last, current, bytes, chunks.clone(), sum, name)
+            {
+                self.last = Some(index);
+                return Ok(reloaded);
+            }
+        }
+        self.full(bytes, name, Some(chunks))
+    }
+
+    fn full(
+        &mut self,
+        bytes: &[u8],
+        name: &str,
+        chunks: Option<Vec<Chunk>>,
+    ) -> Result<Reloaded, Vec<Diagnostic>> {
+        let text = text_of(bytes, name)?;
+        let (parsed, layout) = parse_with_layout(text, name)?;
+        let chunks = chunks.unwrap_or_else(|| self::chunks(bytes));
+        let mut marks = Vec::new();
+        let sha256 = sha256_from(bytes, &chunks, &mut marks);
+        self.last = layout
+            .filter(|_| parsed.warnings.is_empty())
+            .and_then(|l| Block::of(&l))
+            .map(|block| FileIndex {
+                chunks,
+                marks,
+                block,
+                checksum: parsed.blocklist.checksum,
+            });
+        Ok(Reloaded {
+            parsed,
+            sha256,
+            region: None,
+        })
+    }
+}
+
+/// The incremental reload, or `None` when the file must be parsed whole.
+fn incremental(
+    last: &FileIndex,
+    current: &Blocklist,
+    bytes: &[u8],
+    chunks: Vec<Chunk>,
+    sum: u64,
+    name: &str,
+) -> Option<(Reloaded, FileIndex)> {
+    let old = &last.chunks;
+    let prefix = old.iter().zip(&chunks).take_while(|(a, b)| a == b).count();
+    let room = old.len().min(chunks.len()) - prefix;
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(chunks.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let lines = |cs: &[Chunk]| cs.iter().map(|c| u64::from(c.lines)).sum::<u64>();
+    let size = |cs: &[Chunk]| cs.iter().map(|c| c.len as usize).sum::<usize>();
+    let before = old.get(prefix..old.len() - suffix)?;
+    let after = chunks.get(prefix..chunks.len() - suffix)?;
+    let from = 1 + lines(old.get(..prefix)?);
+    let start = size(old.get(..prefix)?);
+    let (old_lines, new_lines) = (lines(before), lines(after));
+    if old_lines > MAX_REGION_LINES || new_lines > MAX_REGION_LINES {
+        return None;
+    }
+    // The region ends where the unchanged end starts (at an item of the identities block),
+    // or at the end of the file.
+    let old_to = (suffix > 0).then_some(from + old_lines);
+    let block = last.block;
+    if from <= block.key_line {
+        return None;
+    }
+    match (old_to, block.end) {
+        (None, Some(_)) => return None,
+        (Some(to), Some(end)) if to > end => return None,
+        _ => {}
+    }
+    let text = std::str::from_utf8(bytes.get(start..start + size(after))?).ok()?;
+    let mut c = Collector::for_region(name);
+    if !scan_region(text, from, block.item_indent, &mut c) {
+        return None;
+    }
+    let new = c.into_identities()?;
+    let gone = current.identities.in_lines(from, old_to);
+    // An id of the region listed elsewhere too is a duplicate: a warning, parsed whole.
+    if new.iter().any(|(id, _)| {
+        current.identities.get_raw(*id).is_some()
+            && gone.binary_search_by_key(id, |(k, _)| *k).is_err()
+    }) {
+        return None;
+    }
+    let by = i64::try_from(new_lines).ok()? - i64::try_from(old_lines).ok()?;
+    let region_list = |entries: &[(u128, Entry)]| Blocklist {
+        identities: Ids::from(IdTable::from_entries(
+            entries.len(),
+            entries.iter().cloned(),
+        )),
+        ..Blocklist::default()
+    };
+    let region = Box::new((region_list(&gone), region_list(&new)));
+    let identities = current.identities.with_region(from, old_to, by, &gone, new);
+    let moved = |e: &Entry| old_to.is_some_and(|t| e.line >= t) && by != 0;
+    let shift = |mut e: Entry| {
+        if moved(&e) {
+            e.line = e.line.saturating_add_signed(by);
+        }
+        e
+    };
+    let mut networks = current.networks.clone();
+    let nets: Vec<_> = current
+        .networks
+        .iter()
+        .filter(|(_, e)| moved(e))
+        .map(|(n, _)| n)
+        .collect();
+    for n in nets {
+        if let Some(e) = networks.get_mut(&n) {
+            e.line = e.line.saturating_add_signed(by);
+        }
+    }
+    let blocklist = Blocklist {
+        identities,
+        emails: current
+            .emails
+            .iter()
+            .map(|(k, e)| (k.clone(), shift(e.clone())))
+            .collect(),
+        domains: current
+            .domains
+            .iter()
+            .map(|(k, e)| (k.clone(), shift(e.clone())))
+            .collect(),
+        networks,
+        checksum: sum,
+    };
+    // The SHA-256 from the last state kept in the unchanged start.
+    let keep = last.marks.partition_point(|m| m.chunk <= prefix);
+    let mut marks: Vec<Mark> = last.marks.get(..keep)?.to_vec();
+    let sha256 = sha256_from(bytes, &chunks, &mut marks);
+    let index = FileIndex {
+        chunks,
+        marks,
+        block: Block {
+            end: block.end.map(|e| e.saturating_add_signed(by)),
+            ..block
+        },
+        checksum: sum,
+    };
+    let reloaded = Reloaded {
+        parsed: Parsed {
+            blocklist,
+            warnings: Vec::new(),
+        },
+        sha256,
+        region: Some(region),
+    };
+    Some((reloaded, index))
+}
+
+/// Cuts a file into chunks of whole lines: a chunk starts at the file's start and where
+/// [`starts_chunk`] says.
+fn chunks(bytes: &[u8]) -> Vec<Chunk> {
+    let mut out = Vec::with_capacity(bytes.len() / 1024 + 1);
+    let mut start = 0;
+    let mut lines = 0u32;
+    let mut line_start = 0;
+    let mut after_key = false;
+    let mut line_ends = memchr::memchr_iter(b'\n', bytes);
+    loop {
+        let end = line_ends.next();
+        let line = bytes
+            .get(line_start..end.unwrap_or(bytes.len()))
+            .unwrap_or_default();
+        let (cut, key) = starts_chunk(line);
+        if line_start > start && (cut || after_key) {
+            out.push(chunk(bytes, start, line_start, lines));
+            start = line_start;
+            lines = 0;
+        }
+        match end {
+            Some(nl) => {
+                lines += 1;
+                line_start = nl + 1;
+                after_key = key;
+            }
+            None => break,
+        }
+    }
+    out.push(chunk(bytes, start, bytes.len(), lines));
+    out
+}
+
+fn chunk(bytes: &[u8], from: usize, to: usize, lines: u32) -> Chunk {
+    let part = bytes.get(from..to).unwrap_or_default();
+    Chunk {
+        hash: xxh3_128(part),
+        len: u32::try_from(part.len()).unwrap_or(u32::MAX),
+        lines,
+    }
+}
+
+/// Whether a chunk starts at `line`: a list item whose hash is one in [`CHUNK_ITEMS`], or
+/// a line at column 1 that is no item, comment or blank line (a section key); and whether
+/// it is such a key (the line after one starts a chunk too). Section keys cut chunks so
+/// that a changed region ends at the key after its block and starts after the key before.
+fn starts_chunk(line: &[u8]) -> (bool, bool) {
+    let spaces = line.iter().take_while(|&&b| b == b' ').count();
+    let content = line.get(spaces..).unwrap_or_default();
+    if content.starts_with(b"- ") || content == b"-" {
+        return (xxh3_64(line).is_multiple_of(CHUNK_ITEMS), false);
+    }
+    let key = spaces == 0 && content.first().is_some_and(|&b| b != b'#');
+    (key, key)
+}
+
+/// The SHA-256 of `bytes`, cut into `chunks`, from the last state in `marks` (or from the
+/// start); keeps a state about every [`MARK_EVERY`] bytes in `marks`.
+fn sha256_from(bytes: &[u8], chunks: &[Chunk], marks: &mut Vec<Mark>) -> String {
+    let (mut at, mut offset, mut state) = match marks.last() {
+        Some(m) => (m.chunk, m.offset, m.state.clone()),
+        None => (0, 0, Sha256::new()),
+    };
+    let mut last = offset;
+    for c in chunks.get(at..).unwrap_or_default() {
+        let end = offset + c.len as usize;
+        state.update(bytes.get(offset..end).unwrap_or_default());
+        offset = end;
+        at += 1;
+        if offset - last >= MARK_EVERY {
+            marks.push(Mark {
+                chunk: at,
+                offset,
+                state: state.clone(),
+            });
+            last = offset;
+        }
+    }
+    hex(&state.finalize())
+}
+
+impl Blocklist {
+    /// This list with its identity overlay folded into a new table, when the overlay has
+    /// grown past its limits; `None` otherwise. Equal to `self` in every respect.
+    #[doc(hidden)]
+    pub fn compacted(&self) -> Option<Blocklist> {
+        self.identities
+            .needs_compaction()
+            .then(|| self.compacted_now())
+    }
+
+    /// [`Blocklist::compacted`] whatever the overlay's size.
+    #[doc(hidden)]
+    pub fn compacted_now(&self) -> Blocklist {
+        Blocklist {
+            identities: self.identities.compacted(),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+use super::*;
+use crate::blocklist::diff::differences;
+use crate::blocklist::scan::agreement::Rng;
+use crate::util::{checksum, sha256_hex, unix_now};
+
+const NAME: &str = "blocklist.yaml";
+
+/// Reloads `text` through `tracker` from `current`, checks the result against a whole-file
+/// parse (list, positions, warnings, errors, SHA-256, the changes and every difference), and
+/// returns the new list (or `current` on an error) and whether the reload was incremental.
+fn reload(tracker: &mut Tracker, current: &Blocklist, text: &str) -> (Blocklist, bool) {
+    let got = tracker.reload(current, text.as_bytes(), checksum(text.as_bytes()), NAME);
+    let want = Blocklist::parse(text, NAME);
+    match (got, want) {
+        (Ok(got), Ok(want)) => {
+            assert_eq!(got.parsed, want, "{text}");
+            assert_eq!(got.sha256, sha256_hex(text.as_bytes()));
+            let (before, after) = got.diff_pair(current);
+            let now = unix_now();
+            assert_eq!(
+                before.changes_to(after, now),
+                current.changes_to(&want.blocklist, now)
+            );
+            assert_eq!(
+                differences(before, after),
+                differences(current, &want.blocklist)
+            );
+            let incremental = got.is_incremental();
+            (got.parsed.blocklist, incremental)
+        }
+        (Err(got), Err(want)) => {
+            assert_eq!(got, want);
+            (current.clone(), false)
+        }
+        (got, want) => panic!("incremental {:?}, whole {:?}", got.map(|r| r.parsed), want),
+    }
+}
+
+fn uuid(rng: &mut Rng) -> String {
+    uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string()
+}
+
+fn big_file(rng: &mut Rng, n: usize) -> Vec<String> {
+    let mut lines = vec!["# ops list".to_owned(), "identities:".to_owned()];
+    for _ in 0..n {
+        lines.push(format!("  - {}", uuid(rng)));
+    }
+    lines.push("emails:".to_owned());
+    lines.push("  - email: a@evil.example".to_owned());
+    lines.push("    reason: spam".to_owned());
+    lines.push("networks:".to_owned());
+    lines.push("  - 192.0.2.0/24".to_owned());
+    lines
+}
+
+fn text(lines: &[String]) -> String {
+    let mut t = lines.join("\n");
+    t.push('\n');
+    t
+}
+
+fn start(text: &str) -> (Tracker, Blocklist) {
+    let mut tracker = Tracker::default();
+    let read = tracker.parse_full(text.as_bytes(), NAME).expect("valid");
+    assert_eq!(read.sha256, sha256_hex(text.as_bytes()));
+    (tracker, read.parsed.blocklist)
+}
+
+#[test]
+fn small_edits_read_only_the_region_and_equal_a_whole_parse() {
+    let mut rng = Rng(11);
+    let mut lines = big_file(&mut rng, 3000);
+    let (mut tracker, mut list) = start(&text(&lines));
+    let mut incremental = 0;
+    for step in 0..60 {
+        let at = 2 + (rng.next() as usize % 3000);
+        match step % 5 {
+            0 => lines.insert(at, format!("  - {}", uuid(&mut rng))),
+            1 => {
+                lines.remove(at);
+            }
+            2 => lines[at] = format!("  - {}", uuid(&mut rng)),
+            3 => {
+                let id = uuid(&mut rng);
+                lines.insert(at, format!("  - id: {id}"));
+                lines.insert(at + 1, "    reason: chargeback".to_owned());
+                lines.insert(at + 2, "    until: 2999-01-01T00:00:00Z".to_owned());
+                lines.insert(at + 3, "    mode: report".to_owned());
+            }
+            _ => {
+                lines.insert(at, "  # a comment".to_owned());
+                lines.insert(at, String::new());
+            }
+        }
+        let (next, inc) = reload(&mut tracker, &list, &text(&lines));
+        incremental += usize::from(inc);
+        list = next;
+        if step % 17 == 16 {
+            list = list.compacted_now();
+            assert!(!list.identities.has_overlay());
+        }
+    }
+    assert!(incremental >= 55, "{incremental} of 60 incremental");
+    assert!(list.identities.has_overlay());
+    // The overlay and the compacted table answer alike.
+    let compact = list.compacted_now();
+    assert_eq!(compact, list);
+    let want = Blocklist::parse(&text(&lines), NAME)
+        .expect("valid")
+        .blocklist;
+    for (id, e) in want.identities.iter() {
+        assert_eq!(list.lookup_at(&id, 0), Some(e));
+    }
+    assert_eq!(list.lookup_at(&uuid::Uuid::nil(), 0), None);
+}
+
+#[test]
+fn appending_and_removing_the_last_id_leaves_a_tiny_overlay() {
+    let mut rng = Rng(5);
+    let lines = big_file(&mut rng, 2000);
+    let mut ids_only: Vec<String> = lines[..2002].to_vec();
+    let (mut tracker, mut list) = start(&text(&ids_only));
+    let extra = format!("  - {}", uuid(&mut rng));
+    for k in 0..10 {
+        if k % 2 == 0 {
+            ids_only.push(extra.clone());
+        } else {
+            ids_only.pop();
+        }
+        let (next, inc) = reload(&mut tracker, &list, &text(&ids_only));
+        assert!(inc, "reload {k}");
+        list = next;
+        assert!(list.identities.has_overlay());
+        assert!(list.identities.overlay_ids() <= 1, "reload {k}");
+    }
+}
+
+type Edit<'a> = dyn Fn(&mut Vec<String>) + 'a;
+
+#[test]
+fn ambiguous_or_invalid_edits_are_parsed_whole() {
+    let mut rng = Rng(3);
+    let base = big_file(&mut rng, 500);
+    let id_at = |i: usize| base[i].trim_start_matches("  - ").to_owned();
+    let edits: Vec<Box<Edit<'_>>> = vec![
+        // A duplicate of an id elsewhere.
+        Box::new(|l| l.insert(300, format!("  - {}", id_at(10)))),
+        // An invalid id: the whole parse's error.
+        Box::new(|l| l[200] = "  - not-a-uuid".to_owned()),
+        // A section key inside the block.
+        Box::new(|l| l.insert(250, "emails:".to_owned())),
+        // Another indent.
+        Box::new(|l| l[250] = format!("    - {}", id_at(250))),
+        // Flow style, an anchor, a tab.
+        Box::new(|l| l[250] = format!("  - [{}]", id_at(250))),
+        Box::new(|l| l[250] = format!("  - &a {}", id_at(250))),
+        Box::new(|l| l[250] = format!("  -\t{}", id_at(250))),
+        // The section key itself, and the sections after the block.
+        Box::new(|l| l[1] = "identities: # all of them".to_owned()),
+        Box::new(|l| l.push("  - b@evil.example".to_owned())),
+        // A large change.
+        Box::new(|l| l.truncate(20)),
+        // A key of a map item without its item line.
+        Box::new(|l| l.insert(250, "    reason: x".to_owned())),
+    ];
+    for (i, edit) in edits.iter().enumerate() {
+        let (mut tracker, list) = start(&text(&base));
+        let mut lines = base.clone();
+        edit(&mut lines);
+        let (after, inc) = reload(&mut tracker, &list, &text(&lines));
+        assert!(!inc || i == 8, "edit {i} was read incrementally");
+        // And back: from an error the last file is still the one remembered.
+        reload(&mut tracker, &after, &text(&base));
+    }
+}
+
+#[test]
+fn a_reload_after_a_list_with_warnings_is_whole() {
+    let mut rng = Rng(9);
+    let mut lines = big_file(&mut rng, 200);
+    lines.insert(50, lines[40].clone());
+    let (mut tracker, list) = start(&text(&lines));
+    assert!(tracker.last.is_none());
+    lines[100] = format!("  - {}", uuid(&mut rng));
+    let (_, inc) = reload(&mut tracker, &list, &text(&lines));
+    assert!(!inc);
+}
+
+#[test]
+fn chunks_resynchronise_after_an_insertion() {
+    let mut rng = Rng(1);
+    let lines = big_file(&mut rng, 5000);
+    let a = chunks(text(&lines).as_bytes());
+    let mut edited = lines.clone();
+    edited.insert(3, format!("  - {}", uuid(&mut rng)));
+    let b = chunks(text(&edited).as_bytes());
+    let same_end = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    assert!(a.len() > 50, "{}", a.len());
+    assert!(same_end + 3 >= a.len(), "{same_end} of {}", a.len());
+    assert_eq!(
+        a.iter().map(|c| c.len as usize).sum::<usize>(),
+        text(&lines).len()
+    );
+    assert_eq!(chunks(b"").len(), 1);
+}
