@@ -48,12 +48,14 @@ struct FileIndex {
     chunks: Vec<Chunk>,
     marks: Vec<Mark>,
     block: Block,
+    /// The line of every section key.
+    keys: Vec<u64>,
     /// [`Blocklist::checksum`] of the list parsed from it.
     checksum: u64,
 }
 
 /// Some whole lines of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Chunk {
     hash: u128,
     len: u32,
@@ -166,11 +168,12 @@ impl Tracker {
         let sha256 = sha256_from(bytes, &chunks, &mut marks);
         self.last = layout
             .filter(|_| parsed.warnings.is_empty())
-            .and_then(|l| Block::of(&l))
-            .map(|block| FileIndex {
+            .and_then(|l| Some((Block::of(&l)?, l)))
+            .map(|(block, layout)| FileIndex {
                 chunks,
                 marks,
                 block,
+                keys: layout.sections.iter().map(|s| s.line).collect(),
                 checksum: parsed.blocklist.checksum,
             });
         Ok(Reloaded {
@@ -178,6 +181,77 @@ impl Tracker {
             sha256,
             region: None,
         })
+    }
+}
+
+/// One changed region: old chunks `old.0..old.1` became new chunks `new.0..new.1`, the last
+/// ones of the file when `to_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Change {
+    old: (usize, usize),
+    new: (usize, usize),
+    to_end: bool,
+}
+
+/// Chunks looked ahead for the next common one after a difference.
+const RESYNC_WINDOW: usize = 256;
+
+/// At most this many changed regions are read alone.
+const MAX_REGIONS: usize = 64;
+
+/// Aligns two chunk lists: the regions where they differ, in order, or `None` when a
+/// difference does not re-synchronise within [`RESYNC_WINDOW`] chunks or there are too
+/// many. Between the regions the chunks are equal.
+fn changed_regions(old: &[Chunk], new: &[Chunk]) -> Option<Vec<Change>> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    loop {
+        while let (Some(a), Some(b)) = (old.get(i), new.get(j)) {
+            if a != b {
+                break;
+            }
+            i += 1;
+            j += 1;
+        }
+        if i == old.len() && j == new.len() {
+            return Some(out);
+        }
+        if out.len() == MAX_REGIONS {
+            return None;
+        }
+        // The first later new chunk that is one of the next old ones.
+        let ahead: std::collections::HashMap<&Chunk, usize> = old
+            .get(i..old.len().min(i + RESYNC_WINDOW))?
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(k, c)| (c, i + k))
+            .collect();
+        let hit = new
+            .get(j..new.len().min(j + RESYNC_WINDOW))?
+            .iter()
+            .enumerate()
+            .find_map(|(k, c)| ahead.get(c).map(|&oi| (oi, j + k)));
+        match hit {
+            Some((oi, nj)) => {
+                out.push(Change {
+                    old: (i, oi),
+                    new: (j, nj),
+                    to_end: false,
+                });
+                i = oi;
+                j = nj;
+            }
+            None if old.len() - i <= RESYNC_WINDOW && new.len() - j <= RESYNC_WINDOW => {
+                out.push(Change {
+                    old: (i, old.len()),
+                    new: (j, new.len()),
+                    to_end: true,
+                });
+                return Some(out);
+            }
+            None => return None,
+        }
     }
 }
 
@@ -191,52 +265,91 @@ fn incremental(
     name: &str,
 ) -> Option<(Reloaded, FileIndex)> {
     let old = &last.chunks;
-    let prefix = old.iter().zip(&chunks).take_while(|(a, b)| a == b).count();
-    let room = old.len().min(chunks.len()) - prefix;
-    let suffix = old
-        .iter()
-        .rev()
-        .zip(chunks.iter().rev())
-        .take(room)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let regions = changed_regions(old, &chunks)?;
     let lines = |cs: &[Chunk]| cs.iter().map(|c| u64::from(c.lines)).sum::<u64>();
     let size = |cs: &[Chunk]| cs.iter().map(|c| c.len as usize).sum::<usize>();
-    let before = old.get(prefix..old.len() - suffix)?;
-    let after = chunks.get(prefix..chunks.len() - suffix)?;
-    let from = 1 + lines(old.get(..prefix)?);
-    let start = size(old.get(..prefix)?);
-    let (old_lines, new_lines) = (lines(before), lines(after));
-    if old_lines > MAX_REGION_LINES || new_lines > MAX_REGION_LINES {
+    let total: u64 = regions
+        .iter()
+        .map(|r| {
+            let o = old.get(r.old.0..r.old.1).map_or(u64::MAX, lines);
+            let n = chunks.get(r.new.0..r.new.1).map_or(u64::MAX, lines);
+            o.max(n)
+        })
+        .fold(0, u64::saturating_add);
+    if total > MAX_REGION_LINES {
         return None;
     }
-    // The region ends where the unchanged end starts (at an item of the identities block),
-    // or at the end of the file.
-    let old_to = (suffix > 0).then_some(from + old_lines);
     let block = last.block;
-    if from <= block.key_line {
-        return None;
+    let mut ids = current.identities.clone();
+    let mut gone_all: Vec<(u128, Entry)> = Vec::new();
+    let mut new_all: Vec<(u128, Entry)> = Vec::new();
+    // (old line from which, lines moved by) per region, in old lines.
+    let mut moves: Vec<(Option<u64>, i64)> = Vec::new();
+    // Lines the regions before this one moved the rest by.
+    let mut shift: i64 = 0;
+    for r in &regions {
+        let before = old.get(r.old.0..r.old.1)?;
+        let after = chunks.get(r.new.0..r.new.1)?;
+        let old_from = 1 + lines(old.get(..r.old.0)?);
+        let from = 1 + lines(chunks.get(..r.new.0)?);
+        let start = size(chunks.get(..r.new.0)?);
+        let (old_lines, new_lines) = (lines(before), lines(after));
+        // Old lines `old_from..old_to`; in the list as far as it is updated, `from..to`.
+        let old_to = (!r.to_end).then_some(old_from + old_lines);
+        let to = (!r.to_end).then_some(from + old_lines);
+        let text = std::str::from_utf8(bytes.get(start..start + size(after))?).ok()?;
+        let mut c = Collector::for_region(name);
+        if !scan_region(text, from, block.item_indent, &mut c) {
+            return None;
+        }
+        let new = c.into_identities()?;
+        let gone = ids.in_lines(from, to);
+        let in_block = old_from > block.key_line
+            && match (old_to, block.end) {
+                (None, Some(_)) => false,
+                (Some(t), Some(end)) => t <= end,
+                (_, None) => true,
+            };
+        // Outside the identities block only comments and blank lines may change: no key, no
+        // item before or after.
+        if !in_block
+            && (!new.is_empty()
+                || !gone.is_empty()
+                || other_entries_in(current, old_from, old_to)
+                || last
+                    .keys
+                    .iter()
+                    .any(|&k| k >= old_from && old_to.is_none_or(|t| k < t)))
+        {
+            return None;
+        }
+        // An id of the region listed elsewhere too is a duplicate: a warning, parsed whole.
+        if new.iter().any(|(id, _)| {
+            ids.get_raw(*id).is_some() && gone.binary_search_by_key(id, |(k, _)| *k).is_err()
+        }) {
+            return None;
+        }
+        let by = i64::try_from(new_lines).ok()? - i64::try_from(old_lines).ok()?;
+        ids = ids.with_region(from, to, by, &gone, new.clone());
+        gone_all.extend(gone.into_iter().map(|(id, mut e)| {
+            e.line = e.line.saturating_add_signed(-shift);
+            (id, e)
+        }));
+        new_all.extend(new);
+        moves.push((old_to, by));
+        shift += by;
     }
-    match (old_to, block.end) {
-        (None, Some(_)) => return None,
-        (Some(to), Some(end)) if to > end => return None,
-        _ => {}
-    }
-    let text = std::str::from_utf8(bytes.get(start..start + size(after))?).ok()?;
-    let mut c = Collector::for_region(name);
-    if !scan_region(text, from, block.item_indent, &mut c) {
-        return None;
-    }
-    let new = c.into_identities()?;
-    let gone = current.identities.in_lines(from, old_to);
-    // An id of the region listed elsewhere too is a duplicate: a warning, parsed whole.
-    if new.iter().any(|(id, _)| {
-        current.identities.get_raw(*id).is_some()
-            && gone.binary_search_by_key(id, |(k, _)| *k).is_err()
-    }) {
-        return None;
-    }
-    let by = i64::try_from(new_lines).ok()? - i64::try_from(old_lines).ok()?;
+    // Lines of the old file as they are in the new one.
+    let moved = |line: u64| {
+        let by: i64 = moves
+            .iter()
+            .filter(|(t, _)| t.is_some_and(|t| line >= t))
+            .map(|(_, by)| by)
+            .sum();
+        line.saturating_add_signed(by)
+    };
+    gone_all.sort_unstable_by_key(|(id, _)| *id);
+    new_all.sort_unstable_by_key(|(id, _)| *id);
     let region_list = |entries: &[(u128, Entry)]| Blocklist {
         identities: Ids::from(IdTable::from_entries(
             entries.len(),
@@ -244,53 +357,51 @@ fn incremental(
         )),
         ..Blocklist::default()
     };
-    let region = Box::new((region_list(&gone), region_list(&new)));
-    let identities = current.identities.with_region(from, old_to, by, &gone, new);
-    let moved = |e: &Entry| old_to.is_some_and(|t| e.line >= t) && by != 0;
-    let shift = |mut e: Entry| {
-        if moved(&e) {
-            e.line = e.line.saturating_add_signed(by);
-        }
+    let region = Box::new((region_list(&gone_all), region_list(&new_all)));
+    let shift_entry = |e: &Entry| {
+        let mut e = e.clone();
+        e.line = moved(e.line);
         e
     };
     let mut networks = current.networks.clone();
-    let nets: Vec<_> = current
-        .networks
-        .iter()
-        .filter(|(_, e)| moved(e))
-        .map(|(n, _)| n)
-        .collect();
-    for n in nets {
-        if let Some(e) = networks.get_mut(&n) {
-            e.line = e.line.saturating_add_signed(by);
+    if shift != 0 || moves.iter().any(|m| m.1 != 0) {
+        let nets: Vec<_> = current.networks.iter().map(|(n, _)| n).collect();
+        for n in nets {
+            if let Some(e) = networks.get_mut(&n) {
+                e.line = moved(e.line);
+            }
         }
     }
     let blocklist = Blocklist {
-        identities,
+        identities: ids,
         emails: current
             .emails
             .iter()
-            .map(|(k, e)| (k.clone(), shift(e.clone())))
+            .map(|(k, e)| (k.clone(), shift_entry(e)))
             .collect(),
         domains: current
             .domains
             .iter()
-            .map(|(k, e)| (k.clone(), shift(e.clone())))
+            .map(|(k, e)| (k.clone(), shift_entry(e)))
             .collect(),
         networks,
         checksum: sum,
     };
-    // The SHA-256 from the last state kept in the unchanged start.
-    let keep = last.marks.partition_point(|m| m.chunk <= prefix);
+    // The SHA-256 from the last state kept before the first region.
+    let first = regions.first().map_or(chunks.len(), |r| r.new.0);
+    let keep = last.marks.partition_point(|m| m.chunk <= first);
     let mut marks: Vec<Mark> = last.marks.get(..keep)?.to_vec();
     let sha256 = sha256_from(bytes, &chunks, &mut marks);
+    let keys: Vec<u64> = last.keys.iter().map(|&k| moved(k)).collect();
     let index = FileIndex {
         chunks,
         marks,
         block: Block {
-            end: block.end.map(|e| e.saturating_add_signed(by)),
+            key_line: moved(block.key_line),
+            end: block.end.map(moved),
             ..block
         },
+        keys,
         checksum: sum,
     };
     let reloaded = Reloaded {
@@ -302,6 +413,14 @@ fn incremental(
         region: Some(region),
     };
     Some((reloaded, index))
+}
+
+/// True when an e-mail, domain or network entry starts in old lines `from..to`.
+fn other_entries_in(list: &Blocklist, from: u64, to: Option<u64>) -> bool {
+    let inside = |e: &Entry| e.line >= from && to.is_none_or(|t| e.line < t);
+    list.emails.values().any(inside)
+        || list.domains.values().any(inside)
+        || list.networks.iter().any(|(_, e)| inside(e))
 }
 
 /// Cuts a file into chunks of whole lines: a chunk starts at the file's start and where

@@ -175,7 +175,8 @@ fn incremental_reloads_equal_whole_parses() {
     });
     let small = Cell::new(0usize);
     let small_incremental = Cell::new(0usize);
-    let edit = (0u8..3, any::<u16>(), any::<u8>());
+    // (what, where, with what, reload after it): several edits may go into one reload.
+    let edit = (0u8..4, any::<u16>(), any::<u8>(), prop::bool::weighted(0.7));
     let strategy = (
         any::<u64>(),
         150usize..400,
@@ -199,13 +200,24 @@ fn incremental_reloads_equal_whole_parses() {
                     .blocklist;
                 // The text in force, and whether it was a warning-free fast-path file.
                 let mut in_force = first;
-                for (k, (op, at, kind)) in script.into_iter().enumerate() {
-                    let before_edit = text(&lines);
-                    let clean = before_edit == in_force
-                        && Blocklist::parse_fast_path_only(&in_force, NAME)
-                            .is_some_and(|r| r.is_ok_and(|p| p.warnings.is_empty()));
+                let n = script.len();
+                let mut batch_clean = None;
+                let mut batch_benign = true;
+                for (k, (op, at, kind, reload)) in script.into_iter().enumerate() {
+                    let clean = *batch_clean.get_or_insert_with(|| {
+                        text(&lines) == in_force
+                            && Blocklist::parse_fast_path_only(&in_force, NAME)
+                                .is_some_and(|r| r.is_ok_and(|p| p.warnings.is_empty()))
+                    });
                     let at = usize::from(at) % (lines.len() + 1);
                     let benign = match op {
+                        // The comment at the top, as a generator rewrites it.
+                        3 => {
+                            if let Some(l) = lines.first_mut() {
+                                *l = format!("# blocklist, version {k}");
+                            }
+                            true
+                        }
                         0 => {
                             let (e, ok) = new_element(kind, &mut rng, &lines);
                             let ok = ok
@@ -216,14 +228,14 @@ fn incremental_reloads_equal_whole_parses() {
                             lines.insert(at, e);
                             ok
                         }
-                        1 if !lines.is_empty() => {
-                            let at = at.min(lines.len() - 1);
+                        1 if lines.len() > 1 => {
+                            let at = at.min(lines.len() - 1).max(1);
                             let ok = is_identity_item(&lines, at);
                             lines.remove(at);
                             ok
                         }
-                        _ if !lines.is_empty() => {
-                            let at = at.min(lines.len() - 1);
+                        _ if lines.len() > 1 => {
+                            let at = at.min(lines.len() - 1).max(1);
                             let was = is_identity_item(&lines, at);
                             let (e, ok) = new_element(kind, &mut rng, &lines);
                             lines[at] = e;
@@ -231,12 +243,18 @@ fn incremental_reloads_equal_whole_parses() {
                         }
                         _ => false,
                     };
+                    batch_benign &= benign;
+                    if !reload && k + 1 < n {
+                        continue;
+                    }
                     let t = text(&lines);
                     let (next, incremental) = check(&mut tracker, &current, &t)?;
-                    if benign && clean {
+                    if batch_benign && clean {
                         small.set(small.get() + 1);
                         small_incremental.set(small_incremental.get() + usize::from(incremental));
                     }
+                    batch_clean = None;
+                    batch_benign = true;
                     if next != current || Blocklist::parse(&t, NAME).is_ok() {
                         in_force = t;
                     }

@@ -208,3 +208,74 @@ fn chunks_resynchronise_after_an_insertion() {
     );
     assert_eq!(chunks(b"").len(), 1);
 }
+
+#[test]
+fn a_changed_header_comment_and_a_line_at_the_end_are_two_regions() {
+    let mut rng = Rng(21);
+    let mut lines = big_file(&mut rng, 3000);
+    lines.truncate(3002);
+    let (mut tracker, mut list) = start(&text(&lines));
+    for k in 0..6 {
+        lines[0] = format!("# {} ids", 3000 + k);
+        if k % 2 == 0 {
+            lines.push(format!("  - {}", uuid(&mut rng)));
+        } else {
+            lines.pop();
+        }
+        // And a comment more in the middle.
+        lines.insert(1500, "  # checked".to_owned());
+        let (next, inc) = reload(&mut tracker, &list, &text(&lines));
+        assert!(inc, "reload {k}");
+        list = next;
+    }
+    // An e-mail section before the identities: the comment above it may change, its entries
+    // (and the comments among them, read with them) are read whole.
+    let mut lines = big_file(&mut rng, 1000);
+    let emails: Vec<String> = lines.drain(1002..1005).collect();
+    for (k, e) in emails.into_iter().enumerate() {
+        lines.insert(1 + k, e);
+    }
+    let (mut tracker, list) = start(&text(&lines));
+    let mut edited = lines.clone();
+    edited[0] = "# ops list, reviewed".to_owned();
+    edited.insert(600, format!("  - {}", uuid(&mut rng)));
+    let (list2, inc) = reload(&mut tracker, &list, &text(&edited));
+    assert!(inc);
+    edited[2] = "  - c@evil.example".to_owned();
+    let (list3, inc) = reload(&mut tracker, &list2, &text(&edited));
+    assert!(!inc);
+    edited.insert(3, "  # spam".to_owned());
+    let (_, inc) = reload(&mut tracker, &list3, &text(&edited));
+    assert!(!inc);
+}
+
+#[test]
+fn regions_are_found_between_common_chunks() {
+    let c = |h: u128| Chunk {
+        hash: h,
+        len: 10,
+        lines: 1,
+    };
+    let old: Vec<Chunk> = (0..10).map(c).collect();
+    let mut new = old.clone();
+    new[0] = c(100);
+    new.insert(5, c(101));
+    new.remove(9);
+    new.push(c(102));
+    let r = changed_regions(&old, &new).expect("aligned");
+    let spans: Vec<_> = r.iter().map(|r| (r.old, r.new, r.to_end)).collect();
+    assert_eq!(
+        spans,
+        vec![
+            ((0, 1), (0, 1), false),
+            ((5, 5), (5, 6), false),
+            ((8, 9), (9, 9), false),
+            ((10, 10), (10, 11), true)
+        ]
+    );
+    assert_eq!(changed_regions(&old, &old), Some(vec![]));
+    // Nothing in common within the window: no alignment.
+    let other: Vec<Chunk> = (1000..1400).map(c).collect();
+    let long: Vec<Chunk> = (0..400).map(c).collect();
+    assert_eq!(changed_regions(&long, &other), None);
+}
