@@ -95,11 +95,10 @@ impl Block {
     }
 }
 
-/// What a reload read.
+/// What a reload read. The file's SHA-256 is left to [`Tracker::sha256`], so that the list
+/// can be put in force first.
 pub struct Reloaded {
     pub parsed: Parsed,
-    /// Of the file, lower-case hex.
-    pub sha256: String,
     /// For an incremental reload, the entries of the changed region before and after: all
     /// that differs between the last list and this one.
     region: Option<Box<(Blocklist, Blocklist)>>,
@@ -123,9 +122,24 @@ impl Reloaded {
 }
 
 impl Tracker {
-    /// Parses a whole file and remembers it.
-    pub fn parse_full(&mut self, bytes: &[u8], name: &str) -> Result<Reloaded, Vec<Diagnostic>> {
-        self.full(bytes, name, None)
+    /// Parses a whole file and remembers it; with its SHA-256.
+    pub fn parse_full(
+        &mut self,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<(Parsed, String), Vec<Diagnostic>> {
+        let read = self.full(bytes, name, None)?;
+        Ok((read.parsed, self.sha256(bytes)))
+    }
+
+    /// The SHA-256 (lower-case hex) of `bytes`, the file the last successful
+    /// [`Tracker::reload`] read: from the last state kept before its first change when it was
+    /// incremental.
+    pub fn sha256(&mut self, bytes: &[u8]) -> String {
+        match self.last.as_mut() {
+            Some(last) => sha256_from(bytes, &last.chunks, &mut last.marks),
+            None => crate::util::sha256_hex(bytes),
+        }
     }
 
     /// Parses the next file: only its changed region when that is unambiguous, else all of
@@ -164,21 +178,18 @@ impl Tracker {
         let text = text_of(bytes, name)?;
         let (parsed, layout) = parse_with_layout(text, name)?;
         let chunks = chunks.unwrap_or_else(|| self::chunks(bytes));
-        let mut marks = Vec::new();
-        let sha256 = sha256_from(bytes, &chunks, &mut marks);
         self.last = layout
             .filter(|_| parsed.warnings.is_empty())
             .and_then(|l| Some((Block::of(&l)?, l)))
             .map(|(block, layout)| FileIndex {
                 chunks,
-                marks,
+                marks: Vec::new(),
                 block,
                 keys: layout.sections.iter().map(|s| s.line).collect(),
                 checksum: parsed.blocklist.checksum,
             });
         Ok(Reloaded {
             parsed,
-            sha256,
             region: None,
         })
     }
@@ -387,11 +398,10 @@ fn incremental(
         networks,
         checksum: sum,
     };
-    // The SHA-256 from the last state kept before the first region.
+    // The SHA-256 states before the first region stay good.
     let first = regions.first().map_or(chunks.len(), |r| r.new.0);
     let keep = last.marks.partition_point(|m| m.chunk <= first);
-    let mut marks: Vec<Mark> = last.marks.get(..keep)?.to_vec();
-    let sha256 = sha256_from(bytes, &chunks, &mut marks);
+    let marks: Vec<Mark> = last.marks.get(..keep)?.to_vec();
     let keys: Vec<u64> = last.keys.iter().map(|&k| moved(k)).collect();
     let index = FileIndex {
         chunks,
@@ -409,7 +419,6 @@ fn incremental(
             blocklist,
             warnings: Vec::new(),
         },
-        sha256,
         region: Some(region),
     };
     Some((reloaded, index))

@@ -60,11 +60,11 @@ impl Loaded {
             Err(m) => return Err(vec![Diagnostic::whole_file(&name, m)]),
         };
         let mut tracker = Tracker::default();
-        let read = tracker.parse_full(&bytes, &name)?;
+        let (parsed, sha256) = tracker.parse_full(&bytes, &name)?;
         Ok(Loaded {
             source,
-            parsed: read.parsed,
-            sha256: read.sha256,
+            parsed,
+            sha256,
             tracker,
         })
     }
@@ -79,11 +79,11 @@ pub fn read_file(config: &BlocklistConfig) -> Result<Loaded, Vec<Diagnostic>> {
         .read_now()
         .map_err(|m| vec![Diagnostic::whole_file(&name, m)])?;
     let mut tracker = Tracker::default();
-    let read = tracker.parse_full(&bytes, &name)?;
+    let (parsed, sha256) = tracker.parse_full(&bytes, &name)?;
     Ok(Loaded {
         source: Arc::new(file),
-        parsed: read.parsed,
-        sha256: read.sha256,
+        parsed,
+        sha256,
         tracker,
     })
 }

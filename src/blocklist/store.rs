@@ -115,7 +115,7 @@ impl BlocklistStore {
             fetched_invalid: AtomicBool::new(false),
             tracker: Mutex::new(loaded.tracker),
         };
-        store.install(loaded.parsed.blocklist, loaded.sha256);
+        store.install(loaded.parsed.blocklist, Some(loaded.sha256));
         store.metrics.reload(ReloadResult::Success);
         (store, loaded.parsed.warnings)
     }
@@ -183,12 +183,17 @@ impl BlocklistStore {
         &self.source
     }
 
-    fn install(&self, list: Blocklist, sha256: String) {
+    /// Puts `list` in force. Without `sha256` (a reload: computed once the list is in force,
+    /// see [`BlocklistStore::set_sha256`]) the state keeps the last one meanwhile.
+    fn install(&self, list: Blocklist, sha256: Option<String>) {
         let now = unix_now();
         let entries = entries_in_force(&list, now);
         let expiring = list.expiring_count(now);
         let entries_in_file = list.len();
-        self.metrics.set_blocklist(&sha256, entries);
+        match &sha256 {
+            Some(sha256) => self.metrics.set_blocklist(sha256, entries),
+            None => self.metrics.set_entries(entries),
+        }
         let at = SystemTime::now();
         self.metrics.blocklist_last_success.set(unix_secs(at));
         self.metrics
@@ -197,6 +202,7 @@ impl BlocklistStore {
         // Under the state's lock: once the list is visible, so is what `/blocklist` says of
         // it, and a recount cannot mix the two lists.
         let mut state = self.lock_state();
+        let sha256 = sha256.unwrap_or_else(|| std::mem::take(&mut state.sha256));
         *state = LoadState {
             sha256,
             loaded_at: at,
@@ -210,6 +216,13 @@ impl BlocklistStore {
         let old = self.current.swap(Arc::new(list));
         drop(state);
         free_here(old);
+    }
+
+    /// The SHA-256 of the file the list in force came from, once computed.
+    fn set_sha256(&self, sha256: &str) {
+        let mut state = self.lock_state();
+        state.sha256 = sha256.to_owned();
+        self.metrics.set_blocklist(sha256, state.entries);
     }
 
     /// Swaps in what a fetch of the source (begun at `started`) gave, if it changed and is
@@ -242,26 +255,30 @@ impl BlocklistStore {
             )]);
         }
         let old = self.current.load_full();
-        let read = self
-            .tracker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .reload(&old, &bytes, sum, &name);
-        match read {
+        let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        match tracker.reload(&old, &bytes, sum, &name) {
             Ok(read) => {
                 self.fetched_invalid.store(false, Ordering::Relaxed);
                 let now = unix_now();
-                let (before, after) = read.diff_pair(&old);
-                let changes = before.changes_to(after, now);
                 let previous = self.lock_state().sha256.clone();
-                let audit = Box::new(Audit::between(before, after, now, previous, &read.sha256));
+                let (changes, mut audit) = {
+                    let (before, after) = read.diff_pair(&old);
+                    let changes = before.changes_to(after, now);
+                    let audit = Box::new(Audit::between(before, after, now, previous, ""));
+                    (changes, audit)
+                };
                 drop(old);
                 let incremental = read.is_incremental();
                 let entries = read.parsed.blocklist.len();
                 let warnings = read.parsed.warnings;
-                self.install(read.parsed.blocklist, read.sha256);
+                self.install(read.parsed.blocklist, None);
                 self.metrics.reload(ReloadResult::Success);
                 let elapsed = started.elapsed();
+                // In force first; then its SHA-256, for `/blocklist`, the metric and the audit.
+                let sha256 = tracker.sha256(&bytes);
+                drop(tracker);
+                self.set_sha256(&sha256);
+                audit.sha256 = sha256;
                 self.source.in_force(&bytes);
                 drop(bytes);
                 self.compact();
@@ -274,7 +291,10 @@ impl BlocklistStore {
                     incremental,
                 }
             }
-            Err(errors) => self.invalid(errors),
+            Err(errors) => {
+                drop(tracker);
+                self.invalid(errors)
+            }
         }
     }
 
@@ -361,13 +381,13 @@ mod tests {
         let path = dir.join("blocklist.yaml");
         std::fs::write(&path, t).expect("write");
         let mut tracker = Tracker::default();
-        let read = tracker
+        let (parsed, sha256) = tracker
             .parse_full(t.as_bytes(), "blocklist.yaml")
             .expect("valid");
         let loaded = Loaded {
             source: Arc::new(file(&path, Duration::ZERO)),
-            parsed: read.parsed,
-            sha256: read.sha256,
+            parsed,
+            sha256,
             tracker,
         };
         BlocklistStore::new(loaded, Arc::new(Metrics::new())).0

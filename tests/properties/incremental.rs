@@ -111,19 +111,23 @@ fn is_identity_item(lines: &[String], at: usize) -> bool {
     at > key && at < end && lines.get(at).is_some_and(|l| l.starts_with("  - "))
 }
 
-/// Reloads `t` from `current` and checks it against a whole parse; the new list (or
-/// `current` on an error) and whether the reload was incremental.
+/// Reloads `t` from `current` and checks it against a whole parse (the SHA-256 too when
+/// `sha`); the new list (or `current` on an error) and whether the reload was incremental.
 fn check(
     tracker: &mut Tracker,
     current: &Blocklist,
     t: &str,
+    sha: bool,
 ) -> Result<(Blocklist, bool), TestCaseError> {
     let got = tracker.reload(current, t.as_bytes(), checksum(t.as_bytes()), NAME);
     let want = Blocklist::parse(t, NAME);
     match (got, want) {
         (Ok(got), Ok(want)) => {
             prop_assert_eq!(&got.parsed, &want, "{}", t);
-            prop_assert_eq!(&got.sha256, &sha256_hex(t.as_bytes()));
+            // Not asked for after every reload: the next one resumes from older states.
+            if sha {
+                prop_assert_eq!(tracker.sha256(t.as_bytes()), sha256_hex(t.as_bytes()));
+            }
             let (before, after) = got.diff_pair(current);
             let now = unix_now();
             prop_assert_eq!(
@@ -196,7 +200,7 @@ fn incremental_reloads_equal_whole_parses() {
                 let mut current = tracker
                     .parse_full(first.as_bytes(), NAME)
                     .map_err(|e| TestCaseError::fail(format!("{e:?}")))?
-                    .parsed
+                    .0
                     .blocklist;
                 // The text in force, and whether it was a warning-free fast-path file.
                 let mut in_force = first;
@@ -248,7 +252,7 @@ fn incremental_reloads_equal_whole_parses() {
                         continue;
                     }
                     let t = text(&lines);
-                    let (next, incremental) = check(&mut tracker, &current, &t)?;
+                    let (next, incremental) = check(&mut tracker, &current, &t, k % 4 != 3)?;
                     if batch_benign && clean {
                         small.set(small.get() + 1);
                         small_incremental.set(small_incremental.get() + usize::from(incremental));
