@@ -4,19 +4,20 @@
 //! After a whole-file parse by the line-oriented reader (`scan`) without a warning, the
 //! [`Tracker`] keeps a fingerprint of the file instead of its bytes: the file cut into
 //! chunks of whole lines (a chunk starts at a list item whose hash meets a condition, so
-//! the cuts fall at the same items after an insertion or deletion and re-synchronise, and
-//! at a section key and the line after it), each
-//! chunk's 128-bit hash, length and line count (about 1 MB for 1,000,000 ids); where the
-//! `identities:` block list is; and the SHA-256 state every 256 KiB.
+//! the cuts fall at the same items after an insertion or deletion and re-synchronise; and
+//! at a section key and the line after it), each chunk's 128-bit hash, length and line
+//! count (about 1 MB for 1,000,000 ids); the section keys' lines and where the
+//! `identities:` block list is; and SHA-256 states about every 256 KiB.
 //!
-//! The next file is cut the same way. The chunks it shares with the last one at its start
-//! and at its end are unchanged; between them is the changed region, whole items. It is read
-//! alone, in the reader's state at that point of the file, when it is unambiguous: inside
-//! the `identities` block, the line reader's shapes, no section key, at most
-//! [`MAX_REGION_LINES`] lines, no invalid item and no id listed twice or already listed
-//! elsewhere. The new list is then the last one's entries with the region's entries
-//! replaced and the later lines moved (see [`super::table::Ids::with_region`]), and what
-//! changed is the region's entries before and after. Anything else is parsed whole.
+//! The next file is cut the same way and the two chunk lists aligned: between the chunks
+//! they share are the changed regions, whole items ([`changed_regions`]). Each is read
+//! alone, in the reader's state at that point of the file, when that is unambiguous: inside
+//! the `identities` block, the line reader's shapes, no section key, and no invalid item,
+//! no id listed twice or already listed elsewhere; outside the block, only comments and
+//! blank lines changed; at most [`MAX_REGION_LINES`] lines in all. The new list is the last
+//! one's entries with the regions' entries replaced and the later lines moved (see
+//! [`super::table::Ids::with_region`]), and what changed is the regions' entries before and
+//! after. Anything else is parsed whole.
 
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
