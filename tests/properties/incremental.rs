@@ -172,8 +172,13 @@ fn check(
 
 #[test]
 fn incremental_reloads_equal_whole_parses() {
+    // PROPTEST_CASES asks for more.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(96);
     let mut runner = TestRunner::new(Config {
-        cases: 96,
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
