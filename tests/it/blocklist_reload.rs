@@ -375,3 +375,43 @@ async fn a_large_reload_is_summarised_with_every_change_at_debug_level() {
     assert!(each.iter().any(|c| c["entry"] == "one@example.org"));
     gw.shutdown().await;
 }
+
+/// A one-line edit of a long list is read alone (`incremental: true` on the reload line) and
+/// audited as a whole parse would be; a change to a section key is parsed whole.
+#[tokio::test]
+async fn a_one_line_edit_is_read_incrementally_and_audited_alike() {
+    let (log, _guard) = support::logs::capture();
+    let ids: Vec<String> = (1..=3000).map(nth_id).collect();
+    let mut refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let gw = start_gateway(NOWHERE, NOWHERE, &blocklist_of(&refs)).await;
+    let gone = nth_id(1501);
+    refs[1500] = C;
+    replace_atomically(&gw.blocklist_path(), &blocklist_of(&refs));
+    let e = reload_audit(&log, 1).await;
+    assert_eq!(e["incremental"], true, "{e}");
+    assert_eq!(e["sha256"], sha256_of(&gw.blocklist_path()), "{e}");
+    assert_eq!(e["identities_added"], 1, "{e}");
+    assert_eq!(e["identities_removed"], 1, "{e}");
+    assert_eq!(e["identities"], 3000, "{e}");
+    let changes = e["changes"].as_str().expect("changes");
+    assert!(
+        changes.contains(&format!("added identity {C}")),
+        "{changes}"
+    );
+    assert!(
+        changes.contains(&format!("removed identity {gone}")),
+        "{changes}"
+    );
+    assert!(gw.wait_for_listed(C, true, Duration::from_secs(1)).await);
+    assert!(
+        gw.wait_for_listed(&gone, false, Duration::from_secs(1))
+            .await
+    );
+    // A comment on the section key: the key's line changed, so the file is parsed whole.
+    let text = blocklist_of(&refs).replace("identities:", "identities: # all of them");
+    replace_atomically(&gw.blocklist_path(), &text);
+    let e = reload_audit(&log, 2).await;
+    assert_eq!(e["incremental"], false, "{e}");
+    assert_eq!(e["changed"], 0, "{e}");
+    gw.shutdown().await;
+}
