@@ -292,6 +292,14 @@ fn incremental(
         return None;
     }
     let block = last.block;
+    // Each region's old lines, and the entries there (one pass over the list).
+    let mut spans = Vec::with_capacity(regions.len());
+    for r in &regions {
+        let from = 1 + lines(old.get(..r.old.0)?);
+        let to = (!r.to_end).then_some(from + lines(old.get(r.old.0..r.old.1)?));
+        spans.push((from, to));
+    }
+    let mut olds = current.identities.in_ranges(&spans).into_iter();
     let mut ids = current.identities.clone();
     let mut gone_all: Vec<(u128, Entry)> = Vec::new();
     let mut new_all: Vec<(u128, Entry)> = Vec::new();
@@ -315,7 +323,9 @@ fn incremental(
             return None;
         }
         let new = c.into_identities()?;
-        let gone = ids.in_lines(from, to);
+        // In old lines: the same entries as in `ids` (`from..to`), earlier regions being
+        // before this one.
+        let gone = olds.next()?;
         let in_block = old_from > block.key_line
             && match (old_to, block.end) {
                 (None, Some(_)) => false,
@@ -343,10 +353,7 @@ fn incremental(
         }
         let by = i64::try_from(new_lines).ok()? - i64::try_from(old_lines).ok()?;
         ids = ids.with_region(from, to, by, &gone, new.clone());
-        gone_all.extend(gone.into_iter().map(|(id, mut e)| {
-            e.line = e.line.saturating_add_signed(-shift);
-            (id, e)
-        }));
+        gone_all.extend(gone);
         new_all.extend(new);
         moves.push((old_to, by));
         shift += by;

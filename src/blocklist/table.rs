@@ -360,37 +360,46 @@ impl Ids {
         bare + with_extra + added - gone
     }
 
-    /// Every entry whose current line is in `from..to` (`to` `None`: to the end), by id.
-    pub(super) fn in_lines(&self, from: u64, to: Option<u64>) -> Vec<(u128, Entry)> {
-        let inside = |line: u64| line >= from && to.is_none_or(|t| line < t);
+    /// The entries whose current line is in each of `ranges` (`from..to`, `to` `None`: to
+    /// the end; sorted, not overlapping), each by id. One pass over the table.
+    pub(super) fn in_ranges(&self, ranges: &[(u64, Option<u64>)]) -> Vec<Vec<(u128, Entry)>> {
+        let mut out: Vec<Vec<(u128, Entry)>> = vec![Vec::new(); ranges.len()];
+        let which = |line: u64| {
+            let k = ranges
+                .partition_point(|(from, _)| *from <= line)
+                .checked_sub(1)?;
+            let (_, to) = ranges.get(k)?;
+            to.is_none_or(|t| line < t).then_some(k)
+        };
         let o = self.overlay.as_deref();
-        let mut out = Vec::new();
         for (i, m) in self.base.meta.iter().enumerate() {
             let line = o.map_or(u64::from(m.line), |o| o.line(u64::from(m.line)));
-            if !inside(line) {
+            let Some(k) = which(line) else {
                 continue;
-            }
+            };
             let Some(&id) = self.base.ids.get(i) else {
                 continue;
             };
             if o.is_some_and(|o| o.is_removed(id)) {
                 continue;
             }
-            if let Some(mut e) = self.base.entry_at(i) {
+            if let (Some(mut e), Some(list)) = (self.base.entry_at(i), out.get_mut(k)) {
                 e.line = line;
-                out.push((id, e));
+                list.push((id, e));
             }
         }
         for (id, e) in o.map_or(&[][..], |o| &o.added[..]) {
-            if inside(e.line) {
-                out.push((*id, e.clone()));
+            if let Some(list) = which(e.line).and_then(|k| out.get_mut(k)) {
+                list.push((*id, e.clone()));
             }
         }
-        out.sort_unstable_by_key(|(id, _)| *id);
+        for list in &mut out {
+            list.sort_unstable_by_key(|(id, _)| *id);
+        }
         out
     }
 
-    /// These entries with the ones of lines `from..to` (`old`, as [`Ids::in_lines`] gave
+    /// These entries with the ones of lines `from..to` (`old`, as [`Ids::in_ranges`] gave
     /// them) replaced by `new` (sorted by id, unique, none of them elsewhere in the list), and
     /// the lines from `to` on moved by `by`.
     pub(super) fn with_region(
