@@ -41,6 +41,7 @@ pub async fn run_reloader(
                 tracing::dispatcher::with_default(&dispatch, || {
                     let outcome = s.apply(fetched, started);
                     report(&s, trigger, outcome, listener.as_ref());
+                    s.compact();
                 });
                 let _ = done_tx.send(());
             });

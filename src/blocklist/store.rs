@@ -226,7 +226,8 @@ impl BlocklistStore {
     }
 
     /// Swaps in what a fetch of the source (begun at `started`) gave, if it changed and is
-    /// valid. Blocking (parses and diffs): run it off the async workers.
+    /// valid. Blocking (parses and diffs): run it off the async workers, and
+    /// [`BlocklistStore::compact`] after acting on the outcome.
     pub fn apply(&self, fetched: Fetched, started: Instant) -> ReloadOutcome {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let name = self.source.name();
@@ -280,8 +281,6 @@ impl BlocklistStore {
                 self.set_sha256(&sha256);
                 audit.sha256 = sha256;
                 self.source.in_force(&bytes);
-                drop(bytes);
-                self.compact();
                 ReloadOutcome::Applied {
                     changes: Box::new(changes),
                     audit,
@@ -299,8 +298,10 @@ impl BlocklistStore {
     }
 
     /// Folds the list's identity overlay into a new table once it has grown: the same list,
-    /// so no diff and no audit. Runs on the reload thread after the list is in force.
-    fn compact(&self) {
+    /// so no diff and no audit. For the reload thread, after a reload's outcome has been
+    /// acted on (its audit logged, revocations queued): a million-id table takes a while.
+    pub fn compact(&self) {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let list = self.current.load_full();
         if let Some(compacted) = list.compacted() {
             drop(list);
@@ -445,6 +446,8 @@ mod tests {
                 "{k}: {outcome:?}"
             );
             let want = Blocklist::parse(&t, "x").expect("valid").blocklist;
+            assert_eq!(**s.snapshot(), want, "{k}");
+            s.compact();
             assert_eq!(**s.snapshot(), want, "{k}");
         }
         // At most OVERLAY_MAX_SHIFTS shifts stay in the overlay.

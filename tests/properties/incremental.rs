@@ -38,7 +38,7 @@ impl Rng {
 fn file(seed: u64, items: usize, before: bool, after: bool) -> Vec<String> {
     let mut rng = Rng(seed | 1);
     let mut out = vec!["# blocklist".to_owned()];
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         out.push("---".to_owned());
     }
     if before {
@@ -91,7 +91,7 @@ fn new_element(kind: u8, rng: &mut Rng, lines: &[String]) -> (String, bool) {
         28 => ("    reason: x".to_owned(), false),
         29 => (format!("    - {id}"), false),
         30 => ("  # comment".to_owned(), false),
-        _ if rng.next() % 2 == 0 => ("---".to_owned(), false),
+        _ if rng.next().is_multiple_of(2) => ("---".to_owned(), false),
         _ => (format!("  - id: {id}\n    mode: maybe"), false),
     }
 }
