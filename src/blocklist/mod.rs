@@ -4,7 +4,7 @@
 //! a lookup never locks and never sees half a file.
 //!
 //! - `types`: entries and the list's lookups by id, address and domain
-//! - `table`: the compact identity table
+//! - `table`: the compact identity table, and the overlay an incremental reload puts on it
 //! - `keys`: e-mail addresses and domains in one spelling
 //! - `parse`: validation and collection of the items both readers yield; the readers are
 //!   `scan` (line by line, the common shapes) and `raw` (serde-saphyr, everything else)
