@@ -52,12 +52,25 @@ pub fn format_timestamp(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// Content hash used to skip re-reading unchanged content (not a security boundary: whoever
-/// can write the file decides its content anyway): 64-bit xxh3, at memory speed (a
-/// million-id list is checksummed on every poll and reload; the word-by-word hash before it
-/// took a tenth of an incremental reload).
+/// Content hash used to skip re-reading unchanged content: 64-bit xxh3, at memory speed (a
+/// million-id list is checksummed on every poll and reload). Seeded per process
+/// ([`hash_seed`]): the sums are only compared within one process, and content crafted to
+/// collide with the list in force cannot be prepared without the seed.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
+    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, hash_seed())
+}
+
+/// 128-bit xxh3 with the process's seed, for content compared within this process only
+/// (the chunks of the last blocklist file).
+pub fn content_hash(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128_with_seed(bytes, hash_seed())
+}
+
+/// A random seed, fixed for the process: std's `RandomState` keys come from the OS.
+fn hash_seed() -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x6b67_u64))
 }
 
 /// Lower-case hex SHA-256 of some bytes.

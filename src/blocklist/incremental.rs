@@ -20,7 +20,7 @@
 //! after. Anything else is parsed whole.
 
 use sha2::{Digest, Sha256};
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::parse::{parse_with_layout, Collector, Parsed, SectionKind};
 use super::scan::{scan_region, Layout};
@@ -476,7 +476,7 @@ fn chunks(bytes: &[u8]) -> Vec<Chunk> {
 fn chunk(bytes: &[u8], from: usize, to: usize, lines: u32) -> Chunk {
     let part = bytes.get(from..to).unwrap_or_default();
     Chunk {
-        hash: xxh3_128(part),
+        hash: crate::util::content_hash(part),
         len: u32::try_from(part.len()).unwrap_or(u32::MAX),
         lines,
     }
