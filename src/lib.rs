@@ -43,6 +43,7 @@ pub mod server;
 pub mod status;
 pub mod throttle;
 pub mod tls;
+pub mod upstream;
 pub mod util;
 pub mod validate;
 
@@ -194,7 +195,13 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
     let (stop_ops, ops_rx) = watch::channel(false);
     let grace = config.server.shutdown_grace.get();
     let builder = server::builder(&config.server);
-    let client = proxy::upstream_client(&config, client_tls);
+    let public_upstream =
+        upstream::Upstream::new(&config, client_tls.clone(), &config.upstream.public);
+    let admin_upstream = if public_upstream.serves(&config.upstream.admin) {
+        Arc::clone(&public_upstream)
+    } else {
+        upstream::Upstream::new(&config, client_tls, &config.upstream.admin)
+    };
     let on_change = (!report_only).then(|| revoke_on_add(revoker.clone()));
     if config.revocation.sweep_on_start && !report_only {
         sweep(&blocklist.snapshot(), &revoker);
@@ -227,7 +234,7 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
         Proxy::new(
             Listener::Public,
             config.upstream.public.clone(),
-            client.clone(),
+            public_upstream,
             &config,
             public_policy,
             Arc::clone(&metrics),
@@ -245,7 +252,7 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
             Proxy::new(
                 Listener::Admin,
                 config.upstream.admin.clone(),
-                client,
+                admin_upstream,
                 &config,
                 admin_policy,
                 Arc::clone(&metrics),

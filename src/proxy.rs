@@ -11,10 +11,6 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 
@@ -25,6 +21,7 @@ use crate::headers::{self, Peer};
 use crate::metrics::{
     LatencyHistogram, Listener, ListenerLabels, Metrics, ReasonLabels, RequestLabels, StatusClass,
 };
+use crate::upstream::{self, Upstream};
 
 /// What the engine and the policy know about one request/response exchange.
 #[derive(Debug)]
@@ -112,33 +109,12 @@ pub trait Policy: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// The pooled HTTP/1.1 client to Kratos (http or https), shared by both listeners.
-pub fn upstream_client(config: &Config, tls: rustls::ClientConfig) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(config.upstream.connect_timeout.get()));
-    http.set_nodelay(true);
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.upstream.pool_idle_timeout.get())
-        .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
-}
-
 /// One listener's proxy: where to forward, and the policy in between.
 pub struct Proxy<P> {
     listener: Listener,
     upstream: UpstreamUrl,
-    client: HttpClient,
+    /// The connections to `upstream` (this runtime's pool).
+    client: Arc<Upstream>,
     response_timeout: Duration,
     trusted_proxies: Arc<[IpNet]>,
     rewrite_host: bool,
@@ -191,7 +167,7 @@ impl<P: Policy> Proxy<P> {
     pub fn new(
         listener: Listener,
         upstream: UpstreamUrl,
-        client: HttpClient,
+        client: Arc<Upstream>,
         config: &Config,
         policy: Arc<P>,
         metrics: Arc<Metrics>,
@@ -281,7 +257,7 @@ impl<P: Policy> Proxy<P> {
         let timeout = self.response_timeout;
         let sent = if http_body::Body::is_end_stream(request.body()) {
             // Nothing to upload (most requests): the response timeout starts now.
-            tokio::time::timeout(timeout, self.client.request(request))
+            tokio::time::timeout(timeout, self.client.send(request))
                 .await
                 .map_err(|_| ())
         } else {
@@ -294,12 +270,12 @@ impl<P: Policy> Proxy<P> {
                 tokio::time::sleep(timeout).await;
             };
             tokio::select! {
-                r = self.client.request(request) => Ok(r),
+                r = self.client.send(request) => Ok(r),
                 () = deadline => Err(()),
             }
         };
         self.upstream_seconds.observe(started.elapsed());
-        let mut response = match sent {
+        let (mut response, mut lease) = match sent {
             Err(_) => return Err(GatewayError::UpstreamTimeout(self.response_timeout)),
             Ok(Err(e)) => return Err(classify_client_error(&e)),
             Ok(Ok(r)) => r,
@@ -313,7 +289,12 @@ impl<P: Policy> Proxy<P> {
             )));
         }
         headers::strip_hop_by_hop(response.headers_mut());
-        Ok(self.policy.on_response(exchange, ctx, response).await)
+        // The policy reads the response while the connection keeps going in this task; the
+        // body handed to the client drives it from then on and returns it to the pool.
+        let response = lease
+            .drive(self.policy.on_response(exchange, ctx, response))
+            .await;
+        Ok(lease.attach(response))
     }
 
     /// Rewrites a client request for Kratos: upstream URI, HTTP/1.1, Host kept, hop-by-hop
@@ -371,14 +352,10 @@ impl<P: Policy> Proxy<P> {
     }
 }
 
-fn classify_client_error(e: &hyper_util::client::legacy::Error) -> GatewayError {
+fn classify_client_error(e: &upstream::Error) -> GatewayError {
     use std::error::Error as _;
     if e.is_connect() {
-        let detail = e
-            .source()
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| e.to_string());
-        return GatewayError::UpstreamUnreachable(detail);
+        return GatewayError::UpstreamUnreachable(e.to_string());
     }
     let mut detail = e.to_string();
     let mut source = e.source();

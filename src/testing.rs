@@ -183,7 +183,7 @@ pub async fn engine<P: Policy>(upstream: &str, policy: P) -> std::net::SocketAdd
     let proxy = Arc::new(Proxy::new(
         Listener::Public,
         config.upstream.public.clone(),
-        crate::proxy::upstream_client(&config, client_tls()),
+        crate::upstream::Upstream::new(&config, client_tls(), &config.upstream.public),
         &config,
         Arc::new(policy),
         Arc::new(Metrics::new()),
