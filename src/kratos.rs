@@ -58,6 +58,9 @@ pub enum LookupError {
     },
     #[error("{what}: unexpected response body: {detail}")]
     Body { what: &'static str, detail: String },
+    /// The runtime the call ran on stopped before it completed (shutting down).
+    #[error("{what}: the call did not complete: {detail}")]
+    Interrupted { what: &'static str, detail: String },
 }
 
 #[derive(Clone)]
@@ -71,6 +74,9 @@ pub struct KratosClient {
     /// Times each lookup sent to Kratos (`kratos_gate_kratos_lookup_duration_seconds`);
     /// answers from the address cache are not lookups.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The runtime every call runs on (the control runtime of the per-core layout), whatever
+    /// runtime asks: its connections then never belong to a worker runtime that stops first.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Recently fetched identity addresses, so that a burst of whoami calls for one identity
@@ -121,7 +127,14 @@ impl KratosClient {
                 map: DashMap::new(),
             }),
             metrics: None,
+            runtime: None,
         })
+    }
+
+    /// Runs every call on `runtime`.
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     /// Records the duration of every lookup sent to Kratos in `metrics`.
@@ -149,19 +162,30 @@ impl KratosClient {
         read: impl FnOnce(Reply) -> Result<T, LookupError>,
     ) -> Result<T, LookupError> {
         let started = Instant::now();
-        let answer = async {
-            let what = call.what;
+        let what = call.what;
+        let expects = call.expects;
+        let fetch = async move {
             let resp = request
                 .send()
                 .await
                 .map_err(|source| LookupError::Transport { what, source })?;
             let status = resp.status();
-            if !(call.expects)(status) {
+            if !expects(status) {
                 return Err(LookupError::Status { what, status });
             }
-            read(Reply::read(resp, what).await?)
-        }
-        .await;
+            Reply::read(resp, what).await
+        };
+        let reply = match &self.runtime {
+            Some(runtime) => match runtime.spawn(fetch).await {
+                Ok(r) => r,
+                Err(e) => Err(LookupError::Interrupted {
+                    what,
+                    detail: e.to_string(),
+                }),
+            },
+            None => fetch.await,
+        };
+        let answer = reply.and_then(read);
         if let (Some(source), Some(m)) = (call.timed_as, &self.metrics) {
             m.observe_lookup(source, started.elapsed());
         }

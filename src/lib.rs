@@ -138,6 +138,11 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
     let kratos = KratosClient::new(&config, admin_token, client_tls.clone())
         .map_err(|e| StartError::Setup(format!("cannot build the Kratos client: {e}")))?
         .with_metrics(Arc::clone(&metrics));
+    // Per core, the gateway's own calls to Kratos run on this (the control) runtime.
+    let kratos = match config.server.runtime {
+        config::RuntimeLayout::Shared => kratos,
+        config::RuntimeLayout::PerCore => kratos.on_runtime(tokio::runtime::Handle::current()),
+    };
     // Before anything is bound: a journal that cannot be used is a start error, and the
     // revocations it holds are queued again.
     let (stop_background, background_rx) = watch::channel(false);
@@ -164,17 +169,21 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
     let public_tls = acceptor("public", &public_cert, &config.server)?;
     let admin_tls = acceptor("admin", &admin_cert, &config.server)?;
 
-    let public = bind("public", config.listen.public.address).await?;
+    // Per core: every worker runtime accepts on its own socket of each proxy listener.
+    let workers = match config.server.runtime {
+        config::RuntimeLayout::Shared => None,
+        config::RuntimeLayout::PerCore => {
+            Some(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
+    };
+    let public = bind_sockets("public", config.listen.public.address, workers).await?;
     let admin = match &config.listen.admin {
-        Some(a) => Some(bind("admin", a.address).await?),
+        Some(a) => Some(bind_sockets("admin", a.address, workers).await?),
         None => None,
     };
     let ops = bind("ops", config.listen.ops).await?;
-    let public_addr = local_addr(&public, "public", config.listen.public.address)?;
-    let admin_addr = match (&admin, &config.listen.admin) {
-        (Some(l), Some(a)) => Some(local_addr(l, "admin", a.address)?),
-        _ => None,
-    };
+    let public_addr = public.addr;
+    let admin_addr = admin.as_ref().map(|a| a.addr);
     let ops_addr = local_addr(&ops, "ops", config.listen.ops)?;
     let hooks = match config.listen.hooks {
         Some(a) => Some(bind("hooks", a).await?),
@@ -195,13 +204,6 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
     let (stop_ops, ops_rx) = watch::channel(false);
     let grace = config.server.shutdown_grace.get();
     let builder = server::builder(&config.server);
-    let public_upstream =
-        upstream::Upstream::new(&config, client_tls.clone(), &config.upstream.public);
-    let admin_upstream = if public_upstream.serves(&config.upstream.admin) {
-        Arc::clone(&public_upstream)
-    } else {
-        upstream::Upstream::new(&config, client_tls, &config.upstream.admin)
-    };
     let on_change = (!report_only).then(|| revoke_on_add(revoker.clone()));
     if config.revocation.sweep_on_start && !report_only {
         sweep(&blocklist.snapshot(), &revoker);
@@ -227,43 +229,24 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
     );
     let admin_policy = Arc::new(AdminPolicy::new(enforcer));
 
-    let mut listeners = Vec::new();
-    listeners.push(spawn_proxy(
-        "public",
-        public,
-        Proxy::new(
-            Listener::Public,
-            config.upstream.public.clone(),
-            public_upstream,
-            &config,
-            public_policy,
-            Arc::clone(&metrics),
-        ),
-        metrics.request_duration("public"),
-        builder.clone(),
+    let proxies = Arc::new(ProxySetup {
+        config: config.clone(),
+        client_tls,
+        public_policy,
+        admin_policy,
+        metrics: Arc::clone(&metrics),
+        builder: builder.clone(),
         public_tls,
-        stop_rx.clone(),
+        admin_tls,
+        stop: stop_rx.clone(),
         grace,
-    ));
-    if let Some(admin) = admin {
-        listeners.push(spawn_proxy(
-            "admin",
-            admin,
-            Proxy::new(
-                Listener::Admin,
-                config.upstream.admin.clone(),
-                admin_upstream,
-                &config,
-                admin_policy,
-                Arc::clone(&metrics),
-            ),
-            metrics.request_duration("admin"),
-            builder.clone(),
-            admin_tls,
-            stop_rx.clone(),
-            grace,
-        ));
-    }
+    });
+    let mut listeners = match workers {
+        None => vec![tokio::spawn(
+            proxies.run(public.sockets, admin.map(|a| a.sockets)),
+        )],
+        Some(_) => spawn_workers(&proxies, public.sockets, admin.map(|a| a.sockets))?,
+    };
 
     let ops_task = {
         let readiness = Arc::clone(&readiness);
@@ -439,38 +422,207 @@ fn sweep(list: &blocklist::Blocklist, revoker: &revocation::Revoker) {
     );
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_proxy<P: Policy>(
-    name: &'static str,
-    listener: TcpListener,
-    proxy: Proxy<P>,
-    seconds: metrics::LatencyHistogram,
+/// What each runtime needs to serve the public and admin listeners: with the shared layout
+/// one runtime runs it, with the per-core layout every worker runtime does, each with its
+/// own connections to Kratos.
+struct ProxySetup {
+    config: Config,
+    client_tls: rustls::ClientConfig,
+    public_policy: Arc<PublicPolicy>,
+    admin_policy: Arc<AdminPolicy>,
+    metrics: Arc<Metrics>,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    tls: Option<server::Tls>,
+    public_tls: Option<server::Tls>,
+    admin_tls: Option<server::Tls>,
     stop: watch::Receiver<bool>,
     grace: std::time::Duration,
-) -> JoinHandle<()> {
-    // One shared proxy: cloning it per request would clone its client and upstream URL.
-    let proxy = Arc::new(proxy);
-    tokio::spawn(server::serve(
-        name,
+}
+
+impl ProxySetup {
+    /// Serves one socket of the public listener and, when there is one, of the admin
+    /// listener on the current runtime, until the listeners stop and their connections
+    /// drained. The pools to Kratos belong to this runtime.
+    async fn run(
+        self: Arc<Self>,
+        public: Vec<std::net::TcpListener>,
+        admin: Option<Vec<std::net::TcpListener>>,
+    ) {
+        let config = &self.config;
+        let public_pool =
+            upstream::Upstream::new(config, self.client_tls.clone(), &config.upstream.public);
+        let admin_pool = if public_pool.serves(&config.upstream.admin) {
+            Arc::clone(&public_pool)
+        } else {
+            upstream::Upstream::new(config, self.client_tls.clone(), &config.upstream.admin)
+        };
+        let mut tasks = Vec::new();
+        for l in public {
+            let Some(listener) = into_tokio("public", l) else {
+                continue;
+            };
+            let proxy = Proxy::new(
+                Listener::Public,
+                config.upstream.public.clone(),
+                Arc::clone(&public_pool),
+                config,
+                Arc::clone(&self.public_policy),
+                Arc::clone(&self.metrics),
+            );
+            tasks.push(tokio::spawn(self.serve_proxy(
+                "public",
+                listener,
+                proxy,
+                self.public_tls.clone(),
+            )));
+        }
+        for l in admin.into_iter().flatten() {
+            let Some(listener) = into_tokio("admin", l) else {
+                continue;
+            };
+            let proxy = Proxy::new(
+                Listener::Admin,
+                config.upstream.admin.clone(),
+                Arc::clone(&admin_pool),
+                config,
+                Arc::clone(&self.admin_policy),
+                Arc::clone(&self.metrics),
+            );
+            tasks.push(tokio::spawn(self.serve_proxy(
+                "admin",
+                listener,
+                proxy,
+                self.admin_tls.clone(),
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    fn serve_proxy<P: Policy>(
+        &self,
+        name: &'static str,
+        listener: TcpListener,
+        proxy: Proxy<P>,
+        tls: Option<server::Tls>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // One shared proxy: cloning it per request would clone its pool and upstream URL.
+        let proxy = Arc::new(proxy);
+        let seconds = self.metrics.request_duration(name);
+        server::serve(
+            name,
+            listener,
+            self.builder.clone(),
+            move |req, addr, tls| {
+                let proxy = Arc::clone(&proxy);
+                let seconds = seconds.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let peer = proxy.peer(addr, tls);
+                    let response = proxy.handle(req, peer).await;
+                    seconds.observe(started.elapsed());
+                    response
+                }
+            },
+            tls,
+            self.stop.clone(),
+            self.grace,
+        )
+    }
+}
+
+/// The per-core layout: one thread per socket of the public listener, each running a
+/// single-threaded runtime that serves its sockets of the public and admin listeners. The
+/// handles end when a worker has drained and stopped.
+fn spawn_workers(
+    setup: &Arc<ProxySetup>,
+    public: Vec<std::net::TcpListener>,
+    admin: Option<Vec<std::net::TcpListener>>,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let mut admin = admin.map(Vec::into_iter);
+    let mut handles = Vec::new();
+    for (i, public) in public.into_iter().enumerate() {
+        let admin = admin.as_mut().and_then(Iterator::next).map(|a| vec![a]);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StartError::Setup(format!("cannot build worker runtime {i}: {e}")))?;
+        let setup = Arc::clone(setup);
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        // Events of the worker go where the starting thread's go.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        std::thread::Builder::new()
+            .name(format!("kg-worker-{i}"))
+            .spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    runtime.block_on(setup.run(vec![public], admin));
+                });
+                // Connections still open after the grace period are closed here.
+                drop(runtime);
+                let _ = done.send(());
+            })
+            .map_err(|e| StartError::Setup(format!("cannot start worker thread {i}: {e}")))?;
+        handles.push(tokio::spawn(async move {
+            let _ = finished.await;
+        }));
+    }
+    Ok(handles)
+}
+
+/// A proxy listener's sockets: one, or one per worker runtime on the same port.
+struct Sockets {
+    addr: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+/// Binds `addr` once, or (`per_core`) that many times with SO_REUSEPORT, the kernel spreading
+/// connections over the sockets; port 0 becomes the port the first socket got.
+async fn bind_sockets(
+    listener: &'static str,
+    addr: SocketAddr,
+    per_core: Option<usize>,
+) -> Result<Sockets, StartError> {
+    let err = |source| StartError::Bind {
         listener,
-        builder,
-        move |req, addr, tls| {
-            let proxy = Arc::clone(&proxy);
-            let seconds = seconds.clone();
-            async move {
-                let started = std::time::Instant::now();
-                let peer = proxy.peer(addr, tls);
-                let response = proxy.handle(req, peer).await;
-                seconds.observe(started.elapsed());
-                response
-            }
-        },
-        tls,
-        stop,
-        grace,
-    ))
+        addr,
+        source,
+    };
+    let Some(n) = per_core else {
+        let l = bind(listener, addr).await?;
+        let bound = local_addr(&l, listener, addr)?;
+        return Ok(Sockets {
+            addr: bound,
+            sockets: vec![l.into_std().map_err(err)?],
+        });
+    };
+    let mut at = addr;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(err)?;
+        socket.set_reuseaddr(true).map_err(err)?;
+        socket.set_reuseport(true).map_err(err)?;
+        socket.bind(at).map_err(err)?;
+        let l = socket.listen(1024).map_err(err)?;
+        at = l.local_addr().map_err(err)?;
+        sockets.push(l.into_std().map_err(err)?);
+    }
+    Ok(Sockets { addr: at, sockets })
+}
+
+/// A socket bound by [`bind_sockets`], registered with the current runtime.
+fn into_tokio(name: &'static str, l: std::net::TcpListener) -> Option<TcpListener> {
+    match TcpListener::from_std(l) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(listener = name, error = %e, "cannot serve a listener socket");
+            None
+        }
+    }
 }
 
 fn load_cert(

@@ -252,13 +252,16 @@ fn run(config_path: &Path, format: Format) -> Result<(), u8> {
     }
     let config = validated.config;
     let loaded = validated.blocklist;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            logging::fatal(format, "cannot start the async runtime", &e);
-            FAILURE
-        })?;
+    // Per core, this is the control runtime (reloads, revocations, ops, calls to Kratos); the
+    // proxy listeners get a runtime per core of their own.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.runtime == kratos_gate::config::RuntimeLayout::PerCore {
+        runtime.worker_threads(1);
+    }
+    let runtime = runtime.enable_all().build().map_err(|e| {
+        logging::fatal(format, "cannot start the async runtime", &e);
+        FAILURE
+    })?;
     runtime.block_on(async move {
         // Handlers first: a signal that arrives once the gateway reports ready must already
         // mean a graceful shutdown or a reload, not the default action.

@@ -13,7 +13,9 @@ use schemars::generate::SchemaSettings;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Serialize, Serializer};
 
-use crate::config::{Config, GlobalMode, HumanDuration, ListenAddr, SameSite, UpstreamUrl};
+use crate::config::{
+    Config, GlobalMode, HumanDuration, ListenAddr, RuntimeLayout, SameSite, UpstreamUrl,
+};
 
 /// Where the committed schemas live, relative to the repository root.
 pub const CONFIG_SCHEMA_PATH: &str = "schemas/gateway.schema.json";
@@ -178,6 +180,15 @@ impl Serialize for GlobalMode {
         s.serialize_str(match self {
             GlobalMode::Enforce => "enforce",
             GlobalMode::Report => "report",
+        })
+    }
+}
+
+impl Serialize for RuntimeLayout {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            RuntimeLayout::Shared => "shared",
+            RuntimeLayout::PerCore => "per_core",
         })
     }
 }

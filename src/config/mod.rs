@@ -24,7 +24,7 @@ mod values;
 pub use load::Parsed;
 pub use sections::{
     BlocklistConfig, Enforcement, Forwarding, GlobalMode, Hooks, Inspection, Listen, ListenAddr,
-    Log, Revocation, SameSite, Server, TlsFiles, Upstream,
+    Log, Revocation, RuntimeLayout, SameSite, Server, TlsFiles, Upstream,
 };
 pub use values::{HumanDuration, SourceKind, SourceUrl, UpstreamUrl};
 

@@ -252,6 +252,21 @@ pub struct Server {
     /// In-flight requests get this long to finish after listeners close.
     #[serde(deserialize_with = "from_str")]
     pub shutdown_grace: HumanDuration,
+    /// How the public and admin listeners run: `per_core`, one single-threaded runtime per
+    /// CPU core, each accepting on its own socket of the listener's port (SO_REUSEPORT) with
+    /// its own connections to Kratos, so that a request never changes threads, plus a small
+    /// runtime for reloads, revocations, the ops and hooks listeners and the gateway's own
+    /// calls to Kratos; `shared`, one multi-threaded runtime for everything.
+    pub runtime: RuntimeLayout,
+}
+
+/// `server.runtime`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeLayout {
+    #[default]
+    PerCore,
+    Shared,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -330,6 +345,7 @@ impl Default for Server {
             http2_max_concurrent_streams: 256,
             shutdown_delay: HumanDuration(Duration::ZERO),
             shutdown_grace: HumanDuration(Duration::from_secs(20)),
+            runtime: RuntimeLayout::default(),
         }
     }
 }

@@ -63,6 +63,8 @@ fn every_shipped_gateway_config_passes_check() {
             .arg("--config")
             .arg(dir.path().join("gateway.yaml"))
             .env("KRATOS_GATE_HOOK_SECRET", "deploy-examples-test")
+            // The layout the suite may be run in (.ci/run) would add a provenance line.
+            .env_remove("KRATOS_GATE_SERVER_RUNTIME")
             .output()
             .expect("run kratos-gate check");
         let stdout = String::from_utf8_lossy(&out.stdout);

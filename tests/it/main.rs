@@ -48,6 +48,7 @@ mod remote_source;
 mod report_mode;
 mod revocation_journal;
 mod revoke_on_add;
+mod runtime_layout;
 mod signed_out_and_schemas;
 mod slow_upload_is_not_a_slow_kratos;
 mod throttle;

@@ -32,11 +32,26 @@ impl Captured {
     }
 
     /// Connections the server ended because of an error (a refused request, a reset).
+    /// A gateway in the per-core layout logs this on its worker thread just after the
+    /// client saw the connection close: the count is read once it has stayed the same for
+    /// 50 ms (at most 2 s).
     pub fn connection_errors(&self) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| e["message"] == "connection ended with an error")
-            .count()
+        let count = || {
+            self.events()
+                .iter()
+                .filter(|e| e["message"] == "connection ended with an error")
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut last = count();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let now = count();
+            if now == last || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     pub fn text(&self) -> String {

@@ -1,0 +1,67 @@
+//! The per-core layout (`server.runtime: per_core`): one single-threaded runtime per core,
+//! each accepting on its own socket of the same port. Connections land on every worker and
+//! are all answered, on both proxy listeners; shutdown stops the workers and closes every
+//! socket of the port. (The whole suite runs in both layouts: `.ci/run`.)
+
+use crate::support;
+
+use std::time::Duration;
+
+use kratos_gate::config::RuntimeLayout;
+use support::client;
+use support::fake_kratos::{FakeKratos, Reply};
+use support::gateway::{blocklist_of, start_gateway_with};
+
+const LISTED: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
+
+/// Threads of this process named like the gateway's worker runtimes.
+fn worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("kg-worker-"))
+        .count()
+}
+
+#[tokio::test]
+async fn per_core_workers_share_the_port_answer_every_connection_and_stop_on_shutdown() {
+    let fake = FakeKratos::start().await;
+    fake.on_public("ANY", "/layout", Reply::text(200, "ok"));
+    fake.on_admin("ANY", "/admin/layout", Reply::text(200, "admin ok"));
+    let gw = start_gateway_with(
+        &fake.public_url(),
+        &fake.admin_url(),
+        &blocklist_of(&[LISTED]),
+        |c| c.server.runtime = RuntimeLayout::PerCore,
+    )
+    .await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(worker_threads() >= cores, "{} workers", worker_threads());
+
+    // A fresh connection per request: the kernel spreads them over the workers' sockets.
+    let mut answers = Vec::new();
+    for i in 0..32 {
+        let url = if i % 4 == 0 {
+            gw.admin_url("/admin/layout")
+        } else {
+            gw.public_url("/layout")
+        };
+        answers.push(tokio::spawn(async move { client::get(&url).await }));
+    }
+    for a in answers {
+        let reply = tokio::time::timeout(Duration::from_secs(10), a)
+            .await
+            .expect("answered in time")
+            .expect("task");
+        assert_eq!(reply.status, 200);
+    }
+
+    let (public, admin) = (gw.public, gw.admin);
+    gw.shutdown().await;
+    for addr in [public, admin] {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still accepts after shutdown"
+        );
+    }
+}
