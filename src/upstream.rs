@@ -81,8 +81,12 @@ impl Conn {
         }
     }
 
-    /// Polled once without a task to wake: whether it is alive and waits for a request.
+    /// Whether it is alive and waits for a request; polled once without a task to wake
+    /// only if it has not said so yet (the end of a response it has just read).
     fn is_reusable(&mut self) -> bool {
+        if self.driver.is_some() && self.sender.is_ready() {
+            return true;
+        }
         let mut cx = Context::from_waker(Waker::noop());
         !self.poll_driver(&mut cx) && self.sender.is_ready()
     }
@@ -294,9 +298,13 @@ impl Lease {
 
     /// Ties the connection to the body sent to the client: the body drives it and releases
     /// it when it ends. A connection already done with the response goes back now.
-    pub fn attach(mut self, response: Response<Body>) -> Response<Body> {
-        if self.conn.as_mut().is_some_and(Conn::is_reusable) {
-            // Dropping `self` returns it.
+    pub fn attach(self, response: Response<Body>) -> Response<Body> {
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.driver.is_some() && c.sender.is_ready())
+        {
+            // Done with the response (the policy read it all): dropping `self` returns it.
             return response;
         }
         response.map(|body| Driven { body, lease: self }.boxed())
