@@ -248,7 +248,10 @@ impl<P: Policy> Proxy<P> {
         }
         let request = self.to_upstream(request, exchange.peer)?;
         let mut ctx = P::Ctx::default();
-        let request = match self.policy.on_request(exchange, &mut ctx, request).await {
+        // The policy's futures are boxed: they are the largest part of a request's future
+        // (lookups, inspection), which would otherwise be copied whole each time it is moved
+        // on its way into hyper's dispatcher.
+        let request = match Box::pin(self.policy.on_request(exchange, &mut ctx, request)).await {
             Ok(r) => r,
             Err(answer) => return Ok(answer),
         };
@@ -292,7 +295,7 @@ impl<P: Policy> Proxy<P> {
         // The policy reads the response while the connection keeps going in this task; the
         // body handed to the client drives it from then on and returns it to the pool.
         let response = lease
-            .drive(self.policy.on_response(exchange, ctx, response))
+            .drive(Box::pin(self.policy.on_response(exchange, ctx, response)))
             .await;
         Ok(lease.attach(response))
     }

@@ -180,7 +180,9 @@ impl Upstream {
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
-                None => self.connect().await?,
+                // Boxed: the rare path keeps the handshake's state out of every request's
+                // future, which is moved as a whole.
+                None => Box::pin(self.connect()).await?,
             };
             let sent = conn.sender.try_send_request(request);
             match drive(&mut conn, sent).await {

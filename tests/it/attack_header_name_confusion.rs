@@ -196,11 +196,7 @@ async fn malformed_header_names_and_folded_lines_are_refused_before_kratos() {
     // Nothing reached Kratos. hyper refuses these while parsing the request head, before the
     // gateway sees a request, so there is no audit event: the connection's end is logged.
     assert!(s.fake.calls().is_empty(), "{:?}", s.fake.calls());
-    let ended = logs
-        .events()
-        .into_iter()
-        .filter(|e| e["message"] == "connection ended with an error")
-        .count();
+    let ended = logs.connection_errors();
     assert_eq!(ended, attempts.len(), "{}", logs.text());
     // Still serving.
     let (resp, _) = exchange(
