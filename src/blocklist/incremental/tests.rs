@@ -187,6 +187,29 @@ fn a_reload_after_a_list_with_warnings_is_whole() {
 }
 
 #[test]
+fn about_one_item_in_chunk_items_starts_a_chunk() {
+    let mut rng = Rng(3);
+    let n = 64_000;
+    let share = |line: &dyn Fn(&mut Rng) -> String, rng: &mut Rng| {
+        (0..n)
+            .filter(|_| starts_chunk(line(rng).as_bytes()).0)
+            .count()
+    };
+    // Plain ids, ids with the same comment, the mapping form, short items: each about one
+    // in CHUNK_ITEMS (2,000 of 64,000).
+    let forms: [&dyn Fn(&mut Rng) -> String; 4] = [
+        &|r| format!("  - {}", uuid(r)),
+        &|r| format!("  - {}  # fraud ring, ticket OPS-1234", uuid(r)),
+        &|r| format!("  - id: {}", uuid(r)),
+        &|r| format!("- {}", r.next() % 100_000),
+    ];
+    for (k, form) in forms.iter().enumerate() {
+        let cuts = share(form, &mut rng);
+        assert!((1_500..2_500).contains(&cuts), "form {k}: {cuts} of {n}");
+    }
+}
+
+#[test]
 fn chunks_resynchronise_after_an_insertion() {
     let mut rng = Rng(1);
     let lines = big_file(&mut rng, 5000);
