@@ -159,10 +159,8 @@ impl Tracker {
             .as_ref()
             .filter(|l| l.checksum == current.checksum)
         {
-            if let Some((reloaded, index)) =
-                incremental(last, current, bytes, chunks.clone(), sum, name)
-            {
-                self.last = Some(index);
+            if let Some((reloaded, index)) = incremental(last, current, bytes, &chunks, sum, name) {
+                self.last = Some(FileIndex { chunks, ..index });
                 return Ok(reloaded);
             }
         }
@@ -266,17 +264,18 @@ fn changed_regions(old: &[Chunk], new: &[Chunk]) -> Option<Vec<Change>> {
     }
 }
 
-/// The incremental reload, or `None` when the file must be parsed whole.
+/// The incremental reload, or `None` when the file must be parsed whole. The index returned
+/// has no chunks yet: they are `chunks`.
 fn incremental(
     last: &FileIndex,
     current: &Blocklist,
     bytes: &[u8],
-    chunks: Vec<Chunk>,
+    chunks: &[Chunk],
     sum: u64,
     name: &str,
 ) -> Option<(Reloaded, FileIndex)> {
     let old = &last.chunks;
-    let regions = changed_regions(old, &chunks)?;
+    let regions = changed_regions(old, chunks)?;
     let lines = |cs: &[Chunk]| cs.iter().map(|c| u64::from(c.lines)).sum::<u64>();
     let size = |cs: &[Chunk]| cs.iter().map(|c| c.len as usize).sum::<usize>();
     let total: u64 = regions
@@ -411,7 +410,7 @@ fn incremental(
     let marks: Vec<Mark> = last.marks.get(..keep)?.to_vec();
     let keys: Vec<u64> = last.keys.iter().map(|&k| moved(k)).collect();
     let index = FileIndex {
-        chunks,
+        chunks: Vec::new(),
         marks,
         block: Block {
             key_line: moved(block.key_line),
