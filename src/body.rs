@@ -234,21 +234,38 @@ where
     B::Error: Into<BoxError>,
 {
     let mut frames = Vec::new();
-    let mut copy = BytesMut::new();
+    let mut len = 0usize;
     loop {
         if body.is_end_stream() {
-            return Ok((Some(copy.freeze()), Prefixed::new(frames, None)));
+            return Ok((Some(joined(&frames, len)), Prefixed::new(frames, None)));
         }
         let Some(frame) = body.frame().await else {
-            return Ok((Some(copy.freeze()), Prefixed::new(frames, None)));
+            return Ok((Some(joined(&frames, len)), Prefixed::new(frames, None)));
         };
         let frame = frame.map_err(Into::into)?;
         if let Some(d) = frame.data_ref() {
-            copy.extend_from_slice(d);
+            len = len.saturating_add(d.len());
         }
         frames.push(frame);
-        if copy.len() > limit {
+        if len > limit {
             return Ok((None, Prefixed::new(frames, Some(body))));
+        }
+    }
+}
+
+/// The data of `frames` (`len` bytes) as one buffer: a single frame's own bytes, shared
+/// rather than copied, or the frames joined.
+fn joined(frames: &[Frame<Bytes>], len: usize) -> Bytes {
+    let mut data = frames.iter().filter_map(Frame::data_ref);
+    match (data.next(), data.next()) {
+        (None, _) => Bytes::new(),
+        (Some(only), None) => only.clone(),
+        _ => {
+            let mut copy = BytesMut::with_capacity(len);
+            for d in frames.iter().filter_map(Frame::data_ref) {
+                copy.extend_from_slice(d);
+            }
+            copy.freeze()
         }
     }
 }
@@ -328,6 +345,15 @@ mod tests {
             .expect("copy");
         assert_eq!(copy.as_deref(), Some(&b"identifier=a"[..]));
         assert_eq!(rest.size_hint().exact(), Some(12));
+        let frames = [&b"identifier"[..], b"", b"=a"]
+            .map(Bytes::from_static)
+            .into();
+        let (copy, rest) = copy_if_small(Frames(frames), 64).await.expect("copy");
+        assert_eq!(copy.as_deref(), Some(&b"identifier=a"[..]));
+        assert_eq!(
+            &collect_limited(rest, 64).await.expect("c")[..],
+            b"identifier=a"
+        );
         let big = vec![b'x'; 1000];
         let (copy, rest) = copy_if_small(Full::new(Bytes::from(big)), 64)
             .await

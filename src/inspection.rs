@@ -186,21 +186,25 @@ impl Field {
     /// The field a JSON member name sets, matched as Go's `encoding/json` matches struct
     /// fields: ignoring case, with the Kelvin sign and the long s folding to `k` and `s`.
     fn of(name: &str) -> Option<Field> {
-        let mut folded = String::with_capacity(name.len());
+        // As long as the longest field name: a longer member matches none.
+        let mut folded = [0u8; "password_identifier".len()];
+        let mut len = 0;
         for c in name.chars() {
-            folded.push(match c {
-                'ſ' => 's',
-                '\u{212A}' => 'k',
-                c if c.is_ascii() => c.to_ascii_lowercase(),
+            let b = match c {
+                'ſ' => b's',
+                '\u{212A}' => b'k',
+                c if c.is_ascii() => c.to_ascii_lowercase() as u8,
                 _ => return None,
-            });
+            };
+            *folded.get_mut(len)? = b;
+            len += 1;
         }
-        match folded.as_str() {
-            "identifier" => Some(Field::Identifier),
-            "password_identifier" => Some(Field::PasswordIdentifier),
-            "email" => Some(Field::Email),
-            "code" => Some(Field::Code),
-            "method" => Some(Field::Method),
+        match folded.get(..len)? {
+            b"identifier" => Some(Field::Identifier),
+            b"password_identifier" => Some(Field::PasswordIdentifier),
+            b"email" => Some(Field::Email),
+            b"code" => Some(Field::Code),
+            b"method" => Some(Field::Method),
             _ => None,
         }
     }
@@ -210,47 +214,69 @@ impl Field {
 /// every matching member in document order, the last one winning; `null` changes nothing;
 /// a value of another type than a string makes the body unreadable (Go fails there too).
 /// Unknown members are skipped without a depth limit.
-#[derive(Default)]
-struct JsonSubmission {
-    identifier: Option<String>,
-    password_identifier: Option<String>,
-    email: Option<String>,
-    code: bool,
-    method: Option<String>,
-}
+/// A JSON string, borrowed from the body unless it holds escapes (serde's own `Cow`
+/// always copies).
+struct Text<'de>(Cow<'de, str>);
 
-impl<'de> serde::Deserialize<'de> for JsonSubmission {
+impl<'de> serde::Deserialize<'de> for Text<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = JsonSubmission;
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Values are borrowed from the body unless they hold escapes.
+#[derive(Default)]
+struct JsonSubmission<'de> {
+    identifier: Option<Cow<'de, str>>,
+    password_identifier: Option<Cow<'de, str>>,
+    email: Option<Cow<'de, str>>,
+    code: bool,
+    method: Option<Cow<'de, str>>,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonSubmission<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonSubmission<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_unit<E>(self) -> Result<JsonSubmission, E> {
+            fn visit_unit<E>(self) -> Result<JsonSubmission<'de>, E> {
                 Ok(JsonSubmission::default())
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<JsonSubmission, A::Error> {
+            ) -> Result<JsonSubmission<'de>, A::Error> {
                 let mut out = JsonSubmission::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
                     let Some(field) = Field::of(&key) else {
                         map.next_value::<serde::de::IgnoredAny>()?;
                         continue;
                     };
-                    let Some(value) = map.next_value::<Option<Cow<'de, str>>>()? else {
+                    let Some(Text(value)) = map.next_value::<Option<Text<'de>>>()? else {
                         continue;
                     };
                     match field {
-                        Field::Identifier => out.identifier = Some(value.into_owned()),
-                        Field::PasswordIdentifier => {
-                            out.password_identifier = Some(value.into_owned())
-                        }
-                        Field::Email => out.email = Some(value.into_owned()),
+                        Field::Identifier => out.identifier = Some(value),
+                        Field::PasswordIdentifier => out.password_identifier = Some(value),
+                        Field::Email => out.email = Some(value),
                         Field::Code => out.code = true,
-                        Field::Method => out.method = Some(value.into_owned()),
+                        Field::Method => out.method = Some(value),
                     }
                 }
                 Ok(out)
@@ -618,6 +644,13 @@ mod tests {
             inspect_json(br#"{"session_token":"ory_st_abc""#),
             Err(Unparseable)
         );
+        for not_utf8 in [
+            &b"{\"session_token\":\"ory_st_abc\",\"x\":\"\xff\"}"[..],
+            b"{\"session_token\":\"ory_st_abc\"}\n\xc3",
+            b"{\"session_token\":\"ory_st_abc\",\"\xed\xa0\x80\":1}",
+        ] {
+            assert_eq!(inspect_json(not_utf8), Err(Unparseable));
+        }
         assert_eq!(inspect_json(br#"{"a":"#), Ok(Findings::default()));
     }
 
@@ -801,6 +834,20 @@ mod tests {
             identifier(JSON, r#"{"identifıer":"x@y.z"}"#.as_bytes()),
             None,
             "dotless i does not fold"
+        );
+        // Longer than any field name: no field.
+        assert_eq!(
+            identifier(
+                JSON,
+                br#"{"identifier":"listed@b.c","password_identifierx":"x@y.z","identifierx":"x@y.z"}"#
+            )
+            .as_deref(),
+            Some("listed@b.c")
+        );
+        // Escaped keys and values read as Go decodes them.
+        assert_eq!(
+            identifier(JSON, br#"{"identifier":"x@y.z","identifier":"listed@b.c"}"#).as_deref(),
+            Some("listed@b.c")
         );
     }
 

@@ -139,7 +139,10 @@ pub fn flow_id(uri: &http::Uri) -> Option<uuid::Uuid> {
 /// A short name for what a public request is, for audit events and metrics.
 pub fn request_kind(raw_path: &str) -> &'static str {
     let p = canonical_path(raw_path);
-    let starts = |prefix: &str| p == prefix || p.starts_with(&format!("{prefix}/"));
+    let starts = |prefix: &str| {
+        p.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     if starts("/sessions/whoami") {
         "whoami"
     } else if starts("/sessions/token-exchange") {

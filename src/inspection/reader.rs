@@ -145,10 +145,18 @@ impl Findings {
 }
 
 /// Reads `body` (which starts like JSON). Anything after the first value but white space
-/// is an error: Kratos never sends it, and clients differ on whether they read it.
+/// is an error: Kratos never sends it, and clients differ on whether they read it. The
+/// whole body is checked to be UTF-8 once (as JSON text must be, and as serde_json checks
+/// each string), so that no string is checked again on its own.
 pub fn read(body: &[u8]) -> Result<Findings, serde_json::Error> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| <serde_json::Error as serde::de::Error>::custom("not UTF-8"))?;
+    read_str(body)
+}
+
+fn read_str(body: &str) -> Result<Findings, serde_json::Error> {
     let mut findings = Findings::default();
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(body);
     de.deserialize_any(TopLevel { f: &mut findings })?;
     de.end()?;
     Ok(findings)
