@@ -49,6 +49,17 @@ impl<B> Prefixed<B> {
     }
 }
 
+impl<B: HttpBody> Prefixed<B> {
+    /// The whole body, when it is one data frame already read and nothing can follow it.
+    pub fn into_only_frame(self) -> Result<Bytes, Self> {
+        let ended = self.rest.as_ref().is_none_or(HttpBody::is_end_stream);
+        match self.prefix.front().and_then(Frame::data_ref) {
+            Some(only) if ended && self.prefix.len() == 1 => Ok(only.clone()),
+            _ => Err(self),
+        }
+    }
+}
+
 impl<B> HttpBody for Prefixed<B>
 where
     B: HttpBody<Data = Bytes> + Unpin,
@@ -282,6 +293,24 @@ mod tests {
         assert_eq!(start, Start::Byte(b'{'));
         let all = collect_limited(rest, 100).await.expect("collect");
         assert_eq!(&all[..], b"  \n{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn only_a_whole_body_in_one_frame_is_taken_as_is() {
+        let (_, rest) = sniff(Full::new(Bytes::from_static(b"{\"a\":1}")), 1024)
+            .await
+            .expect("sniff");
+        assert_eq!(
+            rest.into_only_frame().ok().as_deref(),
+            Some(&b"{\"a\":1}"[..])
+        );
+        let frames = [&b"{\"a\""[..], b":1}"].map(Bytes::from_static).into();
+        let (_, rest) = sniff(Frames(frames), 1024).await.expect("sniff");
+        let rest = rest.into_only_frame().expect_err("more frames follow");
+        assert_eq!(
+            &collect_limited(rest, 100).await.expect("c")[..],
+            b"{\"a\":1}"
+        );
     }
 
     #[tokio::test]

@@ -138,7 +138,13 @@ pub fn flow_id(uri: &http::Uri) -> Option<uuid::Uuid> {
 
 /// A short name for what a public request is, for audit events and metrics.
 pub fn request_kind(raw_path: &str) -> &'static str {
-    let p = canonical_path(raw_path);
+    let canonical;
+    let p = if already_canonical(raw_path) {
+        raw_path
+    } else {
+        canonical = canonical_path(raw_path);
+        &canonical
+    };
     let starts = |prefix: &str| {
         p.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))

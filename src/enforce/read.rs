@@ -78,7 +78,11 @@ where
         .map_err(|e| GatewayError::UpstreamBroken(e.to_string()))?;
     match start {
         Start::Byte(b) if inspection::may_be_json(b) => {
-            let bytes = collect(replay, limit).await?;
+            let bytes = match replay.into_only_frame() {
+                Ok(only) if only.len() <= limit => only,
+                Ok(_) => return Err(GatewayError::ResponseTooLarge { limit }),
+                Err(replay) => collect(replay, limit).await?,
+            };
             let findings = inspect(&bytes)?;
             Ok((findings, full_body(bytes)))
         }
