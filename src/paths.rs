@@ -70,23 +70,29 @@ pub fn extend_session_id(raw_path: &str) -> Option<String> {
 /// (`/identities…`, `/recovery/link`, `/recovery/code`, `/courier…`) with a 307 to the admin
 /// URL (CONTRACT.md §2, §14): they are refused too, so that URL is never revealed.
 pub fn is_admin_path(raw_path: &str) -> bool {
-    let canonical;
-    let p = if already_canonical(raw_path) {
-        raw_path
-    } else {
-        canonical = canonical_path(raw_path);
-        &canonical
-    };
-    // `prefix` itself or below it, without a string built per request.
-    let under = |prefix: &str| {
-        p.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
+    let p = canonical_cow(raw_path);
+    let under = |prefix: &str| is_under(&p, prefix);
     under("/admin")
         || under("/identities")
         || under("/courier")
         || p == "/recovery/link"
         || p == "/recovery/code"
+}
+
+/// [`canonical_path`] of `raw`, borrowed without building a string when `raw` is already
+/// canonical (the common request path).
+fn canonical_cow(raw: &str) -> std::borrow::Cow<'_, str> {
+    if already_canonical(raw) {
+        std::borrow::Cow::Borrowed(raw)
+    } else {
+        std::borrow::Cow::Owned(canonical_path(raw))
+    }
+}
+
+/// `path` is `prefix` itself or below it (`/admin`, `/admin/x`; not `/administrator`).
+fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// True when [`canonical_path`] would return `raw` unchanged: `/`, or `/`-separated segments
@@ -138,17 +144,8 @@ pub fn flow_id(uri: &http::Uri) -> Option<uuid::Uuid> {
 
 /// A short name for what a public request is, for audit events and metrics.
 pub fn request_kind(raw_path: &str) -> &'static str {
-    let canonical;
-    let p = if already_canonical(raw_path) {
-        raw_path
-    } else {
-        canonical = canonical_path(raw_path);
-        &canonical
-    };
-    let starts = |prefix: &str| {
-        p.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
+    let p = canonical_cow(raw_path);
+    let starts = |prefix: &str| is_under(&p, prefix);
     if starts("/sessions/whoami") {
         "whoami"
     } else if starts("/sessions/token-exchange") {
