@@ -595,15 +595,25 @@ async fn bind_sockets(
             sockets: vec![l.into_std().map_err(err)?],
         });
     };
-    let mut at = addr;
-    let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n.max(1) {
-        let socket = if at.is_ipv4() {
+    let new_socket = || {
+        if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()
         } else {
             tokio::net::TcpSocket::new_v6()
         }
-        .map_err(err)?;
+    };
+    // A plain bind first (never listening): SO_REUSEPORT alone would let this gateway join
+    // the sockets of another process of the same user already listening there (a stale
+    // instance with an older list) and split the connections with it, silently.
+    if addr.port() != 0 {
+        let probe = new_socket().map_err(err)?;
+        probe.set_reuseaddr(true).map_err(err)?;
+        probe.bind(addr).map_err(err)?;
+    }
+    let mut at = addr;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = new_socket().map_err(err)?;
         socket.set_reuseaddr(true).map_err(err)?;
         socket.set_reuseport(true).map_err(err)?;
         socket.bind(at).map_err(err)?;

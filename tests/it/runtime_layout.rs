@@ -65,3 +65,34 @@ async fn per_core_workers_share_the_port_answer_every_connection_and_stop_on_shu
         );
     }
 }
+
+/// A second gateway started on the port of a running one (a stale instance left behind) is
+/// refused, as in the shared layout: SO_REUSEPORT must not let it take half the connections
+/// with whatever list it holds.
+#[tokio::test]
+async fn a_second_per_core_gateway_on_a_port_in_use_is_refused() {
+    let fake = FakeKratos::start().await;
+    let per_core = |c: &mut kratos_gate::config::Config| c.server.runtime = RuntimeLayout::PerCore;
+    let first = start_gateway_with(
+        &fake.public_url(),
+        &fake.admin_url(),
+        &blocklist_of(&[LISTED]),
+        per_core,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    support::gateway::write_file(&dir.path().join("blocklist.yaml"), &blocklist_of(&[]));
+    let path = dir.path().join("gateway.yaml");
+    let text = support::gateway::config_text(&fake.public_url(), &fake.admin_url());
+    let mut config = kratos_gate::config::Config::from_yaml(&text, &path).expect("config");
+    per_core(&mut config);
+    config.listen.public.address = first.public;
+    match kratos_gate::start(config).await {
+        Err(kratos_gate::StartError::Bind { listener, addr, .. }) => {
+            assert_eq!((listener, addr), ("public", first.public));
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a second gateway started on {}", first.public),
+    }
+    first.shutdown().await;
+}
