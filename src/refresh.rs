@@ -23,6 +23,69 @@ pub type Fetched = Result<Option<Vec<u8>>, String>;
 /// A fetch in progress.
 pub type Fetching<'a> = Pin<Box<dyn Future<Output = Fetched> + Send + 'a>>;
 
+/// What [`Source::open`] gives: like [`Fetched`], with a file left open to be read by
+/// whoever takes its content in, in the order and as far as it needs.
+pub type Opened = Result<Option<Content>, String>;
+
+/// An open in progress.
+pub type Opening<'a> = Pin<Box<dyn Future<Output = Opened> + Send + 'a>>;
+
+/// A source's content: bytes already in memory (a download), or a file opened once.
+#[derive(Debug)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    File(OpenFile),
+}
+
+/// A regular file opened once it had settled: every read of its content goes through this
+/// one handle, so a file renamed over the path meanwhile is never mixed with it.
+#[derive(Debug)]
+pub struct OpenFile {
+    file: std::fs::File,
+    stamp: (u64, Option<SystemTime>),
+    source: FileSource,
+    /// When the first attempt to read the content began.
+    started: Instant,
+}
+
+impl OpenFile {
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// The file's length when it was opened.
+    pub fn len(&self) -> u64 {
+        self.stamp.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stamp.0 == 0
+    }
+
+    /// True when the open file still has the length and modification time it had when it
+    /// was opened: it was not written in place since.
+    pub fn unchanged(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| (m.len(), m.modified().ok()) == self.stamp)
+    }
+
+    /// The file at the same path opened again, once it has settled; an error once it has
+    /// kept changing for [`MAX_SETTLE`] since the first attempt. Blocking.
+    pub fn reopen(self) -> Result<OpenFile, String> {
+        if self.started.elapsed() >= MAX_SETTLE {
+            return Err("the file kept changing while it was read".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        open_settled(&self.source, self.started)
+    }
+
+    /// What to call the file in an error ("cannot read blocklist: …").
+    pub fn what(&self) -> &'static str {
+        self.source.what
+    }
+}
+
 /// Content that can change: its bytes now, and (when it can tell) when to look again.
 pub trait Source: Send + Sync + 'static {
     /// How diagnostics, logs and `GET /blocklist` name the content: a path, or a URL without
@@ -40,6 +103,12 @@ pub trait Source: Send + Sync + 'static {
     /// settle here (there is no earlier content to keep); by default, [`Source::fetch`].
     fn fetch_first(&self) -> Fetching<'_> {
         self.fetch()
+    }
+
+    /// The content now, as [`Source::fetch`] gives it, or a file opened for reading. By
+    /// default the bytes [`Source::fetch`] gives.
+    fn open(&self) -> Opening<'_> {
+        Box::pin(async move { self.fetch().await.map(|b| b.map(Content::Bytes)) })
     }
 
     /// The content this source last gave is now in force (parsed and swapped in). A remote
@@ -135,6 +204,18 @@ impl Source for FileSource {
         self.read_off_workers(FileSource::read_now)
     }
 
+    #[cfg(unix)]
+    fn open(&self) -> Opening<'_> {
+        let file = self.clone();
+        Box::pin(async move {
+            let open = move || open_settled(&file, Instant::now());
+            match tokio::task::spawn_blocking(open).await {
+                Ok(open) => open.map(|f| Some(Content::File(f))),
+                Err(e) => Err(format!("the read did not finish: {e}")),
+            }
+        })
+    }
+
     fn watch(&self, changed: &Arc<Notify>) -> Option<WatchGuard> {
         watch_dir(&folder_of(&self.path), changed).map(WatchGuard::new)
     }
@@ -213,6 +294,47 @@ pub fn read_settled_file(
     }
 }
 
+/// Opens the file once it has not been modified for `quiet` (as [`read_settled_file`] reads
+/// it; waiting at most until [`MAX_SETTLE`] after `started`), a regular file of at most
+/// `max_bytes`. Whoever reads it checks [`OpenFile::unchanged`] after the read.
+pub fn open_settled(source: &FileSource, started: Instant) -> Result<OpenFile, String> {
+    let what = source.what;
+    loop {
+        let age = std::fs::metadata(&source.path)
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|m| SystemTime::now().duration_since(m).ok());
+        if let Some(age) = age.filter(|age| *age < source.quiet && started.elapsed() < MAX_SETTLE) {
+            std::thread::sleep(source.quiet.saturating_sub(age));
+            continue;
+        }
+        let file =
+            std::fs::File::open(&source.path).map_err(|e| format!("cannot read {what}: {e}"))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read {what}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("cannot read {what}: not a regular file"));
+        }
+        if meta.len() > source.max_bytes {
+            return Err(too_large(what, source.max_bytes));
+        }
+        return Ok(OpenFile {
+            file,
+            stamp: (meta.len(), meta.modified().ok()),
+            source: source.clone(),
+            started,
+        });
+    }
+}
+
+fn too_large(what: &str, max_bytes: u64) -> String {
+    format!(
+        "the file is larger than {} MiB, the most a {what} may be",
+        max_bytes / (1024 * 1024)
+    )
+}
+
 /// Reads a regular file of at most `max_bytes`: a path pointed at a log or a disk image by
 /// mistake is refused with a clear error instead of exhausting the memory of the gateway.
 pub fn read_file(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
@@ -221,12 +343,7 @@ pub fn read_file(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>, Str
     if !meta.is_file() {
         return Err(format!("cannot read {what}: not a regular file"));
     }
-    let too_large = || {
-        format!(
-            "the file is larger than {} MiB, the most a {what} may be",
-            max_bytes / (1024 * 1024)
-        )
-    };
+    let too_large = || too_large(what, max_bytes);
     if meta.len() > max_bytes {
         return Err(too_large());
     }

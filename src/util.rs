@@ -60,6 +60,30 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(bytes, hash_seed())
 }
 
+/// [`checksum`] of content taken in piece by piece.
+pub struct Checksum(xxhash_rust::xxh3::Xxh3);
+
+impl Checksum {
+    pub fn new() -> Self {
+        Checksum(xxhash_rust::xxh3::Xxh3::with_seed(hash_seed()))
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The [`checksum`] of everything given to [`Checksum::update`].
+    pub fn finish(&self) -> u64 {
+        self.0.digest()
+    }
+}
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// 128-bit xxh3 with the process's seed, for content compared within this process only
 /// (the chunks of the last blocklist file).
 pub fn content_hash(bytes: &[u8]) -> u128 {
@@ -106,5 +130,24 @@ mod tests {
             assert_ne!(checksum(&base[..len]), sum, "length {len}");
         }
         assert_ne!(checksum(b"abc"), checksum(b"abc\0"));
+    }
+
+    #[test]
+    fn a_checksum_taken_piece_by_piece_is_the_same() {
+        let base: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        for cuts in [
+            &[][..],
+            &[0, 1][..],
+            &[7, 300, 301, 4096][..],
+            &[240, 256, 1024][..],
+        ] {
+            let mut sum = Checksum::new();
+            let mut at = 0;
+            for &c in cuts.iter().chain([base.len()].iter()) {
+                sum.update(&base[at..c]);
+                at = c;
+            }
+            assert_eq!(sum.finish(), checksum(&base), "{cuts:?}");
+        }
     }
 }

@@ -18,6 +18,14 @@
 //! one's entries with the regions' entries replaced and the later lines moved (see
 //! [`super::table::Ids::with_region`]), and what changed is the regions' entries before and
 //! after. Anything else is parsed whole.
+//!
+//! A file is read once, in order, through a buffer the tracker keeps ([`Tracker::scan`]):
+//! that one pass takes the checksum (is it the list in force?), cuts and hashes the chunks
+//! and feeds SHA-256 from the first chunk that differs from the last file's (resumed from
+//! the last state kept before it: an unchanged start is not hashed again). Then only the
+//! changed regions are read again, by position from the same open file, and checked against
+//! the chunks' hashes; the whole file is in memory only for a whole parse. A file written in
+//! place meanwhile is [`ReadError::Changed`], and read again by the caller.
 
 use sha2::{Digest, Sha256};
 
@@ -38,11 +46,21 @@ const CHUNK_ITEMS: u64 = 32;
 /// A SHA-256 state is kept about every this many bytes.
 const MARK_EVERY: usize = 256 * 1024;
 
-/// What the last file put in force looked like, as far as an incremental reload needs it.
+/// What the last file put in force looked like, as far as an incremental reload needs it,
+/// and the buffer files are read through.
 #[derive(Default)]
 pub struct Tracker {
     last: Option<FileIndex>,
+    /// The SHA-256 (lower-case hex) of the last file read successfully.
+    sha256: String,
+    /// Kept between reloads: [`READ_BUFFER`] bytes, more only while a chunk is larger.
+    buf: Vec<u8>,
+    /// The buffer's size when not [`READ_BUFFER`] (tests).
+    buffer: usize,
 }
+
+/// The buffer a file is read through.
+pub const READ_BUFFER: usize = 512 * 1024;
 
 struct FileIndex {
     chunks: Vec<Chunk>,
@@ -53,7 +71,6 @@ struct FileIndex {
     /// [`Blocklist::checksum`] of the list parsed from it.
     checksum: u64,
 }
-
 /// Some whole lines of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Chunk {
@@ -95,8 +112,7 @@ impl Block {
     }
 }
 
-/// What a reload read. The file's SHA-256 is left to [`Tracker::sha256`], so that the list
-/// can be put in force first.
+/// What a reload read.
 pub struct Reloaded {
     pub parsed: Parsed,
     /// For an incremental reload, the entries of the changed region before and after: all
@@ -121,6 +137,123 @@ impl Reloaded {
     }
 }
 
+/// Where a reload reads a file's bytes: all in memory (a download), or a file opened once
+/// and read by position, never by path, with the length it had when it was opened.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::fs::File, u64),
+}
+
+/// Why a file could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    /// The file changed while it was read (written in place): read it again.
+    Changed,
+}
+
+/// Why a reload put nothing in force.
+#[derive(Debug)]
+pub enum Failure {
+    /// The content is not a valid list.
+    Invalid(Vec<Diagnostic>),
+    Read(ReadError),
+    /// The content has to be parsed whole, and the caller asked for a changed region only.
+    Whole,
+}
+
+impl Failure {
+    /// The failure as the diagnostics of a reload of `name`.
+    pub fn diagnostics(self, name: &str) -> Vec<Diagnostic> {
+        match self {
+            Failure::Invalid(d) => d,
+            Failure::Read(e) => read_failed(&e, name),
+            Failure::Whole => vec![Diagnostic::whole_file(
+                name,
+                "the file was not parsed whole".to_owned(),
+            )],
+        }
+    }
+}
+
+impl From<ReadError> for Failure {
+    fn from(e: ReadError) -> Self {
+        Failure::Read(e)
+    }
+}
+
+impl<'a> Input<'a> {
+    fn len(&self) -> u64 {
+        match self {
+            Input::Bytes(b) => b.len() as u64,
+            Input::File(_, len) => *len,
+        }
+    }
+
+    /// Up to `buf.len()` bytes at `at`; 0 at the end.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        match self {
+            Input::Bytes(b) => {
+                let from = usize::try_from(at).unwrap_or(usize::MAX).min(b.len());
+                let part = b.get(from..).unwrap_or_default();
+                let n = part.len().min(buf.len());
+                if let (Some(to), Some(from)) = (buf.get_mut(..n), part.get(..n)) {
+                    to.copy_from_slice(from);
+                }
+                Ok(n)
+            }
+            Input::File(f, _) => read_file_at(f, buf, at),
+        }
+    }
+
+    /// Bytes `from..to`: borrowed from memory, or read from the file. A file shorter than
+    /// that changed since it was read.
+    fn range(&self, from: usize, to: usize) -> Result<std::borrow::Cow<'a, [u8]>, ReadError> {
+        match *self {
+            Input::Bytes(b) => b
+                .get(from..to)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or(ReadError::Changed),
+            Input::File(..) => {
+                let mut out = vec![0; to.saturating_sub(from)];
+                let mut done = 0;
+                while let Some(rest) = out.get_mut(done..).filter(|r| !r.is_empty()) {
+                    match self.read_at(rest, (from + done) as u64) {
+                        Ok(0) => return Err(ReadError::Changed),
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(ReadError::Io(e)),
+                    }
+                }
+                Ok(std::borrow::Cow::Owned(out))
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn read_file_at(f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_file_at(mut f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    use std::io::{Read, Seek};
+    f.seek(std::io::SeekFrom::Start(at))?;
+    f.read(buf)
+}
+
+/// One pass over a file: its checksum, its chunks and its SHA-256.
+pub struct Scanned {
+    /// [`crate::util::checksum`] of the content.
+    pub sum: u64,
+    pub len: usize,
+    chunks: Vec<Chunk>,
+    marks: Vec<Mark>,
+    sha256: String,
+}
+
 impl Tracker {
     /// Parses a whole file and remembers it; with its SHA-256.
     pub fn parse_full(
@@ -128,69 +261,327 @@ impl Tracker {
         bytes: &[u8],
         name: &str,
     ) -> Result<(Parsed, String), Vec<Diagnostic>> {
-        let read = self.full(bytes, name, None)?;
-        Ok((read.parsed, self.sha256(bytes)))
-    }
-
-    /// The SHA-256 (lower-case hex) of `bytes`, the file the last successful
-    /// [`Tracker::reload`] read: from the last state kept before its first change when it was
-    /// incremental.
-    pub fn sha256(&mut self, bytes: &[u8]) -> String {
-        match self.last.as_mut() {
-            Some(last) => sha256_from(bytes, &last.chunks, &mut last.marks),
-            None => crate::util::sha256_hex(bytes),
+        let input = Input::Bytes(bytes);
+        let scanned = self.scan(input).map_err(|e| read_failed(&e, name))?;
+        match self.full(scanned, input, name) {
+            Ok(read) => Ok((read.parsed, self.sha256.clone())),
+            Err(f) => Err(f.diagnostics(name)),
         }
     }
 
-    /// Parses the next file: only its changed region when that is unambiguous, else all of
-    /// it. `current` is the list parsed from the last file given here (with
-    /// `checksum(bytes)` as `sum`). On an error nothing is remembered: the last list stays in
-    /// force.
-    pub fn reload(
+    /// The SHA-256 (lower-case hex) of the file the last successful reload read.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Reads the whole content once, in order, through a buffer kept between reloads: its
+    /// checksum, its chunks and, from the last state kept before its first chunk that
+    /// differs from the last file's, its SHA-256 (an unchanged start is not hashed again).
+    pub fn scan(&mut self, input: Input<'_>) -> Result<Scanned, ReadError> {
+        if let Input::Bytes(_) = input {
+            return self.scan_with(input, &mut Vec::new());
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let size = match self.buffer {
+            0 => READ_BUFFER,
+            n => n,
+        };
+        if buf.len() != size {
+            buf = vec![0; size];
+        }
+        let result = self.scan_with(input, &mut buf);
+        if buf.len() > size {
+            // Grown for a large chunk: not kept.
+            buf = Vec::new();
+        }
+        self.buf = buf;
+        result
+    }
+
+    fn scan_with(&self, input: Input<'_>, buf: &mut Vec<u8>) -> Result<Scanned, ReadError> {
+        let (old_chunks, old_marks) = self
+            .last
+            .as_ref()
+            .map_or((&[][..], &[][..]), |l| (&l.chunks[..], &l.marks[..]));
+        let len = usize::try_from(input.len()).map_err(|_| ReadError::Changed)?;
+        let mut pass = Pass {
+            input,
+            old: old_chunks,
+            old_marks,
+            chunks: Vec::with_capacity(len / 1024 + 1),
+            marks: Vec::new(),
+            sha: None,
+            offset: 0,
+            last_mark: 0,
+        };
+        let sum = match input {
+            Input::Bytes(bytes) => {
+                cut_chunks(bytes, true, |c, lines| pass.chunk(c, lines))?;
+                crate::util::checksum(bytes)
+            }
+            Input::File(..) => {
+                let mut sum = crate::util::Checksum::new();
+                let (mut filled, mut pos) = (0usize, 0u64);
+                loop {
+                    if filled == buf.len() {
+                        buf.resize(buf.len() * 2, 0);
+                    }
+                    let n = match input.read_at(buf.get_mut(filled..).unwrap_or_default(), pos) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(ReadError::Io(e)),
+                    };
+                    let fresh = buf.get(filled..filled + n).unwrap_or_default();
+                    sum.update(fresh);
+                    filled += n;
+                    pos += n as u64;
+                    let end = n == 0;
+                    if pos > input.len() || (end && pos != input.len()) {
+                        return Err(ReadError::Changed);
+                    }
+                    let data = buf.get(..filled).unwrap_or_default();
+                    let used = cut_chunks(data, end, |c, lines| pass.chunk(c, lines))?;
+                    if end {
+                        break;
+                    }
+                    buf.copy_within(used..filled, 0);
+                    filled -= used;
+                }
+                sum.finish()
+            }
+        };
+        let sha256 = match pass.sha.take() {
+            None if pass.chunks.len() == old_chunks.len() => {
+                // Every chunk as in the last file: the same bytes.
+                pass.marks = old_marks.to_vec();
+                self.sha256.clone()
+            }
+            sha => {
+                let mut sha = match sha {
+                    Some(s) => s,
+                    None => pass.resume()?,
+                };
+                hex(&std::mem::replace(&mut sha, Sha256::new()).finalize())
+            }
+        };
+        Ok(Scanned {
+            sum,
+            len,
+            chunks: pass.chunks,
+            marks: pass.marks,
+            sha256,
+        })
+    }
+
+    /// Parses the content `scanned` came from: only its changed regions when that is
+    /// unambiguous, else all of it. `current` is the list parsed from the last file given
+    /// here. On an error nothing is remembered: the last list stays in force. Without
+    /// `whole`, [`Failure::Whole`] instead of a whole parse.
+    pub fn reload_scanned(
         &mut self,
         current: &Blocklist,
-        bytes: &[u8],
-        sum: u64,
+        scanned: Scanned,
+        input: Input<'_>,
         name: &str,
-    ) -> Result<Reloaded, Vec<Diagnostic>> {
-        let chunks = chunks(bytes);
+        whole: bool,
+    ) -> Result<Reloaded, Failure> {
         if let Some(last) = self
             .last
             .as_ref()
             .filter(|l| l.checksum == current.checksum)
         {
-            if let Some((reloaded, index)) = incremental(last, current, bytes, &chunks, sum, name) {
-                self.last = Some(FileIndex { chunks, ..index });
-                return Ok(reloaded);
+            if let Some(regions) = regions_to_read(last, &scanned.chunks) {
+                let texts = read_regions(&regions, &scanned.chunks, input)?;
+                if let Some((reloaded, index)) = incremental(
+                    last,
+                    current,
+                    &regions,
+                    &texts,
+                    &scanned.chunks,
+                    scanned.sum,
+                    name,
+                ) {
+                    self.last = Some(FileIndex {
+                        chunks: scanned.chunks,
+                        marks: scanned.marks,
+                        ..index
+                    });
+                    self.sha256 = scanned.sha256;
+                    return Ok(reloaded);
+                }
             }
         }
-        self.full(bytes, name, Some(chunks))
+        if !whole {
+            return Err(Failure::Whole);
+        }
+        self.full(scanned, input, name)
+    }
+
+    /// Reads and parses `bytes` ([`Tracker::scan`], then [`Tracker::reload_scanned`]).
+    pub fn reload(
+        &mut self,
+        current: &Blocklist,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<Reloaded, Vec<Diagnostic>> {
+        let input = Input::Bytes(bytes);
+        let scanned = self.scan(input).map_err(|e| read_failed(&e, name))?;
+        self.reload_scanned(current, scanned, input, name, true)
+            .map_err(|f| f.diagnostics(name))
     }
 
     fn full(
         &mut self,
-        bytes: &[u8],
+        scanned: Scanned,
+        input: Input<'_>,
         name: &str,
-        chunks: Option<Vec<Chunk>>,
-    ) -> Result<Reloaded, Vec<Diagnostic>> {
-        let text = text_of(bytes, name)?;
-        let (parsed, layout) = parse_with_layout(text, name)?;
-        let chunks = chunks.unwrap_or_else(|| self::chunks(bytes));
+    ) -> Result<Reloaded, Failure> {
+        let bytes = input.range(0, scanned.len)?;
+        if matches!(input, Input::File(..)) && crate::util::checksum(&bytes) != scanned.sum {
+            return Err(ReadError::Changed.into());
+        }
+        let text = text_of(&bytes, name).map_err(Failure::Invalid)?;
+        let (parsed, layout) = parse_with_layout(text, name).map_err(Failure::Invalid)?;
+        let Scanned {
+            chunks,
+            marks,
+            sha256,
+            ..
+        } = scanned;
         self.last = layout
             .filter(|_| parsed.warnings.is_empty())
             .and_then(|l| Some((Block::of(&l)?, l)))
             .map(|(block, layout)| FileIndex {
                 chunks,
-                marks: Vec::new(),
+                marks,
                 block,
                 keys: layout.sections.iter().map(|s| s.line).collect(),
                 checksum: parsed.blocklist.checksum,
             });
+        self.sha256 = sha256;
         Ok(Reloaded {
             parsed,
             region: None,
         })
     }
+}
+
+/// A read error as the diagnostic of a reload.
+pub fn read_failed(e: &ReadError, name: &str) -> Vec<Diagnostic> {
+    let m = match e {
+        ReadError::Io(e) => format!("cannot read the file: {e}"),
+        ReadError::Changed => "the file kept changing while it was read".to_owned(),
+    };
+    vec![Diagnostic::whole_file(name, m)]
+}
+
+/// The state of one [`Tracker::scan`].
+struct Pass<'a> {
+    input: Input<'a>,
+    old: &'a [Chunk],
+    old_marks: &'a [Mark],
+    chunks: Vec<Chunk>,
+    marks: Vec<Mark>,
+    /// From the first chunk that differs from the last file's on.
+    sha: Option<Sha256>,
+    /// Where the next chunk starts.
+    offset: usize,
+    /// Where the last state in `marks` was taken.
+    last_mark: usize,
+}
+
+impl Pass<'_> {
+    fn chunk(&mut self, bytes: &[u8], lines: u32) -> Result<(), ReadError> {
+        let c = Chunk {
+            hash: crate::util::content_hash(bytes),
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            lines,
+        };
+        let at = self.chunks.len();
+        if self.sha.is_none() && self.old.get(at) != Some(&c) {
+            self.sha = Some(self.resume()?);
+        }
+        self.chunks.push(c);
+        self.offset += bytes.len();
+        if let Some(sha) = self.sha.as_mut() {
+            sha.update(bytes);
+            if self.offset - self.last_mark >= MARK_EVERY {
+                self.marks.push(Mark {
+                    chunk: at + 1,
+                    offset: self.offset,
+                    state: sha.clone(),
+                });
+                self.last_mark = self.offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// The SHA-256 state at the start of the next chunk, the chunks before it being the last
+    /// file's: from the last state kept before it, over the bytes since (read again).
+    fn resume(&mut self) -> Result<Sha256, ReadError> {
+        let at = self.chunks.len();
+        let keep = self.old_marks.partition_point(|m| m.chunk <= at);
+        self.marks = self.old_marks.get(..keep).unwrap_or_default().to_vec();
+        let (mut sha, from) = match self.marks.last() {
+            Some(m) => (m.state.clone(), m.offset),
+            None => (Sha256::new(), 0),
+        };
+        sha.update(&self.input.range(from, self.offset)?);
+        self.last_mark = from;
+        Ok(sha)
+    }
+}
+
+/// The changed regions between the last file and the chunks of the next one, when they are
+/// few and small enough to be read alone.
+fn regions_to_read(last: &FileIndex, chunks: &[Chunk]) -> Option<Vec<Change>> {
+    let old = &last.chunks;
+    let regions = changed_regions(old, chunks)?;
+    let total: u64 = regions
+        .iter()
+        .map(|r| {
+            let o = old.get(r.old.0..r.old.1).map_or(u64::MAX, lines_in);
+            let n = chunks.get(r.new.0..r.new.1).map_or(u64::MAX, lines_in);
+            o.max(n)
+        })
+        .fold(0, u64::saturating_add);
+    (total <= MAX_REGION_LINES).then_some(regions)
+}
+
+fn lines_in(cs: &[Chunk]) -> u64 {
+    cs.iter().map(|c| u64::from(c.lines)).sum()
+}
+
+fn size_of(cs: &[Chunk]) -> usize {
+    cs.iter().map(|c| c.len as usize).sum()
+}
+
+/// The new bytes of each region, read again and checked against the chunks' hashes: a file
+/// written in place since the pass is [`ReadError::Changed`].
+fn read_regions<'a>(
+    regions: &[Change],
+    chunks: &[Chunk],
+    input: Input<'a>,
+) -> Result<Vec<std::borrow::Cow<'a, [u8]>>, ReadError> {
+    let mut out = Vec::with_capacity(regions.len());
+    for r in regions {
+        let start = size_of(chunks.get(..r.new.0).unwrap_or_default());
+        let after = chunks.get(r.new.0..r.new.1).unwrap_or_default();
+        let bytes = input.range(start, start + size_of(after))?;
+        if matches!(input, Input::File(..)) {
+            let mut at = 0;
+            for c in after {
+                let part = bytes.get(at..at + c.len as usize).unwrap_or_default();
+                if crate::util::content_hash(part) != c.hash {
+                    return Err(ReadError::Changed);
+                }
+                at += c.len as usize;
+            }
+        }
+        out.push(bytes);
+    }
+    Ok(out)
 }
 
 /// One changed region: old chunks `old.0..old.1` became new chunks `new.0..new.1`, the last
@@ -269,30 +660,18 @@ fn changed_regions(old: &[Chunk], new: &[Chunk]) -> Option<Vec<Change>> {
 fn incremental(
     last: &FileIndex,
     current: &Blocklist,
-    bytes: &[u8],
+    regions: &[Change],
+    texts: &[std::borrow::Cow<'_, [u8]>],
     chunks: &[Chunk],
     sum: u64,
     name: &str,
 ) -> Option<(Reloaded, FileIndex)> {
     let old = &last.chunks;
-    let regions = changed_regions(old, chunks)?;
-    let lines = |cs: &[Chunk]| cs.iter().map(|c| u64::from(c.lines)).sum::<u64>();
-    let size = |cs: &[Chunk]| cs.iter().map(|c| c.len as usize).sum::<usize>();
-    let total: u64 = regions
-        .iter()
-        .map(|r| {
-            let o = old.get(r.old.0..r.old.1).map_or(u64::MAX, lines);
-            let n = chunks.get(r.new.0..r.new.1).map_or(u64::MAX, lines);
-            o.max(n)
-        })
-        .fold(0, u64::saturating_add);
-    if total > MAX_REGION_LINES {
-        return None;
-    }
+    let lines = lines_in;
     let block = last.block;
     // Each region's old lines, and the entries there (one pass over the list).
     let mut spans = Vec::with_capacity(regions.len());
-    for r in &regions {
+    for r in regions {
         let from = 1 + lines(old.get(..r.old.0)?);
         let to = (!r.to_end).then_some(from + lines(old.get(r.old.0..r.old.1)?));
         spans.push((from, to));
@@ -305,17 +684,16 @@ fn incremental(
     let mut moves: Vec<(Option<u64>, i64)> = Vec::new();
     // Lines the regions before this one moved the rest by.
     let mut shift: i64 = 0;
-    for r in &regions {
+    for (r, text) in regions.iter().zip(texts) {
         let before = old.get(r.old.0..r.old.1)?;
         let after = chunks.get(r.new.0..r.new.1)?;
         let old_from = 1 + lines(old.get(..r.old.0)?);
         let from = 1 + lines(chunks.get(..r.new.0)?);
-        let start = size(chunks.get(..r.new.0)?);
         let (old_lines, new_lines) = (lines(before), lines(after));
         // Old lines `old_from..old_to`; in the list as far as it is updated, `from..to`.
         let old_to = (!r.to_end).then_some(old_from + old_lines);
         let to = (!r.to_end).then_some(from + old_lines);
-        let text = std::str::from_utf8(bytes.get(start..start + size(after))?).ok()?;
+        let text = std::str::from_utf8(text).ok()?;
         let mut c = Collector::for_region(name);
         if !scan_region(text, from, block.item_indent, &mut c) {
             return None;
@@ -404,14 +782,10 @@ fn incremental(
         networks,
         checksum: sum,
     };
-    // The SHA-256 states before the first region stay good.
-    let first = regions.first().map_or(chunks.len(), |r| r.new.0);
-    let keep = last.marks.partition_point(|m| m.chunk <= first);
-    let marks: Vec<Mark> = last.marks.get(..keep)?.to_vec();
     let keys: Vec<u64> = last.keys.iter().map(|&k| moved(k)).collect();
     let index = FileIndex {
         chunks: Vec::new(),
-        marks,
+        marks: Vec::new(),
         block: Block {
             key_line: moved(block.key_line),
             end: block.end.map(moved),
@@ -438,27 +812,38 @@ fn other_entries_in(list: &Blocklist, from: u64, to: Option<u64>) -> bool {
         || list.networks.iter().any(|(_, e)| inside(e))
 }
 
-/// Cuts a file into chunks of whole lines: a chunk starts at the file's start and where
-/// [`starts_chunk`] says.
-fn chunks(bytes: &[u8]) -> Vec<Chunk> {
-    let mut out = Vec::with_capacity(bytes.len() / 1024 + 1);
+/// Cuts `data`, which starts at a chunk's start, into chunks of whole lines: a chunk
+/// starts at the file's start and where [`starts_chunk`] says. Gives each complete chunk
+/// and its line feeds to `emit`, and returns the bytes they take: all of `data` when it
+/// ends the file (`end`), else up to the start of the chunk its last, incomplete, line is
+/// in (read again with what follows). Where the chunks are cut depends only on the lines
+/// from a chunk's start on, so reading again from there cuts them as one pass over the
+/// whole file would.
+fn cut_chunks<E>(
+    data: &[u8],
+    end: bool,
+    mut emit: impl FnMut(&[u8], u32) -> Result<(), E>,
+) -> Result<usize, E> {
     let mut start = 0;
     let mut lines = 0u32;
     let mut line_start = 0;
     let mut after_key = false;
-    let mut line_ends = memchr::memchr_iter(b'\n', bytes);
+    let mut line_ends = memchr::memchr_iter(b'\n', data);
     loop {
-        let end = line_ends.next();
-        let line = bytes
-            .get(line_start..end.unwrap_or(bytes.len()))
+        let nl = line_ends.next();
+        if nl.is_none() && !end {
+            return Ok(start);
+        }
+        let line = data
+            .get(line_start..nl.unwrap_or(data.len()))
             .unwrap_or_default();
         let (cut, key) = starts_chunk(line);
         if line_start > start && (cut || after_key) {
-            out.push(chunk(bytes, start, line_start, lines));
+            emit(data.get(start..line_start).unwrap_or_default(), lines)?;
             start = line_start;
             lines = 0;
         }
-        match end {
+        match nl {
             Some(nl) => {
                 lines += 1;
                 line_start = nl + 1;
@@ -467,17 +852,8 @@ fn chunks(bytes: &[u8]) -> Vec<Chunk> {
             None => break,
         }
     }
-    out.push(chunk(bytes, start, bytes.len(), lines));
-    out
-}
-
-fn chunk(bytes: &[u8], from: usize, to: usize, lines: u32) -> Chunk {
-    let part = bytes.get(from..to).unwrap_or_default();
-    Chunk {
-        hash: crate::util::content_hash(part),
-        len: u32::try_from(part.len()).unwrap_or(u32::MAX),
-        lines,
-    }
+    emit(data.get(start..).unwrap_or_default(), lines)?;
+    Ok(data.len())
 }
 
 /// Whether a chunk starts at `line`: a list item whose hash is one in [`CHUNK_ITEMS`], or
@@ -521,31 +897,6 @@ fn cut_hash(line: &[u8]) -> u64 {
     );
     let tail = word(line.len().saturating_sub(8)) ^ line.len() as u64;
     fold(head ^ tail, 0x1656_67b1_9e37_79f9)
-}
-
-/// The SHA-256 of `bytes`, cut into `chunks`, from the last state in `marks` (or from the
-/// start); keeps a state about every [`MARK_EVERY`] bytes in `marks`.
-fn sha256_from(bytes: &[u8], chunks: &[Chunk], marks: &mut Vec<Mark>) -> String {
-    let (mut at, mut offset, mut state) = match marks.last() {
-        Some(m) => (m.chunk, m.offset, m.state.clone()),
-        None => (0, 0, Sha256::new()),
-    };
-    let mut last = offset;
-    for c in chunks.get(at..).unwrap_or_default() {
-        let end = offset + c.len as usize;
-        state.update(bytes.get(offset..end).unwrap_or_default());
-        offset = end;
-        at += 1;
-        if offset - last >= MARK_EVERY {
-            marks.push(Mark {
-                chunk: at,
-                offset,
-                state: state.clone(),
-            });
-            last = offset;
-        }
-    }
-    hex(&state.finalize())
 }
 
 impl Blocklist {

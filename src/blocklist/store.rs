@@ -9,13 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use super::audit::Audit;
-use super::incremental::Tracker;
+use super::incremental::{read_failed, Failure, Input, ReadError, Reloaded, Tracker};
 use super::source::Loaded;
 use super::{Blocklist, Changes};
 use crate::diagnostic::{self, Diagnostic};
 use crate::metrics::{EntryCounts, Metrics, ReloadResult};
-use crate::refresh::{Fetched, Source};
-use crate::util::{checksum, unix_now, unix_secs};
+use crate::refresh::{Content, Opened, Source};
+use crate::util::{unix_now, unix_secs};
 
 /// The blocklist in force, swapped whole on every successful reload. Readers never lock.
 pub struct BlocklistStore {
@@ -73,6 +73,13 @@ pub fn entries_in_force(list: &Blocklist, now: i64) -> EntryCounts {
         domain: list.domains.values().filter(live).count(),
         network: list.networks.iter().map(|(_, e)| e).filter(live).count(),
     }
+}
+
+/// What one pass over a source's content found.
+enum Read {
+    Unchanged,
+    Empty,
+    Parsed(Box<Reloaded>),
 }
 
 /// What one reload attempt did.
@@ -218,69 +225,111 @@ impl BlocklistStore {
         free_here(old);
     }
 
-    /// The SHA-256 of the file the list in force came from, once computed.
-    fn set_sha256(&self, sha256: &str) {
-        let mut state = self.lock_state();
-        state.sha256 = sha256.to_owned();
-        self.metrics.set_blocklist(sha256, state.entries);
+    /// Swaps in what the source gave ([`Source::open`], begun at `started`), if it changed
+    /// and is valid. Blocking (reads, parses and diffs): run it off the async workers, and
+    /// [`BlocklistStore::compact`] after acting on the outcome.
+    pub fn apply(&self, opened: Opened, started: Instant) -> ReloadOutcome {
+        match self.apply_within(opened, started, true) {
+            Ok(outcome) => outcome,
+            // Not given back when a whole parse is allowed.
+            Err(_) => self.failed(read_failed(&ReadError::Changed, &self.source.name())),
+        }
     }
 
-    /// Swaps in what a fetch of the source (begun at `started`) gave, if it changed and is
-    /// valid. Blocking (parses and diffs): run it off the async workers, and
-    /// [`BlocklistStore::compact`] after acting on the outcome.
-    pub fn apply(&self, fetched: Fetched, started: Instant) -> ReloadOutcome {
+    /// [`BlocklistStore::apply`] as far as it is cheap: the content is given back, with
+    /// nothing done, when it has to be parsed whole (for [`BlocklistStore::apply`] on a
+    /// thread that may take a larger share of a core).
+    pub fn apply_incremental(
+        &self,
+        opened: Opened,
+        started: Instant,
+    ) -> Result<ReloadOutcome, Content> {
+        self.apply_within(opened, started, false)
+    }
+
+    fn apply_within(
+        &self,
+        opened: Opened,
+        started: Instant,
+        whole: bool,
+    ) -> Result<ReloadOutcome, Content> {
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let name = self.source.name();
-        let bytes = match fetched {
-            Ok(Some(b)) => b,
+        let mut content = match opened {
+            Ok(Some(c)) => c,
             Ok(None) if self.fetched_invalid.load(Ordering::Relaxed) => {
                 self.metrics.reload(ReloadResult::Unchanged);
-                return ReloadOutcome::Unchanged;
+                return Ok(ReloadOutcome::Unchanged);
             }
-            Ok(None) => return self.unchanged(),
-            Err(m) => return self.failed(vec![Diagnostic::whole_file(&name, m)]),
+            Ok(None) => return Ok(self.unchanged()),
+            Err(m) => return Ok(self.failed(vec![Diagnostic::whole_file(&name, m)])),
         };
-        let sum = checksum(&bytes);
-        if sum == self.current.load().checksum() {
-            self.fetched_invalid.store(false, Ordering::Relaxed);
-            return self.unchanged();
-        }
-        // Writing a file in place starts by truncating it: an empty file during a reload is
-        // far more likely a write in progress than a wish to unblock everyone. An empty list
-        // is written as `identities: []`.
-        if bytes.is_empty() {
-            return self.invalid(vec![Diagnostic::whole_file(
+        let old = self.current.load_full();
+        let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        // A file written in place while it is read is opened and read again, as long as it
+        // settles within `MAX_SETTLE`.
+        let read = loop {
+            let input = match &content {
+                Content::Bytes(b) => Input::Bytes(b),
+                Content::File(f) => Input::File(f.file(), f.len()),
+            };
+            let attempt = self.read(&mut tracker, &old, input, &name, whole);
+            let f = match content {
+                Content::File(f) => f,
+                bytes => break (attempt, bytes),
+            };
+            let again = match &attempt {
+                Err(Failure::Read(ReadError::Changed)) => true,
+                Err(Failure::Read(ReadError::Io(_))) => false,
+                _ => !f.unchanged(),
+            };
+            if again {
+                match f.reopen() {
+                    Ok(f) => content = Content::File(f),
+                    Err(m) => return Ok(self.failed(vec![Diagnostic::whole_file(&name, m)])),
+                }
+                continue;
+            }
+            if let Err(Failure::Read(ReadError::Io(e))) = &attempt {
+                let m = format!("cannot read {}: {e}", f.what());
+                return Ok(self.failed(vec![Diagnostic::whole_file(&name, m)]));
+            }
+            break (attempt, Content::File(f));
+        };
+        let (read, content) = read;
+        Ok(match read {
+            Ok(Read::Unchanged) => {
+                self.fetched_invalid.store(false, Ordering::Relaxed);
+                self.unchanged()
+            }
+            Ok(Read::Empty) => self.invalid(vec![Diagnostic::whole_file(
                 &name,
                 "the file is empty (a write in progress?); to clear the list write `identities: []`"
                     .to_owned(),
-            )]);
-        }
-        let old = self.current.load_full();
-        let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        match tracker.reload(&old, &bytes, sum, &name) {
-            Ok(read) => {
+            )]),
+            Ok(Read::Parsed(read)) => {
+                let read = *read;
                 self.fetched_invalid.store(false, Ordering::Relaxed);
                 let now = unix_now();
                 let previous = self.lock_state().sha256.clone();
-                let (changes, mut audit) = {
+                let sha256 = tracker.sha256().to_owned();
+                drop(tracker);
+                let (changes, audit) = {
                     let (before, after) = read.diff_pair(&old);
                     let changes = before.changes_to(after, now);
-                    let audit = Box::new(Audit::between(before, after, now, previous, ""));
+                    let audit = Box::new(Audit::between(before, after, now, previous, &sha256));
                     (changes, audit)
                 };
                 drop(old);
                 let incremental = read.is_incremental();
                 let entries = read.parsed.blocklist.len();
                 let warnings = read.parsed.warnings;
-                self.install(read.parsed.blocklist, None);
+                self.install(read.parsed.blocklist, Some(sha256));
                 self.metrics.reload(ReloadResult::Success);
                 let elapsed = started.elapsed();
-                // In force first; then its SHA-256, for `/blocklist`, the metric and the audit.
-                let sha256 = tracker.sha256(&bytes);
-                drop(tracker);
-                self.set_sha256(&sha256);
-                audit.sha256 = sha256;
-                self.source.in_force(&bytes);
+                if let Content::Bytes(bytes) = &content {
+                    self.source.in_force(bytes);
+                }
                 ReloadOutcome::Applied {
                     changes: Box::new(changes),
                     audit,
@@ -290,20 +339,50 @@ impl BlocklistStore {
                     incremental,
                 }
             }
-            Err(errors) => {
-                drop(tracker);
-                self.invalid(errors)
-            }
+            Err(Failure::Invalid(errors)) => self.invalid(errors),
+            Err(Failure::Read(e)) => self.failed(read_failed(&e, &name)),
+            Err(Failure::Whole) => return Err(content),
+        })
+    }
+
+    /// One pass over the content ([`Tracker::scan`]): the same as the list in force, empty,
+    /// or read and parsed.
+    fn read(
+        &self,
+        tracker: &mut Tracker,
+        old: &Blocklist,
+        input: Input<'_>,
+        name: &str,
+        whole: bool,
+    ) -> Result<Read, Failure> {
+        let scanned = tracker.scan(input)?;
+        if scanned.sum == old.checksum() {
+            return Ok(Read::Unchanged);
         }
+        // Writing a file in place starts by truncating it: an empty file during a reload is
+        // far more likely a write in progress than a wish to unblock everyone. An empty list
+        // is written as `identities: []`.
+        if scanned.len == 0 {
+            return Ok(Read::Empty);
+        }
+        tracker
+            .reload_scanned(old, scanned, input, name, whole)
+            .map(|r| Read::Parsed(Box::new(r)))
     }
 
     /// Folds the list's identity overlay into a new table once it has grown: the same list,
     /// so no diff and no audit. For the reload thread, after a reload's outcome has been
     /// acted on (its audit logged, revocations queued): a million-id table takes a while.
     pub fn compact(&self) {
-        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let list = self.current.load_full();
-        if let Some(compacted) = list.compacted() {
+        // Built without the reload lock: on a low-priority thread this may take long, and a
+        // reload meanwhile must not wait for it.
+        let Some(compacted) = list.compacted() else {
+            return;
+        };
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Only over the list it was built from: a reload may have put another in force.
+        if Arc::ptr_eq(&self.current.load(), &list) {
             drop(list);
             let old = self.current.swap(Arc::new(compacted));
             free_here(old);
@@ -379,14 +458,17 @@ mod tests {
     fn store(t: &str) -> BlocklistStore {
         let dir = std::env::temp_dir().join(format!("kg-store-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("blocklist.yaml");
-        std::fs::write(&path, t).expect("write");
+        store_at(&dir.join("blocklist.yaml"), t)
+    }
+
+    fn store_at(path: &std::path::Path, t: &str) -> BlocklistStore {
+        std::fs::write(path, t).expect("write");
         let mut tracker = Tracker::default();
         let (parsed, sha256) = tracker
             .parse_full(t.as_bytes(), "blocklist.yaml")
             .expect("valid");
         let loaded = Loaded {
-            source: Arc::new(file(&path, Duration::ZERO)),
+            source: Arc::new(file(path, Duration::ZERO)),
             parsed,
             sha256,
             tracker,
@@ -402,7 +484,10 @@ mod tests {
         list.insert(1500, added.clone());
         let removed = list.remove(10);
         let t = text(&list);
-        let outcome = s.apply(Ok(Some(t.clone().into_bytes())), Instant::now());
+        let outcome = s.apply(
+            Ok(Some(Content::Bytes(t.clone().into_bytes()))),
+            Instant::now(),
+        );
         let ReloadOutcome::Applied {
             changes,
             incremental,
@@ -434,7 +519,10 @@ mod tests {
         for (k, id) in more.iter().skip(2000).take(40).enumerate() {
             list.insert(100 + 37 * k, id.clone());
             let t = text(&list);
-            let outcome = s.apply(Ok(Some(t.clone().into_bytes())), Instant::now());
+            let outcome = s.apply(
+                Ok(Some(Content::Bytes(t.clone().into_bytes()))),
+                Instant::now(),
+            );
             assert!(
                 matches!(
                     outcome,
@@ -452,5 +540,52 @@ mod tests {
         }
         // At most OVERLAY_MAX_SHIFTS shifts stay in the overlay.
         assert!(!s.snapshot().identities.needs_compaction());
+    }
+
+    #[test]
+    fn a_file_written_in_place_after_it_was_opened_is_read_again() {
+        let mut list = ids(3000);
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("blocklist.yaml");
+        let s = store_at(&path, &text(&list));
+        let source = file(&path, Duration::ZERO);
+        // Opened with one content, written in place with another before the read.
+        list.insert(10, ids(3001).pop().expect("one more"));
+        std::fs::write(&path, text(&list)).expect("write");
+        let opened = crate::refresh::open_settled(&source, Instant::now()).expect("open");
+        std::thread::sleep(Duration::from_millis(20));
+        list.remove(2000);
+        let t = text(&list);
+        std::fs::write(&path, &t).expect("write");
+        let outcome = s.apply(Ok(Some(Content::File(opened))), Instant::now());
+        assert!(
+            matches!(outcome, ReloadOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        let want = Blocklist::parse(&t, "x").expect("valid").blocklist;
+        assert_eq!(**s.snapshot(), want);
+        assert_eq!(s.state().sha256, sha256_hex(t.as_bytes()));
+        // The same file again: unchanged.
+        let opened = crate::refresh::open_settled(&source, Instant::now()).expect("open");
+        let outcome = s.apply_incremental(Ok(Some(Content::File(opened))), Instant::now());
+        assert!(
+            matches!(outcome, Ok(ReloadOutcome::Unchanged)),
+            "{outcome:?}"
+        );
+        // A change that needs a whole parse is handed back by the incremental step.
+        let bad = format!("emails:\n  - a@evil.example\n{t}");
+        std::fs::write(&path, &bad).expect("write");
+        let opened = crate::refresh::open_settled(&source, Instant::now()).expect("open");
+        let Err(content) = s.apply_incremental(Ok(Some(Content::File(opened))), Instant::now())
+        else {
+            panic!("not handed back");
+        };
+        assert!(matches!(
+            s.apply(Ok(Some(content)), Instant::now()),
+            ReloadOutcome::Applied {
+                incremental: false,
+                ..
+            }
+        ));
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::blocklist::diff::differences;
 use crate::blocklist::scan::agreement::Rng;
-use crate::util::{checksum, sha256_hex, unix_now};
+use crate::util::{sha256_hex, unix_now};
 
 const NAME: &str = "blocklist.yaml";
 
@@ -9,12 +9,12 @@ const NAME: &str = "blocklist.yaml";
 /// parse (list, positions, warnings, errors, SHA-256, the changes and every difference), and
 /// returns the new list (or `current` on an error) and whether the reload was incremental.
 fn reload(tracker: &mut Tracker, current: &Blocklist, text: &str) -> (Blocklist, bool) {
-    let got = tracker.reload(current, text.as_bytes(), checksum(text.as_bytes()), NAME);
+    let got = tracker.reload(current, text.as_bytes(), NAME);
     let want = Blocklist::parse(text, NAME);
     match (got, want) {
         (Ok(got), Ok(want)) => {
             assert_eq!(got.parsed, want, "{text}");
-            assert_eq!(tracker.sha256(text.as_bytes()), sha256_hex(text.as_bytes()));
+            assert_eq!(tracker.sha256(), sha256_hex(text.as_bytes()));
             let (before, after) = got.diff_pair(current);
             let now = unix_now();
             assert_eq!(
@@ -57,6 +57,21 @@ fn text(lines: &[String]) -> String {
     let mut t = lines.join("\n");
     t.push('\n');
     t
+}
+
+/// A whole file's chunks, as one pass cuts them.
+fn chunks(bytes: &[u8]) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let used = cut_chunks(bytes, true, |c, lines| {
+        out.push(Chunk {
+            hash: crate::util::content_hash(c),
+            len: c.len() as u32,
+            lines,
+        });
+        Ok::<(), ()>(())
+    });
+    assert_eq!(used, Ok(bytes.len()));
+    out
 }
 
 fn start(text: &str) -> (Tracker, Blocklist) {
@@ -301,4 +316,171 @@ fn regions_are_found_between_common_chunks() {
     let other: Vec<Chunk> = (1000..1400).map(c).collect();
     let long: Vec<Chunk> = (0..400).map(c).collect();
     assert_eq!(changed_regions(&long, &other), None);
+}
+
+/// `text` written to a new file in `dir`, opened.
+fn file_of(dir: &std::path::Path, name: &str, text: &str) -> (std::fs::File, u64) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    let f = std::fs::File::open(&path).expect("open");
+    (f, text.len() as u64)
+}
+
+/// A scan of `text` read from a file through a `buffer`-byte buffer, and one over the bytes.
+fn scan_both(tracker: &mut Tracker, text: &str, buffer: usize) -> (Scanned, Scanned) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (f, len) = file_of(dir.path(), "list.yaml", text);
+    tracker.buffer = buffer;
+    let from_file = tracker.scan(Input::File(&f, len)).expect("read");
+    let from_bytes = tracker.scan(Input::Bytes(text.as_bytes())).expect("read");
+    (from_file, from_bytes)
+}
+
+#[test]
+fn a_file_read_through_a_small_buffer_is_cut_and_summed_as_its_bytes() {
+    let mut rng = Rng(31);
+    let mut lines = big_file(&mut rng, 800);
+    // A comment line longer than the buffer: a chunk larger than it.
+    lines.insert(300, format!("  # {}", "x".repeat(5000)));
+    let t = text(&lines);
+    let mut no_newline = t.clone();
+    no_newline.pop();
+    for text in [
+        &t,
+        &no_newline,
+        &String::new(),
+        &"identities: []".to_owned(),
+    ] {
+        for buffer in [64, 100, 1000, 4096, 1 << 20] {
+            let mut tracker = Tracker::default();
+            let (f, b) = scan_both(&mut tracker, text, buffer);
+            assert_eq!(f.sum, crate::util::checksum(text.as_bytes()), "{buffer}");
+            assert_eq!((f.sum, f.len), (b.sum, b.len), "{buffer}");
+            assert_eq!(f.chunks, b.chunks, "{buffer}");
+            assert_eq!(f.chunks, chunks(text.as_bytes()), "{buffer}");
+            assert_eq!(f.sha256, sha256_hex(text.as_bytes()), "{buffer}");
+            assert_eq!(b.sha256, f.sha256);
+            // The buffer grown for the long line is not kept.
+            assert!(tracker.buf.len() <= READ_BUFFER.max(buffer));
+        }
+    }
+}
+
+#[test]
+fn edits_at_buffer_boundaries_read_from_a_file_equal_a_whole_parse() {
+    let mut rng = Rng(41);
+    let lines = big_file(&mut rng, 3000);
+    let first = text(&lines);
+    let dir = tempfile::tempdir().expect("dir");
+    let buffer = 4096;
+    let line_len = lines[5].len() + 1;
+    for k in 1..6 {
+        let (mut tracker, list) = start(&first);
+        tracker.buffer = buffer;
+        // The line that spans the k-th multiple of the buffer, changed.
+        let at = lines[..2].iter().map(|l| l.len() + 1).sum::<usize>();
+        let line = 2 + (k * buffer - at) / line_len;
+        let mut edited = lines.clone();
+        edited[line] = format!("  - {}", uuid(&mut rng));
+        let t = text(&edited);
+        let (f, len) = file_of(dir.path(), &format!("e{k}.yaml"), &t);
+        let input = Input::File(&f, len);
+        let scanned = tracker.scan(input).expect("read");
+        let got = tracker
+            .reload_scanned(&list, scanned, input, NAME, true)
+            .map_err(|e| format!("{e:?}"))
+            .expect("valid");
+        assert!(got.is_incremental(), "{k}");
+        assert_eq!(
+            got.parsed,
+            Blocklist::parse(&t, NAME).expect("valid"),
+            "{k}"
+        );
+        assert_eq!(tracker.sha256(), sha256_hex(t.as_bytes()), "{k}");
+    }
+}
+
+#[test]
+fn a_file_that_changes_length_while_read_is_a_change() {
+    let dir = tempfile::tempdir().expect("dir");
+    let t = text(&big_file(&mut Rng(2), 200));
+    let (f, len) = file_of(dir.path(), "list.yaml", &t);
+    let mut tracker = Tracker {
+        buffer: 1000,
+        ..Tracker::default()
+    };
+    // Longer, then shorter, than when it was opened.
+    for stated in [len - 1, len + 1, len + 5000] {
+        let got = tracker.scan(Input::File(&f, stated));
+        assert!(
+            matches!(got, Err(ReadError::Changed)),
+            "{stated}: {:?}",
+            got.err()
+        );
+    }
+    // Rewritten in place between the pass and the read of a region: the region's bytes no
+    // longer have the chunks' hashes.
+    let lines = big_file(&mut Rng(2), 200);
+    let (mut tracker, list) = start(&t);
+    let mut edited = lines.clone();
+    edited[100] = format!("  - {}", uuid(&mut Rng(9)));
+    let e = text(&edited);
+    let path = dir.path().join("edited.yaml");
+    std::fs::write(&path, &e).expect("write");
+    let f = std::fs::File::open(&path).expect("open");
+    let input = Input::File(&f, e.len() as u64);
+    let scanned = tracker.scan(input).expect("read");
+    let mut again = edited.clone();
+    again[100] = format!("  - {}", uuid(&mut Rng(10)));
+    std::fs::write(&path, text(&again)).expect("write");
+    let got = tracker.reload_scanned(&list, scanned, input, NAME, true);
+    assert!(
+        matches!(got, Err(Failure::Read(ReadError::Changed))),
+        "{:?}",
+        got.err()
+    );
+}
+
+#[test]
+fn regions_are_read_back_from_the_open_file_after_a_rename_over_its_path() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut rng = Rng(51);
+    let lines = big_file(&mut rng, 2000);
+    let (mut tracker, list) = start(&text(&lines));
+    let mut edited = lines.clone();
+    edited[1000] = format!("  - {}", uuid(&mut rng));
+    let t = text(&edited);
+    let (f, len) = file_of(dir.path(), "list.yaml", &t);
+    let input = Input::File(&f, len);
+    let scanned = tracker.scan(input).expect("read");
+    // Another version renamed over the path before the region is read back.
+    let mut other = edited.clone();
+    other[1000] = format!("  - {}", uuid(&mut rng));
+    std::fs::write(dir.path().join("next.yaml"), text(&other)).expect("write");
+    std::fs::rename(dir.path().join("next.yaml"), dir.path().join("list.yaml")).expect("mv");
+    let got = tracker
+        .reload_scanned(&list, scanned, input, NAME, true)
+        .map_err(|e| format!("{e:?}"))
+        .expect("valid");
+    assert!(got.is_incremental());
+    assert_eq!(got.parsed, Blocklist::parse(&t, NAME).expect("valid"));
+    assert_eq!(tracker.sha256(), sha256_hex(t.as_bytes()));
+}
+
+#[test]
+fn an_unchanged_start_is_not_hashed_again() {
+    let mut rng = Rng(61);
+    let mut lines = big_file(&mut rng, 30_000);
+    let (mut tracker, list) = start(&text(&lines));
+    let marks = tracker.last.as_ref().expect("index").marks.len();
+    assert!(marks >= 3, "{marks}");
+    let n = lines.len();
+    lines.insert(n - 6, format!("  - {}", uuid(&mut rng)));
+    let t = text(&lines);
+    let (_, inc) = reload(&mut tracker, &list, &t);
+    assert!(inc);
+    // The states before the change are the last file's; no new one after it (less than
+    // MARK_EVERY bytes from the last state to the end).
+    let kept = &tracker.last.as_ref().expect("index").marks;
+    assert_eq!(kept.len(), marks);
 }
