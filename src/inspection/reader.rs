@@ -1,6 +1,6 @@
-//! One pass over a response body with serde_json's parser and no tree: session tokens are
-//! found anywhere (a credential is a credential wherever it sits), but evidence of whose they
-//! are is read only at positions Kratos fills from its own records (CONTRACT.md §14):
+//! One pass over a response body and no tree: session tokens are found anywhere (a
+//! credential is a credential wherever it sits), but evidence of whose they are is read only
+//! at positions Kratos fills from its own records (CONTRACT.md §14):
 //!
 //! | response kind (api.json)                         | positions read                       |
 //! |--------------------------------------------------|--------------------------------------|
@@ -14,36 +14,24 @@
 //! All of these are members of the top-level value (or of the top-level array's items).
 //! Client input (`transient_payload`, `ui`, `traits`, `metadata_*`) sits below other members
 //! and is never read for evidence. Nothing is allocated per object or array: an echoed
-//! payload of empty objects costs parse time, not memory. Nesting is bounded by serde_json's
-//! recursion limit (128).
+//! payload of empty objects costs parse time, not memory. Nesting is bounded at 127 levels.
+//!
+//! The body is read by a byte scanner that accepts exactly the JSON texts serde_json
+//! accepts (RFC 8259: no trailing content, valid escapes and no lone surrogates, no control
+//! characters in strings, numbers within `f64`'s range, UTF-8) and decodes a string only
+//! where it matters: member names (when they hold escapes) and the values at token and
+//! evidence positions. String contents are skipped eight bytes at a time. The reader it
+//! replaced, on serde_json's visitors, is kept as the tests' oracle (`oracle.rs`): the same
+//! findings and the same refusals over fixtures and their mutations.
 
-use std::fmt;
+use std::borrow::Cow;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use uuid::Uuid;
 
 use crate::util::parse_uuid;
 
-/// Visitor methods for values that can hold nothing of interest.
-macro_rules! scalars {
-    () => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-    };
-}
+#[cfg(test)]
+mod oracle;
 
 /// Distinct tokens kept; beyond this the body only records that there were more.
 pub const MAX_TOKENS: usize = 4;
@@ -144,24 +132,6 @@ impl Findings {
     }
 }
 
-/// Reads `body` (which starts like JSON). Anything after the first value but white space
-/// is an error: Kratos never sends it, and clients differ on whether they read it. The
-/// whole body is checked to be UTF-8 once (as JSON text must be, and as serde_json checks
-/// each string), so that no string is checked again on its own.
-pub fn read(body: &[u8]) -> Result<Findings, serde_json::Error> {
-    let body = std::str::from_utf8(body)
-        .map_err(|_| <serde_json::Error as serde::de::Error>::custom("not UTF-8"))?;
-    read_str(body)
-}
-
-fn read_str(body: &str) -> Result<Findings, serde_json::Error> {
-    let mut findings = Findings::default();
-    let mut de = serde_json::Deserializer::from_str(body);
-    de.deserialize_any(TopLevel { f: &mut findings })?;
-    de.end()?;
-    Ok(findings)
-}
-
 /// Member names the reader reacts to; everything else is `Other`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Key {
@@ -193,151 +163,547 @@ impl Key {
     }
 }
 
-struct KeySeed;
+/// The body is not a JSON text serde_json would accept, or nests too deep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
 
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(self)
+type Res<T> = Result<T, Malformed>;
+
+/// Nesting levels of arrays and objects entered before the body is refused: serde_json's
+/// recursion limit (128 counts down, and reaching 0 fails).
+const MAX_DEPTH: u8 = 127;
+
+/// Reads `body` (which starts like JSON). Anything after the first value but white space
+/// is an error: Kratos never sends it, and clients differ on whether they read it. The
+/// whole body is checked to be UTF-8 once (as JSON text must be), so that no string is
+/// checked again on its own.
+pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
+    let text = std::str::from_utf8(body).map_err(|_| Malformed)?;
+    let mut p = Scanner {
+        text,
+        bytes: body,
+        at: 0,
+        depth: 0,
+        f: Findings::default(),
+    };
+    p.top_level()?;
+    p.ws();
+    if p.at != body.len() {
+        return Err(Malformed);
     }
+    Ok(p.f)
 }
 
-impl Visitor<'_> for KeySeed {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-        Ok(Key::of(v))
-    }
-}
-
-/// Calls `on_text` with a string value, or scans any other value.
-struct Text<'a, F> {
-    f: &'a mut Findings,
-    on_text: F,
-}
-
-impl<'de, F: FnOnce(&mut Findings, &str)> DeserializeSeed<'de> for Text<'_, F> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, F: FnOnce(&mut Findings, &str)> Visitor<'de> for Text<'_, F> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        (self.on_text)(self.f, v);
-        Ok(())
-    }
-    scalars!();
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        Scan { f: self.f }.visit_map(map)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        Scan { f: self.f }.visit_seq(seq)
-    }
-}
-
-/// Any value below a non-authored position: finds tokens and `tokenized`, reads no evidence.
-struct Scan<'a> {
-    f: &'a mut Findings,
-}
-
-impl<'de> DeserializeSeed<'de> for Scan<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Scan<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    scalars!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            scan_member(key, &mut map, self.f)?;
+impl Key {
+    /// The key of a member name as it stands in the body (between the quotes).
+    fn of_raw(raw: &str, escaped: bool) -> Key {
+        if !escaped {
+            return Key::of(raw);
         }
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Scan { f: &mut *self.f })?.is_some() {}
-        Ok(())
-    }
-}
-
-/// A member at a position that is not evidence: its tokens still count.
-fn scan_member<'de, A: MapAccess<'de>>(
-    key: Key,
-    map: &mut A,
-    f: &mut Findings,
-) -> Result<(), A::Error> {
-    match key {
-        Key::SessionToken => map.next_value_seed(Text {
-            f,
-            on_text: |f: &mut Findings, v: &str| f.add_token(v, false),
-        }),
-        Key::Tokenized => map.next_value_seed(Text {
-            f,
-            on_text: |f: &mut Findings, v: &str| f.tokenized |= !v.is_empty(),
-        }),
-        _ => map.next_value_seed(Scan { f }),
-    }
-}
-
-/// The top-level value: an object of a known response kind, or a list of sessions.
-struct TopLevel<'a> {
-    f: &'a mut Findings,
-}
-
-impl<'de> Visitor<'de> for TopLevel<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object or array")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    scalars!();
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let top = AuthoredObject { f: self.f }.read(map)?;
-        if top.is_session() {
-            self.f.shape = Shape::Session;
-            self.f.add_session(SessionRef {
-                id: top.id,
-                identity_id: top.identity.flatten(),
-            });
-        } else if let Some(Some(identity)) = top.identity {
-            // `successfulNativeRegistration.identity`, `settingsFlow.identity`.
-            self.f.add_identity(identity);
+        // The longest name the reader knows; a longer one is `Other` whatever it decodes to.
+        if raw.len() > 6 * "ory_session_token".len() {
+            return Key::Other;
         }
-        Ok(())
+        Key::of(&decode(raw))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut items = 0usize;
-        let mut all_sessions = true;
-        while let Some(item) = seq.next_element_seed(Object(ListItem(&mut *self.f)))? {
-            items += 1;
-            match item {
-                Some(s) if items <= MAX_LISTED_SESSIONS => self.f.add_session(s),
-                Some(_) => {}
-                None => all_sessions = false,
+}
+
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// High bit set in each byte of `x` below `n` (exact up to the lowest such byte).
+const fn bytes_below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * n as u64) & !x & HIGHS
+}
+
+/// High bit set at each `"`, `\` or control character in `x` (exact up to the lowest one).
+const fn specials(x: u64) -> u64 {
+    bytes_below(x ^ (ONES * b'"' as u64), 1)
+        | bytes_below(x ^ (ONES * b'\\' as u64), 1)
+        | bytes_below(x, 0x20)
+}
+
+fn hex_digit(b: u8) -> Option<u16> {
+    (b as char).to_digit(16).map(|d| d as u16)
+}
+
+/// What the next value is.
+enum Next {
+    Object,
+    Array,
+    String,
+    Scalar,
+}
+
+/// A string as it stands in the body, between its quotes.
+struct Raw<'a> {
+    text: &'a str,
+    escaped: bool,
+}
+
+impl<'a> Raw<'a> {
+    fn decoded(&self) -> Cow<'a, str> {
+        if self.escaped {
+            Cow::Owned(decode(self.text))
+        } else {
+            Cow::Borrowed(self.text)
+        }
+    }
+}
+
+/// Decodes the escapes of a string the scanner has validated.
+fn decode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(&rest[..pos]);
+        let b = rest.as_bytes();
+        let (c, used) = match b[pos + 1] {
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let hex = |at: usize| {
+                    b[at..at + 4]
+                        .iter()
+                        .fold(0u32, |n, &d| n * 16 + u32::from(hex_digit(d).unwrap_or(0)))
+                };
+                let n = hex(pos + 2);
+                if (0xD800..0xDC00).contains(&n) {
+                    let low = hex(pos + 8);
+                    let c = 0x10000 + ((n - 0xD800) << 10) + (low - 0xDC00);
+                    (char::from_u32(c).unwrap_or('\u{fffd}'), 12)
+                } else {
+                    (char::from_u32(n).unwrap_or('\u{fffd}'), 6)
+                }
+            }
+            other => (other as char, 2),
+        };
+        out.push(c);
+        rest = &rest[pos + used..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The cursor over the body, and what was found so far.
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    depth: u8,
+    f: Findings,
+}
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// Skips white space and consumes `b`.
+    fn eat(&mut self, b: u8) -> Res<()> {
+        self.ws();
+        if self.bytes.get(self.at) == Some(&b) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        self.ws();
+        match self.bytes.get(self.at) {
+            Some(b'{') => Next::Object,
+            Some(b'[') => Next::Array,
+            Some(b'"') => Next::String,
+            _ => Next::Scalar,
+        }
+    }
+
+    /// The string at the cursor (its opening quote), validated and consumed.
+    fn string(&mut self) -> Res<Raw<'a>> {
+        let b = self.bytes;
+        let start = self.at + 1;
+        let mut i = start;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = b.get(i..i + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().map_err(|_| Malformed)?);
+                let found = specials(word);
+                if found != 0 {
+                    i += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
+            }
+            match *b.get(i).ok_or(Malformed)? {
+                b'"' => {
+                    self.at = i + 1;
+                    return Ok(Raw {
+                        text: &self.text[start..i],
+                        escaped,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    i = self.escape(i + 1)?;
+                }
+                c if c < 0x20 => return Err(Malformed),
+                _ => i += 1,
             }
         }
-        if items > 0 && all_sessions {
-            self.f.shape = Shape::SessionList;
+    }
+
+    /// Validates the escape whose letter is at `i`; returns the index after it.
+    fn escape(&self, i: usize) -> Res<usize> {
+        let b = self.bytes;
+        let hex = |at: usize| -> Res<u16> {
+            let digits = b.get(at..at + 4).ok_or(Malformed)?;
+            digits.iter().try_fold(0u16, |n, &d| {
+                hex_digit(d).map(|d| n << 4 | d).ok_or(Malformed)
+            })
+        };
+        match *b.get(i).ok_or(Malformed)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(i + 1),
+            b'u' => {
+                let n = hex(i + 1)?;
+                match n {
+                    0xDC00..=0xDFFF => Err(Malformed),
+                    0xD800..=0xDBFF => {
+                        if b.get(i + 5..i + 7) != Some(b"\\u") {
+                            return Err(Malformed);
+                        }
+                        match hex(i + 7)? {
+                            0xDC00..=0xDFFF => Ok(i + 11),
+                            _ => Err(Malformed),
+                        }
+                    }
+                    _ => Ok(i + 5),
+                }
+            }
+            _ => Err(Malformed),
+        }
+    }
+
+    /// A number, `true`, `false` or `null` at the cursor; anything else is an error.
+    fn scalar(&mut self) -> Res<()> {
+        let b = self.bytes;
+        let literal = |word: &[u8]| {
+            if b.get(self.at..self.at + word.len()) == Some(word) {
+                Ok(self.at + word.len())
+            } else {
+                Err(Malformed)
+            }
+        };
+        self.at = match b.get(self.at) {
+            Some(b't') => literal(b"true")?,
+            Some(b'f') => literal(b"false")?,
+            Some(b'n') => literal(b"null")?,
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            _ => return Err(Malformed),
+        };
+        Ok(())
+    }
+
+    /// Validates the number at the cursor; returns the index after it. A number that may
+    /// be out of `f64`'s range (an exponent, or over 300 integer digits) is given to
+    /// serde_json, whose range check is the one that counts.
+    fn number(&self) -> Res<usize> {
+        let b = self.bytes;
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let start = self.at;
+        let mut i = start + usize::from(b[start] == b'-');
+        let int_start = i;
+        match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                if b.get(i).is_some_and(u8::is_ascii_digit) {
+                    return Err(Malformed);
+                }
+            }
+            Some(b'1'..=b'9') => i = digits(i),
+            _ => return Err(Malformed),
+        }
+        let mut risky = i - int_start > 300;
+        if b.get(i) == Some(&b'.') {
+            let from = i + 1;
+            i = digits(from);
+            if i == from {
+                return Err(Malformed);
+            }
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            let from = i;
+            i = digits(from);
+            if i == from {
+                return Err(Malformed);
+            }
+            risky = true;
+        }
+        if risky && serde_json::from_str::<f64>(&self.text[start..i]).is_err() {
+            return Err(Malformed);
+        }
+        Ok(i)
+    }
+
+    fn enter(&mut self) -> Res<()> {
+        self.at += 1;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Malformed);
         }
         Ok(())
+    }
+
+    /// The members of the object at the cursor: `member` is called with each name's key
+    /// and the cursor before its value, which it must consume.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, Key) -> Res<()>) -> Res<()> {
+        self.enter()?;
+        self.ws();
+        if self.bytes.get(self.at) == Some(&b'}') {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.bytes.get(self.at) != Some(&b'"') {
+                return Err(Malformed);
+            }
+            let name = self.string()?;
+            self.eat(b':')?;
+            member(self, Key::of_raw(name.text, name.escaped))?;
+            self.ws();
+            match self.bytes.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(b'}') => break,
+                _ => return Err(Malformed),
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// The items of the array at the cursor: `item` is called with the cursor before each.
+    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Res<()>) -> Res<()> {
+        self.enter()?;
+        self.ws();
+        if self.bytes.get(self.at) == Some(&b']') {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            item(self)?;
+            self.ws();
+            match self.bytes.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(b']') => break,
+                _ => return Err(Malformed),
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// Any value below a non-authored position: finds tokens and `tokenized`, reads no
+    /// evidence.
+    fn scan(&mut self) -> Res<()> {
+        match self.next() {
+            Next::Object => self.object(Self::scan_member),
+            Next::Array => self.array(Self::scan),
+            Next::String => self.string().map(drop),
+            Next::Scalar => self.scalar(),
+        }
+    }
+
+    /// A member at a position that is not evidence: its tokens still count.
+    fn scan_member(&mut self, key: Key) -> Res<()> {
+        match key {
+            Key::SessionToken => self.text(|f, v| f.add_token(v, false)),
+            Key::Tokenized => self.text(|f, v| f.tokenized |= !v.is_empty()),
+            _ => self.scan(),
+        }
+    }
+
+    /// Calls `on_text` with a string value, or scans any other value.
+    fn text(&mut self, on_text: impl FnOnce(&mut Findings, &str)) -> Res<()> {
+        match self.next() {
+            Next::String => {
+                let v = self.string()?.decoded();
+                on_text(&mut self.f, &v);
+                Ok(())
+            }
+            _ => self.scan(),
+        }
+    }
+
+    /// The value of an `id` member as a UUID (tokens in a non-string value still count).
+    fn id(&mut self) -> Res<Option<Uuid>> {
+        let mut id = None;
+        self.text(|_, v| id = parse_uuid(v))?;
+        Ok(id)
+    }
+
+    /// A value read by `read` when it is an object; any other value yields the default,
+    /// after its tokens were found.
+    fn object_of<T: Default>(&mut self, read: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
+        match self.next() {
+            Next::Object => read(self),
+            _ => self.scan().map(|()| T::default()),
+        }
+    }
+
+    /// The `id` member of an identity object; `None` for `null`, a non-object or no id.
+    /// Below the id, everything is the identity's own data (traits, metadata), possibly
+    /// user-written: scanned for tokens only.
+    fn identity_id(&mut self) -> Res<Option<Uuid>> {
+        self.object_of(|p| {
+            let mut id = None;
+            p.object(|p, key| match key {
+                Key::Id => p.id().map(|v| id = v),
+                other => p.scan_member(other),
+            })?;
+            Ok(id)
+        })
+    }
+
+    /// A `session` member: its `id` and `identity.id`; `None` when it is not an object.
+    fn session(&mut self) -> Res<Option<SessionRef>> {
+        self.object_of(|p| {
+            let mut s = SessionRef {
+                id: None,
+                identity_id: None,
+            };
+            p.object(|p, key| match key {
+                Key::Id => p.id().map(|v| s.id = v),
+                Key::Identity => p.identity_id().map(|v| s.identity_id = v),
+                other => p.scan_member(other),
+            })?;
+            Ok(Some(s))
+        })
+    }
+
+    /// A top-level `continue_with`: its items' `ory_session_token` are Kratos's.
+    fn continue_with(&mut self) -> Res<()> {
+        match self.next() {
+            Next::Array => self.array(|p| {
+                p.object_of(|p| {
+                    p.object(|p, key| match key {
+                        Key::SessionToken => p.text(|f, v| f.add_token(v, true)),
+                        other => p.scan_member(other),
+                    })
+                })
+            }),
+            _ => self.scan(),
+        }
+    }
+
+    /// An item of a top-level array: a session (its `id`, `identity.id` and a session-only
+    /// member), or something else. Tokens are still found anywhere; nothing else is
+    /// evidence.
+    fn list_item(&mut self) -> Res<Option<SessionRef>> {
+        self.object_of(|p| {
+            let mut m = Members::default();
+            p.object(|p, key| match key {
+                Key::Id => {
+                    m.has_id = true;
+                    p.id().map(|v| m.id = v)
+                }
+                Key::Identity => p.identity_id().map(|v| m.identity = Some(v)),
+                Key::SessionOnly => {
+                    m.session_only = true;
+                    p.scan()
+                }
+                other => p.scan_member(other),
+            })?;
+            Ok(m.is_session().then_some(SessionRef {
+                id: m.id,
+                identity_id: m.identity.flatten(),
+            }))
+        })
+    }
+
+    /// The members of a top-level object: the authored positions, and a scan of the rest.
+    fn authored_object(&mut self) -> Res<Members> {
+        let mut m = Members::default();
+        self.object(|p, key| match key {
+            Key::SessionToken => p.text(|f, v| f.add_token(v, true)),
+            Key::Id => {
+                m.has_id = true;
+                p.id().map(|v| m.id = v)
+            }
+            Key::Identity => p.identity_id().map(|v| m.identity = Some(v)),
+            Key::Session => {
+                if let Some(s) = p.session()? {
+                    p.f.add_session(s);
+                }
+                Ok(())
+            }
+            Key::ContinueWith => p.continue_with(),
+            Key::SessionOnly => {
+                m.session_only = true;
+                p.scan()
+            }
+            other => p.scan_member(other),
+        })?;
+        Ok(m)
+    }
+
+    /// The top-level value: an object of a known response kind, or a list of sessions.
+    fn top_level(&mut self) -> Res<()> {
+        match self.next() {
+            Next::Object => {
+                let top = self.authored_object()?;
+                if top.is_session() {
+                    self.f.shape = Shape::Session;
+                    self.f.add_session(SessionRef {
+                        id: top.id,
+                        identity_id: top.identity.flatten(),
+                    });
+                } else if let Some(Some(identity)) = top.identity {
+                    // `successfulNativeRegistration.identity`, `settingsFlow.identity`.
+                    self.f.add_identity(identity);
+                }
+                Ok(())
+            }
+            Next::Array => {
+                let mut items = 0usize;
+                let mut all_sessions = true;
+                self.array(|p| {
+                    let item = p.list_item()?;
+                    items += 1;
+                    match item {
+                        Some(s) if items <= MAX_LISTED_SESSIONS => p.f.add_session(s),
+                        Some(_) => {}
+                        None => all_sessions = false,
+                    }
+                    Ok(())
+                })?;
+                if items > 0 && all_sessions {
+                    self.f.shape = Shape::SessionList;
+                }
+                Ok(())
+            }
+            Next::String => self.string().map(drop),
+            Next::Scalar => self.scalar(),
+        }
     }
 }
 
@@ -358,227 +724,469 @@ impl Members {
     }
 }
 
-/// Reads the members of a top-level object: the authored positions, and a scan of the rest.
-struct AuthoredObject<'a> {
-    f: &'a mut Findings,
-}
+#[cfg(test)]
+mod tests {
+    //! The scanner against the serde reader it replaced: for every body, the same findings,
+    //! or both refuse it.
 
-impl AuthoredObject<'_> {
-    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-        let mut m = Members::default();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                Key::SessionToken => map.next_value_seed(Text {
-                    f: &mut *self.f,
-                    on_text: |f: &mut Findings, v: &str| f.add_token(v, true),
-                })?,
-                Key::Id => {
-                    m.has_id = true;
-                    m.id = read_id(&mut map, self.f)?;
+    use super::*;
+
+    /// Compares both readers on `body`; `true` when the body was accepted.
+    fn same(body: &[u8]) -> bool {
+        let new = read(body);
+        let old = oracle::read(body);
+        match (&new, &old) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    a,
+                    b,
+                    "findings differ on {:?}",
+                    String::from_utf8_lossy(body)
+                );
+                true
+            }
+            (Err(_), Err(_)) => false,
+            _ => panic!(
+                "scanner {new:?}, oracle {old:?} on {:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+
+    /// xorshift64*: the same bodies on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
+    }
+
+    const ID: &str = "5ff66179-c240-4703-b0d8-494592cefff5";
+    const SID: &str = "7efedf89-4dda-4636-8320-7506e58db1a3";
+
+    fn fixtures() -> Vec<Vec<u8>> {
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kratos"
+        ))];
+        // The shared copy of the Kratos fixtures, where the workspace has it.
+        let shared =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/kratos/fixtures");
+        if shared.is_dir() {
+            dirs.push(shared);
+        }
+        let mut out = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("fixtures") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "json") {
+                    out.push(std::fs::read(&path).expect("fixture"));
                 }
-                Key::Identity => {
-                    m.identity = Some(map.next_value_seed(Object(IdOf(&mut *self.f)))?)
+            }
+        }
+        out
+    }
+
+    /// Member names, spelled plainly and with escapes.
+    const KEYS: &[&str] = &[
+        "session_token",
+        "ory_session_token",
+        "session\\u005ftoken",
+        "\\u0073ession_token",
+        "ory_session\\u005Ftoken",
+        "tokenized",
+        "tokeniz\\u0065d",
+        "session",
+        "sessio\\u006e",
+        "identity",
+        "identit\\u0079",
+        "continue_with",
+        "continue\\u005fwith",
+        "id",
+        "\\u0069d",
+        "authenticated_at",
+        "authenticator_assurance_level",
+        "authentication_methods",
+        "transient_payload",
+        "ui",
+        "traits",
+        "nodes",
+        "value",
+        "x",
+        "",
+        "session_token\\u0000",
+        "\\ud83d\\ude00",
+        "\\\"id",
+    ];
+
+    /// String values: ids in several spellings, tokens, escapes.
+    const STRINGS: &[&str] = &[
+        ID,
+        SID,
+        "5FF66179-C240-4703-B0D8-494592CEFFF5",
+        "{5ff66179-c240-4703-b0d8-494592cefff5}",
+        "urn:uuid:7efedf89-4dda-4636-8320-7506e58db1a3",
+        "5ff66179c2404703b0d8494592cefff5",
+        "5ff66179-c240-4703-b0d8-494592cefff\\u0035",
+        "ory_st_a",
+        "ory_st_b",
+        "ory_st_c",
+        "ory_st_d",
+        "ory_st_e",
+        "ory_st_\\u00e9\\ud83d\\ude00",
+        "ory_st_\\n\\t\\\\\\/\\b\\f\\r\\\"",
+        "",
+        "aal1",
+        "eyJhbGciOi.tokenized.jwt",
+    ];
+
+    const SCALARS: &[&str] = &[
+        "null",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "1",
+        "-12.5e3",
+        "1e400",
+        "1e-400",
+        "3.14",
+        "18446744073709551616",
+        "-9223372036854775809",
+    ];
+
+    fn value(rng: &mut Rng, depth: usize, out: &mut String) {
+        let roll = if depth > 6 {
+            rng.below(4)
+        } else {
+            rng.below(7)
+        };
+        match roll {
+            0 | 1 => {
+                out.push('"');
+                out.push_str(rng.pick(STRINGS));
+                out.push('"');
+            }
+            2 => out.push_str(rng.pick(SCALARS)),
+            3 => out.push_str(rng.pick(&["{}", "[]", "null"])),
+            4 | 5 => object(rng, depth + 1, out),
+            _ => {
+                out.push('[');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    value(rng, depth + 1, out);
                 }
-                Key::Session => {
-                    if let Some(s) = map.next_value_seed(Object(SessionOf(&mut *self.f)))? {
-                        self.f.add_session(s);
+                out.push(']');
+            }
+        }
+    }
+
+    fn object(rng: &mut Rng, depth: usize, out: &mut String) {
+        out.push('{');
+        for i in 0..rng.below(6) {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(rng.pick(KEYS));
+            out.push_str(rng.pick(&["\":", "\" : ", "\"\n:\t"]));
+            value(rng, depth, out);
+        }
+        out.push('}');
+    }
+
+    /// A body shaped like Kratos's answers (a session, a login, a list), random elsewhere.
+    fn generated(rng: &mut Rng) -> String {
+        let mut out = String::new();
+        match rng.below(4) {
+            0 => object(rng, 0, &mut out),
+            1 => {
+                out.push('[');
+                for i in 0..rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if rng.below(3) == 0 {
+                        value(rng, 1, &mut out);
+                    } else {
+                        session_like(rng, &mut out);
                     }
                 }
-                Key::ContinueWith => map.next_value_seed(ContinueWith { f: &mut *self.f })?,
-                Key::SessionOnly => {
-                    m.session_only = true;
-                    map.next_value_seed(Scan { f: &mut *self.f })?;
+                out.push(']');
+            }
+            2 => session_like(rng, &mut out),
+            _ => {
+                out.push_str("{\"session_token\":\"ory_st_a\",\"session\":");
+                session_like(rng, &mut out);
+                out.push_str(",\"continue_with\":[{\"ory_session_token\":\"ory_st_b\"},");
+                value(rng, 1, &mut out);
+                out.push_str("],\"transient_payload\":");
+                value(rng, 1, &mut out);
+                out.push('}');
+            }
+        }
+        out
+    }
+
+    fn session_like(rng: &mut Rng, out: &mut String) {
+        out.push_str(&format!("{{\"id\":\"{SID}\""));
+        if rng.below(4) != 0 {
+            out.push_str(",\"authenticated_at\":\"2026-08-01T10:00:00Z\"");
+        }
+        match rng.below(4) {
+            0 => {}
+            1 => out.push_str(",\"identity\":null"),
+            2 => {
+                out.push_str(&format!(",\"identity\":{{\"id\":\"{ID}\",\"traits\":"));
+                value(rng, 2, out);
+                out.push('}');
+            }
+            _ => {
+                out.push_str(",\"identity\":");
+                value(rng, 2, out);
+            }
+        }
+        if rng.below(2) == 0 {
+            out.push_str(",\"devices\":");
+            value(rng, 2, out);
+        }
+        out.push('}');
+    }
+
+    /// Bytes and snippets a mutation writes into a body.
+    const SNIPPETS: &[&[u8]] = &[
+        b"\"",
+        b"\\",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b":",
+        b" ",
+        b"\x00",
+        b"\x1f",
+        b"\t",
+        b"\x7f",
+        b"\xff",
+        b"\xc3\xa9",
+        b"\xef\xbb\xbf",
+        b"e",
+        b"E",
+        b"-",
+        b"+",
+        b"0",
+        b".",
+        b"\\u",
+        b"\\u005f",
+        b"\\ud800",
+        b"\\udc00",
+        b"\\ud800\\udc00",
+        b"\\ud800\\u0041",
+        b"\\x",
+        b"\\U0041",
+        b"1e400",
+        b"1e-400",
+        b"01",
+        b"-",
+        b"tru",
+        b"nul",
+        b"NaN",
+        b"Infinity",
+        b"\"session_token\":\"ory_st_z\",",
+        b"\"session\\u005ftoken\":\"ory_st_y\",",
+        b"\"id\":\"7efedf89-4dda-4636-8320-7506e58db1a3\",",
+        b"\"identity\":null,",
+        b"\"authenticated_at\":1,",
+        b"\"tokenized\":\"t\",",
+        b"garbage",
+    ];
+
+    fn mutate(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
+        let mut b = body.to_vec();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(b.len() + 1);
+            match rng.below(5) {
+                0 if at < b.len() => b[at] = rng.next() as u8,
+                1 => b.truncate(at),
+                2 => {
+                    let end = (at + rng.below(16)).min(b.len());
+                    b.drain(at..end);
                 }
-                other => scan_member(other, &mut map, self.f)?,
-            }
-        }
-        Ok(m)
-    }
-}
-
-/// The value of an `id` member as a UUID (tokens in a non-string value still count).
-fn read_id<'de, A: MapAccess<'de>>(
-    map: &mut A,
-    f: &mut Findings,
-) -> Result<Option<Uuid>, A::Error> {
-    let mut id = None;
-    map.next_value_seed(Text {
-        f,
-        on_text: |_: &mut Findings, v: &str| id = parse_uuid(v),
-    })?;
-    Ok(id)
-}
-
-/// What reads the members of one kind of object. Any other value where the object is
-/// expected yields the default, after its tokens were found.
-trait ObjectReader {
-    type Out: Default;
-    fn findings(&mut self) -> &mut Findings;
-    fn read<'de, A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error>;
-}
-
-/// A value read by `R` when it is an object.
-struct Object<R>(R);
-
-impl<'de, R: ObjectReader> DeserializeSeed<'de> for Object<R> {
-    type Value = R::Out;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<R::Out, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, R: ObjectReader> Visitor<'de> for Object<R> {
-    type Value = R::Out;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<R::Out, E> {
-        Ok(R::Out::default())
-    }
-    scalars!();
-    fn visit_seq<A: SeqAccess<'de>>(mut self, seq: A) -> Result<R::Out, A::Error> {
-        Scan {
-            f: self.0.findings(),
-        }
-        .visit_seq(seq)
-        .map(|()| R::Out::default())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<R::Out, A::Error> {
-        self.0.read(map)
-    }
-}
-
-/// An item of a top-level array: a session (its `id`, `identity.id` and a session-only
-/// member), or something else. Tokens are still found anywhere; nothing else is evidence.
-struct ListItem<'a>(&'a mut Findings);
-
-impl ObjectReader for ListItem<'_> {
-    type Out = Option<SessionRef>;
-    fn findings(&mut self) -> &mut Findings {
-        self.0
-    }
-    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut m = Members::default();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                Key::Id => {
-                    m.has_id = true;
-                    m.id = read_id(&mut map, self.0)?;
+                _ => {
+                    let s = rng.pick(SNIPPETS);
+                    b.splice(at..at, s.iter().copied());
                 }
-                Key::Identity => {
-                    m.identity = Some(map.next_value_seed(Object(IdOf(&mut *self.0)))?)
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn fixtures_and_their_mutations_read_as_the_serde_reader_reads_them() {
+        let fixtures = fixtures();
+        assert!(fixtures.len() >= 19, "{} fixtures", fixtures.len());
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut accepted, mut refused) = (0, 0);
+        for body in &fixtures {
+            assert!(same(body), "a fixture is refused");
+            for _ in 0..400 {
+                if same(&mutate(&mut rng, body)) {
+                    accepted += 1;
+                } else {
+                    refused += 1;
                 }
-                Key::SessionOnly => {
-                    m.session_only = true;
-                    map.next_value_seed(Scan { f: &mut *self.0 })?;
+            }
+        }
+        // Both outcomes are exercised in numbers.
+        assert!(
+            accepted > 1000 && refused > 1000,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    #[test]
+    fn generated_bodies_and_their_mutations_read_as_the_serde_reader_reads_them() {
+        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let (mut accepted, mut vouching, mut refused) = (0, 0, 0);
+        for _ in 0..20_000 {
+            let body = generated(&mut rng);
+            if same(body.as_bytes()) {
+                accepted += 1;
+                vouching += usize::from(read(body.as_bytes()).is_ok_and(|f| f.vouches()));
+            } else {
+                refused += 1;
+            }
+            for _ in 0..2 {
+                if !same(&mutate(&mut rng, body.as_bytes())) {
+                    refused += 1;
                 }
-                other => scan_member(other, &mut map, self.0)?,
             }
         }
-        Ok(m.is_session().then_some(SessionRef {
-            id: m.id,
-            identity_id: m.identity.flatten(),
-        }))
+        assert!(
+            accepted > 5000 && vouching > 2000 && refused > 5000,
+            "{accepted} {vouching} {refused}"
+        );
     }
-}
 
-/// The `id` member of an identity object; `None` for `null`, a non-object or no id. Below
-/// the id, everything is the identity's own data (traits, metadata), possibly user-written:
-/// scanned for tokens only.
-struct IdOf<'a>(&'a mut Findings);
-
-impl ObjectReader for IdOf<'_> {
-    type Out = Option<Uuid>;
-    fn findings(&mut self) -> &mut Findings {
-        self.0
-    }
-    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut id = None;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                Key::Id => id = read_id(&mut map, self.0)?,
-                other => scan_member(other, &mut map, self.0)?,
-            }
+    #[test]
+    fn edge_cases_read_as_the_serde_reader_reads_them() {
+        let t = r#""session_token":"ory_st_a""#;
+        let mut bodies: Vec<String> = vec![
+            String::new(),
+            " ".into(),
+            "\u{feff}{}".into(),
+            format!("{{{t}}} x"),
+            format!("{{{t}}}\n\t\r "),
+            format!("{{{t}}}{{}}"),
+            format!("[{{{t}}}]"),
+            format!("{{{t},}}"),
+            format!("[{{{t}}},]"),
+            format!("{{{t} 1}}"),
+            r#"{"session\u005ftoken":"ory_st_esc","\u0073ession_token":"ory_st_esc2"}"#.into(),
+            r#"{"session_token":"ory_st_a","session_token":"ory_st_b","session_token":"ory_st_a"}"#
+                .into(),
+            r#"{"session_token":"\ud800"}"#.into(),
+            r#"{"session_token":"\udc00"}"#.into(),
+            r#"{"session_token":"\ud800\udc00"}"#.into(),
+            r#"{"session_token":"\ud800\ud800\udc00"}"#.into(),
+            r#"{"session_token":"\ud800x"}"#.into(),
+            r#"{"session_token":"\ud800\n"}"#.into(),
+            r#"{"session_token":"\u00"}"#.into(),
+            r#"{"session_token":"\u00g0"}"#.into(),
+            r#"{"session_token":"\a"}"#.into(),
+            "{\"session_token\":\"a\tb\"}".into(),
+            "{\"session_token\":\"a\u{7f}b\"}".into(),
+            format!("{{{t},\"n\":1e308}}"),
+            format!("{{{t},\"n\":1.7976931348623157e308}}"),
+            format!("{{{t},\"n\":1.7976931348623159e308}}"),
+            format!("{{{t},\"n\":1.8e308}}"),
+            format!("{{{t},\"n\":-1e309}}"),
+            format!("{{{t},\"n\":1e-99999999999}}"),
+            format!("{{{t},\"n\":1e99999999999}}"),
+            format!("{{{t},\"n\":0e99999999999}}"),
+            format!("{{{t},\"n\":{}}}", "9".repeat(308)),
+            format!("{{{t},\"n\":{}}}", "9".repeat(309)),
+            format!("{{{t},\"n\":{}.5}}", "1".repeat(300)),
+            format!("{{{t},\"n\":0.{}}}", "0".repeat(1000)),
+            format!("{{{t},\"n\":01}}"),
+            format!("{{{t},\"n\":-}}"),
+            format!("{{{t},\"n\":1.}}"),
+            format!("{{{t},\"n\":1e+}}"),
+            format!("{{{t},\"n\":.5}}"),
+            format!("{{{t},\"n\":+1}}"),
+            format!("{{{t},\"n\":-0.0E+0}}"),
+            format!("{{{t},\"n\":nul}}"),
+            format!("{{{t},\"n\":True}}"),
+            format!("{{{t},1:2}}"),
+            format!(
+                r#"{{"transient_payload":{{"session":{{"id":"{SID}","identity":{{"id":"{ID}"}}}},"identity":{{"id":"{ID}"}}}},"ui":{{"nodes":[{{"attributes":{{"value":"ory_st_x","session_token":"ory_st_ui"}}}}]}},"traits":{{"tokenized":"jwt"}}}}"#
+            ),
+            format!(r#"{{"id":"{SID}","identity":null,"authenticated_at":"x","tokenized":"jwt"}}"#),
+            format!(
+                r#"{{"id":"{SID}","id":"nope","identity":{{"id":"{ID}"}},"identity":[],"devices":[],"authentication_methods":[]}}"#
+            ),
+            format!(
+                r#"[{{"id":"{SID}","identity":{{"id":"{ID}"}},"authenticated_at":"x"}},{{"id":"{SID}","identity":null,"authenticator_assurance_level":"aal1"}}]"#
+            ),
+            format!(r#"[{{"id":"{SID}","identity":{{"id":"{ID}"}},"authenticated_at":"x"}},"x"]"#),
+            format!(
+                r#"{{"continue_with":{{"ory_session_token":"ory_st_map"}},"session":[{{"id":"{SID}"}}],"identity":"{ID}"}}"#
+            ),
+            format!(
+                r#"{{"continue_with":[[{{"ory_session_token":"ory_st_nested"}}],"x",{{"ory_session_token":{{"session_token":"ory_st_deep"}}}}]}}"#
+            ),
+        ];
+        // Nesting at and past the limit, of arrays and of objects, with a token inside.
+        for n in [1, 126, 127, 128, 129, 200] {
+            bodies.push(format!("{}{}", "[".repeat(n), "]".repeat(n)));
+            bodies.push(format!("{}{{{t}}}{}", "[".repeat(n - 1), "]".repeat(n - 1)));
+            bodies.push(format!(
+                "{}{{{t}}}{}",
+                "{\"a\":".repeat(n - 1),
+                "}".repeat(n - 1)
+            ));
+            bodies.push(format!(
+                "{{{t},\"transient_payload\":{}{}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            ));
         }
-        Ok(id)
-    }
-}
-
-/// A `session` member: its `id` and `identity.id`; `None` when it is not an object.
-struct SessionOf<'a>(&'a mut Findings);
-
-impl ObjectReader for SessionOf<'_> {
-    type Out = Option<SessionRef>;
-    fn findings(&mut self) -> &mut Findings {
-        self.0
-    }
-    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut s = SessionRef {
-            id: None,
-            identity_id: None,
-        };
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                Key::Id => s.id = read_id(&mut map, self.0)?,
-                Key::Identity => s.identity_id = map.next_value_seed(Object(IdOf(&mut *self.0)))?,
-                other => scan_member(other, &mut map, self.0)?,
-            }
+        let mut accepted = 0;
+        for body in &bodies {
+            accepted += usize::from(same(body.as_bytes()));
         }
-        Ok(Some(s))
-    }
-}
-
-/// A top-level `continue_with`: its items' `ory_session_token` are Kratos's.
-struct ContinueWith<'a> {
-    f: &'a mut Findings,
-}
-
-impl<'de> DeserializeSeed<'de> for ContinueWith<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ContinueWith<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of continue_with items")
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    scalars!();
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        Scan { f: self.f }.visit_map(map)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(Object(ContinueWithItem(&mut *self.f)))?
-            .is_some()
-        {}
-        Ok(())
-    }
-}
-
-/// One `continue_with` item: an `ory_session_token` in it is Kratos-authored.
-struct ContinueWithItem<'a>(&'a mut Findings);
-
-impl ObjectReader for ContinueWithItem<'_> {
-    type Out = ();
-    fn findings(&mut self) -> &mut Findings {
-        self.0
-    }
-    fn read<'de, A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key {
-                Key::SessionToken => map.next_value_seed(Text {
-                    f: &mut *self.0,
-                    on_text: |f: &mut Findings, v: &str| f.add_token(v, true),
-                })?,
-                other => scan_member(other, &mut map, self.0)?,
-            }
+        for bytes in [
+            &b"{\"session_token\":\"ory_st_a\",\"x\":\"\xff\"}"[..],
+            b"{\"session_token\":\"ory_st_a\"}\n\xc3",
+            b"\xef\xbb\xbf{\"session_token\":\"ory_st_a\"}",
+            b"{\"session_token\":\"ory_st_a\x00\"}",
+        ] {
+            assert!(!same(bytes));
         }
-        Ok(())
+        assert!(accepted > 20, "{accepted} of {} accepted", bodies.len());
+    }
+
+    #[test]
+    fn the_depth_limit_is_serde_jsons() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(read(nested(127).as_bytes()).is_ok());
+        assert_eq!(read(nested(128).as_bytes()), Err(Malformed));
+        assert!(oracle::read(nested(127).as_bytes()).is_ok());
+        assert!(oracle::read(nested(128).as_bytes()).is_err());
     }
 }
