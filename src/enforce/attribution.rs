@@ -7,15 +7,18 @@
 //! resolved through the admin API. Bounded: at most [`MAX_CREDENTIALS`] credentials,
 //! [`MAX_LOOKUPS`] admin lookups per kind, [`MAX_OWNERS`] address fetches.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::HeaderValue;
 use uuid::Uuid;
 
 use super::recovery::RecoveryAddresses;
 use super::Enforcer;
 use crate::decision::Suspect;
 use crate::error::GatewayError;
-use crate::inspection::{Findings, Submitted};
+use crate::inspection::{self, Findings, Submitted};
 use crate::kratos::{Credential, LookupError, WhoamiAnswer};
 
 /// Kratos never hands out more than one credential in an answer (a token, repeated in
@@ -29,15 +32,46 @@ pub const MAX_LOOKUPS: usize = 2;
 pub const MAX_OWNERS: usize = 4;
 
 /// What the client submitted in a body the gateway read.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub enum Submission {
     /// No body was read (not a JSON or form submission).
     #[default]
     NotRead,
+    /// Copied (the forwarded body's own bytes, shared) but not read yet: most answers never
+    /// need it, and [`Submission::read`] reads it when one does.
+    Copied {
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
     Read(Submitted),
     /// Too large to copy, or not readable the way Kratos reads it: whose account it is
     /// about is unknown.
     Unreadable,
+}
+
+impl Submission {
+    /// The submission, read the way Kratos reads it if it was only copied.
+    pub fn read(&self) -> Cow<'_, Submission> {
+        match self {
+            Submission::Copied { content_type, body } => Cow::Owned(
+                match inspection::submitted(
+                    content_type.as_ref().and_then(|v| v.to_str().ok()),
+                    body,
+                ) {
+                    Ok(fields) => Submission::Read(fields),
+                    Err(_) => Submission::Unreadable,
+                },
+            ),
+            read => Cow::Borrowed(read),
+        }
+    }
+
+    /// Reads a copied submission now, in place.
+    pub fn read_now(&mut self) {
+        if let Cow::Owned(read) = self.read() {
+            *self = read;
+        }
+    }
 }
 
 /// What the client's request named, for a session whoami will not attribute.
@@ -196,7 +230,7 @@ async fn resolve_submitted(
 ) -> Result<(), GatewayError> {
     let metrics = &enforcer.metrics;
     let mut names: Vec<String> = Vec::new();
-    match request.submission {
+    match &*request.submission.read() {
         Submission::Read(fields) => names.extend(fields.identifier.iter().cloned()),
         Submission::Unreadable => {
             // Kratos read an account from a body the gateway could not: the owner stays
@@ -206,7 +240,7 @@ async fn resolve_submitted(
                 "The request could not be checked.",
             ));
         }
-        Submission::NotRead => {}
+        Submission::NotRead | Submission::Copied { .. } => {}
     }
     if let Some(flow) = request
         .recovery_flow

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::decision::Suspect;
 use crate::error::GatewayError;
 use crate::headers::{self, IDENTITY_ID_HEADER};
-use crate::inspection::{self, Shape};
+use crate::inspection::Shape;
 use crate::paths;
 use crate::proxy::{Exchange, Policy};
 use crate::respond;
@@ -183,9 +183,9 @@ impl PublicPolicy {
         Some(GatewayError::NotFound.into_response(Some(exchange.request_id.as_str())))
     }
 
-    /// Copies a small JSON or form submission (bounded in size and time) and reads it as
-    /// Kratos reads it; the body is forwarded unchanged either way. A recovery submission's
-    /// address is remembered for its flow.
+    /// Copies a small JSON or form submission (bounded in size and time), read as Kratos
+    /// reads it when something needs its fields; the body is forwarded unchanged either way.
+    /// A recovery submission's address is remembered for its flow.
     async fn read_submission(
         &self,
         exchange: &Exchange,
@@ -198,18 +198,17 @@ impl PublicPolicy {
         ) {
             return Ok(request);
         }
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
+        let content_type = request.headers().get(header::CONTENT_TYPE);
+        let is_form_or_json = content_type
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let is_form_or_json = content_type.as_deref().is_some_and(|ct| {
-            let ct = ct.to_ascii_lowercase();
-            ct.contains("json") || ct.contains("application/x-www-form-urlencoded")
-        });
+            .is_some_and(|ct| {
+                contains_ignoring_case(ct, "json")
+                    || contains_ignoring_case(ct, "application/x-www-form-urlencoded")
+            });
         if !is_form_or_json {
             return Ok(request);
         }
+        let content_type = content_type.cloned();
         let (parts, body) = request.into_parts();
         let copied = tokio::time::timeout(
             self.body_read_timeout,
@@ -232,11 +231,17 @@ impl PublicPolicy {
                 return Err(e.into_response(Some(exchange.request_id.as_str())));
             }
         };
-        ctx.submission = match copy.map(|c| inspection::submitted(content_type.as_deref(), &c)) {
-            Some(Ok(fields)) => Submission::Read(fields),
-            Some(Err(_)) | None => Submission::Unreadable,
+        ctx.submission = match copy {
+            Some(body) => Submission::Copied { content_type, body },
+            None => Submission::Unreadable,
         };
-        if paths::request_kind(exchange.path()) == "recovery" {
+        // Read now where the request phase needs the fields (the throttle, a recovery
+        // address); otherwise only an answer that needs them reads them (attribution.rs).
+        let recovery = paths::request_kind(exchange.path()) == "recovery";
+        if self.throttle.is_some() || recovery {
+            ctx.submission.read_now();
+        }
+        if recovery {
             ctx.recovery_flow = flow_id(&parts.uri);
             if let (Some(flow), Submission::Read(fields)) = (ctx.recovery_flow, &ctx.submission) {
                 if let (Some(email), false) = (&fields.email, fields.has_code) {
@@ -429,6 +434,13 @@ impl PublicPolicy {
             .boxed()
         })
     }
+}
+
+/// `needle` (lower-case ASCII) occurs in `hay`, in any case.
+fn contains_ignoring_case(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The audit kind: from the request path when it names one, else `fallback`.

@@ -205,10 +205,40 @@ async fn a_first_factor_session_is_attributed_through_the_submitted_identifier()
         .expect("attributed");
     assert_eq!(suspects(&a), [id(LISTED)]);
 
+    // A submission only copied in the request phase is read here, the same way.
+    let copied = |content_type: &'static str, body: &'static str| Submission::Copied {
+        content_type: Some(http::HeaderValue::from_static(content_type)),
+        body: bytes::Bytes::from_static(body.as_bytes()),
+    };
+    let json = copied(
+        "application/json",
+        r#"{"identifier":" listed@example.com "}"#,
+    );
+    let a = attribute(&f, &json, body.clone(), &[])
+        .await
+        .expect("attributed");
+    assert_eq!(suspects(&a), [id(LISTED)]);
+    let form = copied(
+        "application/x-www-form-urlencoded",
+        "password_identifier=listed%40example.com",
+    );
+    let a = attribute(&f, &form, body.clone(), &[])
+        .await
+        .expect("attributed");
+    assert_eq!(suspects(&a), [id(LISTED)]);
+
     // Kratos read an account from a body the gateway could not: fail closed.
     let e = attribute(&f, &Submission::Unreadable, body.clone(), &[])
         .await
         .expect_err("unreadable");
+    assert!(matches!(e, GatewayError::BadRequest(_)));
+    let broken = copied(
+        "application/json",
+        r#"{"identifier":["listed@example.com"]}"#,
+    );
+    let e = attribute(&f, &broken, body.clone(), &[])
+        .await
+        .expect_err("unreadable once read");
     assert!(matches!(e, GatewayError::BadRequest(_)));
     // Nothing submitted: the owner stays unknown, the session grants nothing yet.
     let a = attribute(&f, &no_submission(), body, &[])
