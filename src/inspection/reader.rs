@@ -147,15 +147,15 @@ enum Key {
 }
 
 impl Key {
-    fn of(name: &str) -> Key {
+    fn of(name: &[u8]) -> Key {
         match name {
-            "session_token" | "ory_session_token" => Key::SessionToken,
-            "tokenized" => Key::Tokenized,
-            "session" => Key::Session,
-            "identity" => Key::Identity,
-            "continue_with" => Key::ContinueWith,
-            "id" => Key::Id,
-            "authenticated_at" | "authenticator_assurance_level" | "authentication_methods" => {
+            b"session_token" | b"ory_session_token" => Key::SessionToken,
+            b"tokenized" => Key::Tokenized,
+            b"session" => Key::Session,
+            b"identity" => Key::Identity,
+            b"continue_with" => Key::ContinueWith,
+            b"id" => Key::Id,
+            b"authenticated_at" | b"authenticator_assurance_level" | b"authentication_methods" => {
                 Key::SessionOnly
             }
             _ => Key::Other,
@@ -174,13 +174,11 @@ type Res<T> = Result<T, Malformed>;
 const MAX_DEPTH: u8 = 127;
 
 /// Reads `body` (which starts like JSON). Anything after the first value but white space
-/// is an error: Kratos never sends it, and clients differ on whether they read it. The
-/// whole body is checked to be UTF-8 once (as JSON text must be), so that no string is
-/// checked again on its own.
+/// is an error: Kratos never sends it, and clients differ on whether they read it. The body
+/// must be UTF-8 (as JSON text must be): outside strings only ASCII passes the grammar, and
+/// a string with other bytes is checked on its own.
 pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
-    let text = std::str::from_utf8(body).map_err(|_| Malformed)?;
     let mut p = Scanner {
-        text,
         bytes: body,
         at: 0,
         depth: 0,
@@ -196,15 +194,17 @@ pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
 
 impl Key {
     /// The key of a member name as it stands in the body (between the quotes).
-    fn of_raw(raw: &str, escaped: bool) -> Key {
-        if !escaped {
-            return Key::of(raw);
+    #[inline]
+    fn of_raw(raw: Raw<'_>) -> Key {
+        if !raw.escaped {
+            return Key::of(raw.bytes);
         }
         // The longest name the reader knows; a longer one is `Other` whatever it decodes to.
-        if raw.len() > 6 * "ory_session_token".len() {
+        if raw.bytes.len() > 6 * "ory_session_token".len() {
             return Key::Other;
         }
-        Key::of(&decode(raw))
+        raw.decoded()
+            .map_or(Key::Other, |name| Key::of(name.as_bytes()))
     }
 }
 
@@ -223,6 +223,11 @@ const fn specials(x: u64) -> u64 {
         | bytes_below(x, 0x20)
 }
 
+/// [`specials`], and bytes outside ASCII.
+const fn specials_or_high(x: u64) -> u64 {
+    specials(x) | (x & HIGHS)
+}
+
 fn hex_digit(b: u8) -> Option<u16> {
     (b as char).to_digit(16).map(|d| d as u16)
 }
@@ -235,19 +240,22 @@ enum Next {
     Scalar,
 }
 
-/// A string as it stands in the body, between its quotes.
+/// A string as it stands in the body, between its quotes, validated.
+#[derive(Clone, Copy)]
 struct Raw<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     escaped: bool,
 }
 
 impl<'a> Raw<'a> {
-    fn decoded(&self) -> Cow<'a, str> {
-        if self.escaped {
-            Cow::Owned(decode(self.text))
+    /// The string's value (`Err` only if it were not UTF-8, which the scanner checked).
+    fn decoded(self) -> Res<Cow<'a, str>> {
+        let text = std::str::from_utf8(self.bytes).map_err(|_| Malformed)?;
+        Ok(if self.escaped {
+            Cow::Owned(decode(text))
         } else {
-            Cow::Borrowed(self.text)
-        }
+            Cow::Borrowed(text)
+        })
     }
 }
 
@@ -288,9 +296,28 @@ fn decode(raw: &str) -> String {
     out
 }
 
+/// The end of the white space from `i`: runs of spaces (indentation) eight bytes at a time.
+fn white_space_end(b: &[u8], mut i: usize) -> usize {
+    loop {
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let other = u64::from_le_bytes(word) ^ (ONES * b' ' as u64);
+            if other != 0 {
+                i += (other.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        match b.get(i) {
+            Some(b' ' | b'\n' | b'\t' | b'\r') => i += 1,
+            _ => return i,
+        }
+    }
+}
+
 /// The cursor over the body, and what was found so far.
 struct Scanner<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     at: usize,
     depth: u8,
@@ -298,9 +325,10 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
-            self.at += 1;
+        if let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at = white_space_end(self.bytes, self.at + 1);
         }
     }
 
@@ -325,16 +353,45 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The string at the cursor (its opening quote), validated and consumed.
+    /// The string at the cursor (its opening quote), validated and consumed. Plain ASCII
+    /// without escapes is skipped here, eight bytes at a time; anything else is
+    /// [`Scanner::string_rest`]'s.
+    #[inline]
     fn string(&mut self) -> Res<Raw<'a>> {
         let b = self.bytes;
         let start = self.at + 1;
         let mut i = start;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let found = specials_or_high(u64::from_le_bytes(word));
+            if found != 0 {
+                i += (found.trailing_zeros() / 8) as usize;
+                if b[i] == b'"' {
+                    self.at = i + 1;
+                    return Ok(Raw {
+                        bytes: &b[start..i],
+                        escaped: false,
+                    });
+                }
+                break;
+            }
+            i += 8;
+        }
+        self.string_rest(start, i)
+    }
+
+    /// The rest of a string from `i`: escapes, bytes outside ASCII (the string is then
+    /// checked to be UTF-8), control characters, the body's last bytes.
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize, mut i: usize) -> Res<Raw<'a>> {
+        let b = self.bytes;
         let mut escaped = false;
         loop {
             while let Some(chunk) = b.get(i..i + 8) {
-                let word = u64::from_le_bytes(chunk.try_into().map_err(|_| Malformed)?);
-                let found = specials(word);
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let found = specials(u64::from_le_bytes(word));
                 if found != 0 {
                     i += (found.trailing_zeros() / 8) as usize;
                     break;
@@ -342,13 +399,7 @@ impl<'a> Scanner<'a> {
                 i += 8;
             }
             match *b.get(i).ok_or(Malformed)? {
-                b'"' => {
-                    self.at = i + 1;
-                    return Ok(Raw {
-                        text: &self.text[start..i],
-                        escaped,
-                    });
-                }
+                b'"' => break,
                 b'\\' => {
                     escaped = true;
                     i = self.escape(i + 1)?;
@@ -357,6 +408,12 @@ impl<'a> Scanner<'a> {
                 _ => i += 1,
             }
         }
+        let bytes = &b[start..i];
+        if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+            return Err(Malformed);
+        }
+        self.at = i + 1;
+        Ok(Raw { bytes, escaped })
     }
 
     /// Validates the escape whose letter is at `i`; returns the index after it.
@@ -454,7 +511,7 @@ impl<'a> Scanner<'a> {
             }
             risky = true;
         }
-        if risky && serde_json::from_str::<f64>(&self.text[start..i]).is_err() {
+        if risky && serde_json::from_slice::<f64>(&b[start..i]).is_err() {
             return Err(Malformed);
         }
         Ok(i)
@@ -486,7 +543,7 @@ impl<'a> Scanner<'a> {
             }
             let name = self.string()?;
             self.eat(b':')?;
-            member(self, Key::of_raw(name.text, name.escaped))?;
+            member(self, Key::of_raw(name))?;
             self.ws();
             match self.bytes.get(self.at) {
                 Some(b',') => self.at += 1,
@@ -546,7 +603,7 @@ impl<'a> Scanner<'a> {
     fn text(&mut self, on_text: impl FnOnce(&mut Findings, &str)) -> Res<()> {
         match self.next() {
             Next::String => {
-                let v = self.string()?.decoded();
+                let v = self.string()?.decoded()?;
                 on_text(&mut self.f, &v);
                 Ok(())
             }
@@ -829,6 +886,7 @@ mod tests {
         "session_token\\u0000",
         "\\ud83d\\ude00",
         "\\\"id",
+        "sessión",
     ];
 
     /// String values: ids in several spellings, tokens, escapes.
@@ -850,6 +908,9 @@ mod tests {
         "",
         "aal1",
         "eyJhbGciOi.tokenized.jwt",
+        "ory_st_é",
+        "Ünïcödé-ünïcödé-ünïcödé \u{7f}",
+        "名前",
     ];
 
     const SCALARS: &[&str] = &[
