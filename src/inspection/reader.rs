@@ -261,36 +261,36 @@ impl<'a> Raw<'a> {
 
 /// Decodes the escapes of a string the scanner has validated.
 fn decode(raw: &str) -> String {
+    let hex = |digits: Option<&str>| {
+        digits
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .unwrap_or(0xFFFD)
+    };
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
-    while let Some(pos) = rest.find('\\') {
-        out.push_str(&rest[..pos]);
-        let b = rest.as_bytes();
-        let (c, used) = match b[pos + 1] {
-            b'b' => ('\u{8}', 2),
-            b'f' => ('\u{c}', 2),
-            b'n' => ('\n', 2),
-            b'r' => ('\r', 2),
-            b't' => ('\t', 2),
-            b'u' => {
-                let hex = |at: usize| {
-                    b[at..at + 4]
-                        .iter()
-                        .fold(0u32, |n, &d| n * 16 + u32::from(hex_digit(d).unwrap_or(0)))
-                };
-                let n = hex(pos + 2);
+    while let Some((before, after)) = rest.split_once('\\') {
+        out.push_str(before);
+        let (c, used) = match after.as_bytes().first() {
+            Some(b'b') => ('\u{8}', 1),
+            Some(b'f') => ('\u{c}', 1),
+            Some(b'n') => ('\n', 1),
+            Some(b'r') => ('\r', 1),
+            Some(b't') => ('\t', 1),
+            Some(b'u') => {
+                let n = hex(after.get(1..5));
                 if (0xD800..0xDC00).contains(&n) {
-                    let low = hex(pos + 8);
-                    let c = 0x10000 + ((n - 0xD800) << 10) + (low - 0xDC00);
-                    (char::from_u32(c).unwrap_or('\u{fffd}'), 12)
+                    let low = hex(after.get(7..11));
+                    let c = 0x10000 + ((n - 0xD800) << 10) + low.wrapping_sub(0xDC00);
+                    (char::from_u32(c).unwrap_or('\u{fffd}'), 11)
                 } else {
-                    (char::from_u32(n).unwrap_or('\u{fffd}'), 6)
+                    (char::from_u32(n).unwrap_or('\u{fffd}'), 5)
                 }
             }
-            other => (other as char, 2),
+            Some(&other) => (char::from(other), 1),
+            None => ('\u{fffd}', 0),
         };
         out.push(c);
-        rest = &rest[pos + used..];
+        rest = after.get(used..).unwrap_or("");
     }
     out.push_str(rest);
     out
@@ -367,10 +367,10 @@ impl<'a> Scanner<'a> {
             let found = specials_or_high(u64::from_le_bytes(word));
             if found != 0 {
                 i += (found.trailing_zeros() / 8) as usize;
-                if b[i] == b'"' {
+                if let (Some(b'"'), Some(bytes)) = (b.get(i), b.get(start..i)) {
                     self.at = i + 1;
                     return Ok(Raw {
-                        bytes: &b[start..i],
+                        bytes,
                         escaped: false,
                     });
                 }
@@ -408,7 +408,7 @@ impl<'a> Scanner<'a> {
                 _ => i += 1,
             }
         }
-        let bytes = &b[start..i];
+        let bytes = b.get(start..i).ok_or(Malformed)?;
         if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
             return Err(Malformed);
         }
@@ -479,7 +479,7 @@ impl<'a> Scanner<'a> {
             i
         };
         let start = self.at;
-        let mut i = start + usize::from(b[start] == b'-');
+        let mut i = start + usize::from(b.get(start) == Some(&b'-'));
         let int_start = i;
         match b.get(i) {
             Some(b'0') => {
@@ -511,7 +511,7 @@ impl<'a> Scanner<'a> {
             }
             risky = true;
         }
-        if risky && serde_json::from_slice::<f64>(&b[start..i]).is_err() {
+        if risky && serde_json::from_slice::<f64>(b.get(start..i).ok_or(Malformed)?).is_err() {
             return Err(Malformed);
         }
         Ok(i)

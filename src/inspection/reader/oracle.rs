@@ -64,7 +64,7 @@ impl Visitor<'_> for KeySeed {
         f.write_str("a member name")
     }
     fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-        Ok(Key::of(v))
+        Ok(Key::of(v.as_bytes()))
     }
 }
 
