@@ -313,10 +313,13 @@ impl Tracker {
             sha: None,
             offset: 0,
             last_mark: 0,
+            next_old: (!old_chunks.is_empty()).then_some(0),
+            pending: None,
+            by_hash: None,
         };
         let sum = match input {
             Input::Bytes(bytes) => {
-                cut_chunks(bytes, true, |c, lines| pass.chunk(c, lines))?;
+                pass.process(bytes, true)?;
                 crate::util::checksum(bytes)
             }
             Input::File(..) => {
@@ -340,7 +343,7 @@ impl Tracker {
                         return Err(ReadError::Changed);
                     }
                     let data = buf.get(..filled).unwrap_or_default();
-                    let used = cut_chunks(data, end, |c, lines| pass.chunk(c, lines))?;
+                    let used = pass.process(data, end)?;
                     if end {
                         break;
                     }
@@ -488,15 +491,104 @@ struct Pass<'a> {
     offset: usize,
     /// Where the last state in `marks` was taken.
     last_mark: usize,
+    /// The last file's chunk the next one is checked against by its hash alone, without
+    /// cutting lines: after a chunk equal to the one before it in the last file.
+    next_old: Option<usize>,
+    /// A chunk found equal to the last file's this one (its length and lines), not yet
+    /// taken: its end is a cut only if the line after it is as in the last file too.
+    pending: Option<Chunk>,
+    /// The last file's chunks by hash, to take up the check after a changed region.
+    by_hash: Option<std::collections::HashMap<u128, usize>>,
 }
 
 impl Pass<'_> {
-    fn chunk(&mut self, bytes: &[u8], lines: u32) -> Result<(), ReadError> {
-        let c = Chunk {
-            hash: crate::util::content_hash(bytes),
-            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-            lines,
-        };
+    /// Takes in `data`, which starts at a chunk's start (where the last call left off);
+    /// `end` when it ends the file. Returns the bytes taken: `data` up to the first chunk
+    /// not known to be complete, read again with what follows.
+    ///
+    /// While the chunks are those of the last file, each next one is checked by hashing as
+    /// many bytes as the last file's had, without looking at lines. Such a chunk is taken
+    /// once the one after it is found equal too (its first line then is as in the last file,
+    /// so the cut before it falls where it did); when the one after it is not, the lines are
+    /// cut again from its start. The chunks are those a cut of every line would give.
+    fn process(&mut self, data: &[u8], end: bool) -> Result<usize, ReadError> {
+        // The pending chunk, if any, is where the last call left off.
+        let mut at = self.pending.map_or(0, |p| p.len as usize);
+        loop {
+            if let Some(i) = self.next_old {
+                let start = at - self.pending.map_or(0, |p| p.len as usize);
+                let next = self.old.get(i).copied();
+                let fits = next.filter(|c| at + c.len as usize <= data.len());
+                match fits {
+                    // Followed by at least one byte: not the file's last chunk.
+                    Some(c) if at + (c.len as usize) < data.len() => {
+                        let bytes = data.get(at..at + c.len as usize).unwrap_or_default();
+                        if crate::util::content_hash(bytes) == c.hash {
+                            if let Some(p) = self.pending.take() {
+                                let taken = data.get(start..at).unwrap_or_default();
+                                self.take(taken, p)?;
+                            }
+                            self.pending = Some(c);
+                            at += c.len as usize;
+                            self.next_old = Some(i + 1);
+                            continue;
+                        }
+                    }
+                    _ if !end && next.is_some() => return Ok(start),
+                    _ => {}
+                }
+                // Not equal, or the end of either file: the lines from the pending chunk on
+                // are cut.
+                self.pending = None;
+                self.next_old = None;
+                at = start;
+            }
+            let rest = data.get(at..).unwrap_or_default();
+            let mut resync = None;
+            let cut = cut_chunks(rest, end, |bytes, lines| {
+                let c = Chunk {
+                    hash: crate::util::content_hash(bytes),
+                    len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                    lines,
+                };
+                self.take(bytes, c)?;
+                resync = self.old_index(&c).map(|j| j + 1);
+                Ok(resync.is_some())
+            })?;
+            at += cut.used;
+            if cut.finished {
+                return Ok(data.len());
+            }
+            match resync {
+                Some(j) if cut.stopped => self.next_old = Some(j),
+                _ => return Ok(at),
+            }
+        }
+    }
+
+    /// Where chunk `c`, just taken, is in the last file: the one at the same place while
+    /// every chunk so far has been the last file's, else the first equal one.
+    fn old_index(&mut self, c: &Chunk) -> Option<usize> {
+        let at = self.chunks.len() - 1;
+        if self.sha.is_none() {
+            return (self.old.get(at) == Some(c)).then_some(at);
+        }
+        let old = self.old;
+        let by_hash = self.by_hash.get_or_insert_with(|| {
+            let mut m = std::collections::HashMap::with_capacity(old.len());
+            for (k, o) in old.iter().enumerate().rev() {
+                m.insert(o.hash, k);
+            }
+            m
+        });
+        by_hash
+            .get(&c.hash)
+            .copied()
+            .filter(|&j| old.get(j) == Some(c))
+    }
+
+    /// Takes the next chunk, `bytes`.
+    fn take(&mut self, bytes: &[u8], c: Chunk) -> Result<(), ReadError> {
         let at = self.chunks.len();
         if self.sha.is_none() && self.old.get(at) != Some(&c) {
             self.sha = Some(self.resume()?);
@@ -812,18 +904,28 @@ fn other_entries_in(list: &Blocklist, from: u64, to: Option<u64>) -> bool {
         || list.networks.iter().any(|(_, e)| inside(e))
 }
 
+/// What [`cut_chunks`] took.
+struct Cut {
+    /// Bytes in the chunks given.
+    used: usize,
+    /// `emit` asked to stop after the last one.
+    stopped: bool,
+    /// The file's last chunk was given.
+    finished: bool,
+}
+
 /// Cuts `data`, which starts at a chunk's start, into chunks of whole lines: a chunk
 /// starts at the file's start and where [`starts_chunk`] says. Gives each complete chunk
-/// and its line feeds to `emit`, and returns the bytes they take: all of `data` when it
-/// ends the file (`end`), else up to the start of the chunk its last, incomplete, line is
-/// in (read again with what follows). Where the chunks are cut depends only on the lines
-/// from a chunk's start on, so reading again from there cuts them as one pass over the
-/// whole file would.
+/// and its line feeds to `emit` (which returns true to stop there), up to all of `data`
+/// when it ends the file (`end`), else up to the start of the chunk its last, incomplete,
+/// line is in (read again with what follows). Where the chunks are cut depends only on the
+/// lines from a chunk's start on, so reading again from there cuts them as one pass over
+/// the whole file would.
 fn cut_chunks<E>(
     data: &[u8],
     end: bool,
-    mut emit: impl FnMut(&[u8], u32) -> Result<(), E>,
-) -> Result<usize, E> {
+    mut emit: impl FnMut(&[u8], u32) -> Result<bool, E>,
+) -> Result<Cut, E> {
     let mut start = 0;
     let mut lines = 0u32;
     let mut line_start = 0;
@@ -832,16 +934,27 @@ fn cut_chunks<E>(
     loop {
         let nl = line_ends.next();
         if nl.is_none() && !end {
-            return Ok(start);
+            return Ok(Cut {
+                used: start,
+                stopped: false,
+                finished: false,
+            });
         }
         let line = data
             .get(line_start..nl.unwrap_or(data.len()))
             .unwrap_or_default();
         let (cut, key) = starts_chunk(line);
         if line_start > start && (cut || after_key) {
-            emit(data.get(start..line_start).unwrap_or_default(), lines)?;
+            let stop = emit(data.get(start..line_start).unwrap_or_default(), lines)?;
             start = line_start;
             lines = 0;
+            if stop {
+                return Ok(Cut {
+                    used: start,
+                    stopped: true,
+                    finished: false,
+                });
+            }
         }
         match nl {
             Some(nl) => {
@@ -852,8 +965,12 @@ fn cut_chunks<E>(
             None => break,
         }
     }
-    emit(data.get(start..).unwrap_or_default(), lines)?;
-    Ok(data.len())
+    let stopped = emit(data.get(start..).unwrap_or_default(), lines)?;
+    Ok(Cut {
+        used: data.len(),
+        stopped,
+        finished: true,
+    })
 }
 
 /// Whether a chunk starts at `line`: a list item whose hash is one in [`CHUNK_ITEMS`], or

@@ -9,6 +9,10 @@ const NAME: &str = "blocklist.yaml";
 /// parse (list, positions, warnings, errors, SHA-256, the changes and every difference), and
 /// returns the new list (or `current` on an error) and whether the reload was incremental.
 fn reload(tracker: &mut Tracker, current: &Blocklist, text: &str) -> (Blocklist, bool) {
+    // Cut as every line would be, whatever was found equal to the last file by hash alone.
+    let scanned = tracker.scan(Input::Bytes(text.as_bytes())).expect("read");
+    assert_eq!(scanned.chunks, chunks(text.as_bytes()));
+    assert_eq!(scanned.sha256, sha256_hex(text.as_bytes()));
     let got = tracker.reload(current, text.as_bytes(), NAME);
     let want = Blocklist::parse(text, NAME);
     match (got, want) {
@@ -62,15 +66,16 @@ fn text(lines: &[String]) -> String {
 /// A whole file's chunks, as one pass cuts them.
 fn chunks(bytes: &[u8]) -> Vec<Chunk> {
     let mut out = Vec::new();
-    let used = cut_chunks(bytes, true, |c, lines| {
+    let cut = cut_chunks(bytes, true, |c, lines| {
         out.push(Chunk {
             hash: crate::util::content_hash(c),
             len: c.len() as u32,
             lines,
         });
-        Ok::<(), ()>(())
-    });
-    assert_eq!(used, Ok(bytes.len()));
+        Ok::<bool, ()>(false)
+    })
+    .expect("cut");
+    assert_eq!((cut.used, cut.finished), (bytes.len(), true));
     out
 }
 
@@ -483,4 +488,72 @@ fn an_unchanged_start_is_not_hashed_again() {
     // MARK_EVERY bytes from the last state to the end).
     let kept = &tracker.last.as_ref().expect("index").marks;
     assert_eq!(kept.len(), marks);
+}
+
+#[test]
+fn chunks_checked_by_hash_alone_are_those_of_a_cut_of_every_line() {
+    let mut rng = Rng(71);
+    let dir = tempfile::tempdir().expect("dir");
+    let pieces = [
+        "identities:",
+        "emails:",
+        "  # note",
+        "",
+        "\r",
+        "- 12",
+        "  - id: x",
+        "    reason: r",
+        "key: [a, b]",
+    ];
+    for round in 0..60 {
+        let mut lines: Vec<String> = (0..400 + rng.next() as usize % 400)
+            .map(|_| match rng.next() % 12 {
+                k @ 0..=8 => pieces[k as usize].to_owned(),
+                _ => format!("  - {}", uuid(&mut rng)),
+            })
+            .collect();
+        let old = text(&lines);
+        for _ in 0..1 + rng.next() % 4 {
+            let at = rng.next() as usize % lines.len();
+            match rng.next() % 4 {
+                0 => lines.insert(at, format!("  - {}", uuid(&mut rng))),
+                1 => {
+                    lines.remove(at);
+                }
+                2 => lines[at] = pieces[rng.next() as usize % pieces.len()].to_owned(),
+                _ => lines.push(format!("  - {}", uuid(&mut rng))),
+            }
+        }
+        let mut new = text(&lines);
+        if round % 3 == 0 {
+            new.pop();
+        }
+        for buffer in [64, 300, 4096] {
+            let mut tracker = Tracker::default();
+            let first = tracker.scan(Input::Bytes(old.as_bytes())).expect("read");
+            tracker.last = Some(FileIndex {
+                chunks: first.chunks,
+                marks: first.marks,
+                block: Block {
+                    key_line: 1,
+                    end: None,
+                    item_indent: 2,
+                },
+                keys: Vec::new(),
+                checksum: 0,
+            });
+            tracker.sha256 = first.sha256;
+            tracker.buffer = buffer;
+            let (f, len) = file_of(dir.path(), "l.yaml", &new);
+            for input in [Input::File(&f, len), Input::Bytes(new.as_bytes())] {
+                let scanned = tracker.scan(input).expect("read");
+                assert_eq!(scanned.chunks, chunks(new.as_bytes()), "{round} {buffer}");
+                assert_eq!(scanned.sha256, sha256_hex(new.as_bytes()), "{round}");
+            }
+            // The same file again.
+            let same = tracker.scan(Input::Bytes(old.as_bytes())).expect("read");
+            assert_eq!(same.chunks, chunks(old.as_bytes()));
+            assert_eq!(same.sha256, sha256_hex(old.as_bytes()));
+        }
+    }
 }
