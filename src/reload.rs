@@ -36,7 +36,6 @@ pub async fn run_reloader(
             match s.apply_incremental(opened, started) {
                 Ok(outcome) => {
                     report(&s, trigger, outcome, listener.as_ref());
-                    s.compact();
                     None
                 }
                 Err(content) => Some(content),
@@ -48,10 +47,31 @@ pub async fn run_reloader(
             on_thread(RELOAD_NICENESS, move || {
                 let outcome = s.apply(Ok(Some(content)), started);
                 report(&s, trigger, outcome, listener.as_ref());
-                s.compact();
             })
             .await;
         }
+        compact_in_background(&store);
+    }
+}
+
+/// Folds a grown overlay into a new table on a thread of its own at the lowest priority,
+/// not awaited: a million-id table takes hundreds of ms of CPU, which under load at nice 19
+/// can stretch to many seconds, and the next reload must not wait for it (lookups are
+/// exact with the overlay meanwhile; a fold overtaken by a reload is dropped and retried).
+fn compact_in_background(store: &Arc<BlocklistStore>) {
+    if !store.wants_compaction() {
+        return;
+    }
+    let s = Arc::clone(store);
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let spawned = std::thread::Builder::new()
+        .name("blocklist-compact".into())
+        .spawn(move || {
+            lower_this_threads_priority(INCREMENTAL_NICENESS);
+            tracing::dispatcher::with_default(&dispatch, || s.compact());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the blocklist compaction thread");
     }
 }
 

@@ -32,6 +32,8 @@ pub struct BlocklistStore {
     /// What the list in force was parsed from, for incremental reloads; taken by reloads
     /// only (under `reload_lock`).
     tracker: Mutex<Tracker>,
+    /// A compaction is being built (at most one at a time: each is a whole new table).
+    compacting: AtomicBool,
 }
 
 /// What the gateway knows about the list in force and its last reloads.
@@ -109,6 +111,7 @@ impl BlocklistStore {
             source: loaded.source,
             metrics,
             reload_lock: Mutex::new(()),
+            compacting: AtomicBool::new(false),
             state: Mutex::new(LoadState {
                 sha256: String::new(),
                 loaded_at: now,
@@ -374,6 +377,20 @@ impl BlocklistStore {
     /// so no diff and no audit. For the reload thread, after a reload's outcome has been
     /// acted on (its audit logged, revocations queued): a million-id table takes a while.
     pub fn compact(&self) {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.compact_once();
+        self.compacting.store(false, Ordering::Release);
+    }
+
+    /// The list in force has an overlay large enough to fold, and no fold is under way.
+    pub fn wants_compaction(&self) -> bool {
+        !self.compacting.load(Ordering::Acquire)
+            && self.current.load().identities.needs_compaction()
+    }
+
+    fn compact_once(&self) {
         let list = self.current.load_full();
         // Built without the reload lock: on a low-priority thread this may take long, and a
         // reload meanwhile must not wait for it.
@@ -540,6 +557,35 @@ mod tests {
         }
         // At most OVERLAY_MAX_SHIFTS shifts stay in the overlay.
         assert!(!s.snapshot().identities.needs_compaction());
+    }
+
+    #[test]
+    fn one_compaction_at_a_time_and_none_while_one_is_under_way() {
+        let mut list = ids(2000);
+        let s = store(&text(&list));
+        let more = ids(2100);
+        for (k, id) in more.iter().skip(2000).take(40).enumerate() {
+            list.insert(100 + 37 * k, id.clone());
+            let t = text(&list);
+            s.apply(Ok(Some(Content::Bytes(t.into_bytes()))), Instant::now());
+        }
+        assert!(s.snapshot().identities.needs_compaction());
+        assert!(s.wants_compaction());
+        // Another thread's fold is under way: no second one is built or wanted.
+        s.compacting.store(true, Ordering::Release);
+        assert!(!s.wants_compaction());
+        s.compact();
+        assert!(s.snapshot().identities.needs_compaction());
+        s.compacting.store(false, Ordering::Release);
+        s.compact();
+        assert!(!s.snapshot().identities.needs_compaction());
+        assert!(!s.wants_compaction());
+        assert_eq!(
+            **s.snapshot(),
+            Blocklist::parse(&text(&list), "x")
+                .expect("valid")
+                .blocklist
+        );
     }
 
     #[test]
