@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 
 use crate::inspection::first_significant_byte;
 
@@ -23,8 +23,9 @@ pub fn full_body(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// An empty body; it allocates nothing (`BoxBody` of a zero-sized body).
 pub fn empty_body() -> Body {
-    full_body(Bytes::new())
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// Frames already read, followed by the rest of the body, still streaming.

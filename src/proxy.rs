@@ -118,6 +118,8 @@ pub struct Proxy<P> {
     response_timeout: Duration,
     trusted_proxies: Arc<[IpNet]>,
     rewrite_host: bool,
+    /// `Host` for Kratos when `rewrite_host` is on: the upstream's authority.
+    upstream_host: Option<HeaderValue>,
     policy: Arc<P>,
     metrics: Arc<Metrics>,
     /// This listener's series, resolved once: a family lookup per request takes a lock and
@@ -178,6 +180,7 @@ impl<P: Policy> Proxy<P> {
             .clone();
         Proxy {
             listener,
+            upstream_host: HeaderValue::from_str(upstream.authority().as_str()).ok(),
             upstream,
             client,
             response_timeout: config.upstream.response_timeout.get(),
@@ -243,10 +246,11 @@ impl<P: Policy> Proxy<P> {
         exchange: &Exchange,
         request: Request<Incoming>,
     ) -> Result<Response<Body>, GatewayError> {
-        if headers::is_upgrade_request(request.headers()) || request.method() == Method::CONNECT {
+        let found = headers::Found::scan(request.headers());
+        if found.upgrade() || request.method() == Method::CONNECT {
             return Err(GatewayError::UpgradeRefused);
         }
-        let request = self.to_upstream(request, exchange.peer)?;
+        let request = self.to_upstream(request, exchange.peer, found)?;
         let mut ctx = P::Ctx::default();
         // The policy's futures are boxed: they are the largest part of a request's future
         // (lookups, inspection), which would otherwise be copied whole each time it is moved
@@ -286,12 +290,15 @@ impl<P: Policy> Proxy<P> {
         let _ = exchange.upstream_status.set(response.status());
         // The client undid `chunked` only; a body under another transfer coding would pass
         // unread, whatever it carries.
-        if let Some(codings) = headers::transfer_codings_besides_chunked(response.headers()) {
-            return Err(GatewayError::UnreadableResponse(format!(
-                "Transfer-Encoding {codings}"
-            )));
+        let mut found = headers::Found::scan(response.headers());
+        if found.transfer_encoding() {
+            if let Some(codings) = headers::transfer_codings_besides_chunked(response.headers()) {
+                return Err(GatewayError::UnreadableResponse(format!(
+                    "Transfer-Encoding {codings}"
+                )));
+            }
         }
-        headers::strip_hop_by_hop(response.headers_mut());
+        headers::strip_found_hop_by_hop(response.headers_mut(), &mut found);
         // The policy reads the response while the connection keeps going in this task; the
         // body handed to the client drives it from then on and returns it to the pool.
         let response = lease
@@ -306,27 +313,32 @@ impl<P: Policy> Proxy<P> {
         &self,
         request: Request<Incoming>,
         peer: Peer,
+        mut found: headers::Found,
     ) -> Result<Request<Body>, GatewayError> {
         let (mut parts, body) = request.into_parts();
         // HTTP/2 carries the host in the URI authority, not in a Host field.
-        let host = match parts.headers.get(header::HOST) {
+        let host = match found.host() {
             Some(h) => Some(h.clone()),
             None => parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         };
-        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::strip_found_hop_by_hop(&mut parts.headers, &mut found);
         if parts.version == Version::HTTP_2 {
             headers::join_cookie_fields(&mut parts.headers);
         }
-        headers::set_forwarding(&mut parts.headers, peer, host.as_ref());
+        headers::set_found_forwarding(&mut parts.headers, &mut found, peer, host.as_ref());
         if self.rewrite_host {
-            if let Ok(h) = HeaderValue::from_str(self.upstream.authority().as_str()) {
-                parts.headers.insert(header::HOST, h);
+            if let Some(h) = &self.upstream_host {
+                parts.headers.insert(header::HOST, h.clone());
             }
         } else if let Some(h) = &host {
-            parts.headers.insert(header::HOST, h.clone());
+            // One `Host` field that is still there is the one Kratos gets; otherwise (none,
+            // several, or one the client listed in `Connection`) it is set.
+            if found.single_host().is_none() {
+                parts.headers.insert(header::HOST, h.clone());
+            }
         }
         let path_and_query = parts
             .uri
@@ -351,7 +363,13 @@ impl<P: Policy> Proxy<P> {
             .build()
             .map_err(|_| GatewayError::BadRequest("The request target is not a path."))?;
         parts.version = Version::HTTP_11;
-        Ok(Request::from_parts(parts, body.map_err(Into::into).boxed()))
+        // A request without a body (most) goes on with a body that needs no allocation.
+        let body = if http_body::Body::is_end_stream(&body) {
+            crate::body::empty_body()
+        } else {
+            body.map_err(Into::into).boxed()
+        };
+        Ok(Request::from_parts(parts, body))
     }
 }
 

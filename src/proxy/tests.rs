@@ -300,3 +300,49 @@ async fn an_unreachable_upstream_is_a_502_in_kratos_shape() {
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["error"]["code"], 502);
 }
+
+/// The fields Kratos gets when the client repeats `Host` and lists fields in `Connection`:
+/// one `Host` (the first), the listed fields gone, `X-Forwarded-Host` from the first `Host`.
+#[tokio::test]
+async fn a_repeated_host_is_one_and_connection_listed_fields_are_dropped() {
+    let upstream = Server::start(|_| testing::reply(200, "{}")).await;
+    let addr = engine(&upstream.url(), PassThrough).await;
+
+    let request = Request::get("/sessions/whoami")
+        .header("host", "auth.example.com")
+        .header("host", "evil.example")
+        .header("connection", "X-Drop-One")
+        .header("connection", "keep-alive, x-drop-two")
+        .header("x-drop-one", "1")
+        .header("X-Drop-Two", "2")
+        .header("x-keep", "3")
+        .body(empty_body())
+        .expect("request");
+    assert_eq!(send(addr, request).await.status(), StatusCode::OK);
+    // A client that lists `Host` itself in `Connection`: Kratos still gets that Host.
+    let request = Request::get("/sessions/whoami")
+        .header("host", "auth.example.com")
+        .header("connection", "Host, X-Forwarded-Host")
+        .header("x-forwarded-host", "evil.example")
+        .body(empty_body())
+        .expect("request");
+    assert_eq!(send(addr, request).await.status(), StatusCode::OK);
+
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    for seen in &seen {
+        let hosts: Vec<_> = seen.headers.get_all("host").iter().collect();
+        assert_eq!(hosts, vec!["auth.example.com"]);
+        let forwarded: Vec<_> = seen.headers.get_all("x-forwarded-host").iter().collect();
+        assert_eq!(forwarded, vec!["auth.example.com"]);
+        for gone in ["x-drop-one", "x-drop-two", "keep-alive"] {
+            assert!(!seen.headers.contains_key(gone), "{gone} forwarded");
+        }
+        assert!(seen
+            .headers
+            .get_all("connection")
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive")));
+    }
+    assert_eq!(seen[0].headers["x-keep"], "3");
+}
