@@ -48,6 +48,8 @@ pub struct Found {
     bits: u32,
     /// The first `Host` value.
     host: Option<HeaderValue>,
+    /// The first `X-Request-Id` value.
+    request_id: Option<HeaderValue>,
 }
 
 /// A bit per field of [`Found`]; the hop-by-hop ones in the order of [`HOP_BY_HOP`], the
@@ -66,6 +68,7 @@ const HOST_REPEATED: u32 = 1 << 19;
 const CONNECTION_UPGRADE: u32 = 1 << 20;
 /// `Connection` lists a field outside the fixed hop-by-hop list.
 const CONNECTION_NOMINATES: u32 = 1 << 21;
+const REQUEST_ID: u32 = 1 << 22;
 const CONNECTION: u32 = 1 << 0;
 const UPGRADE: u32 = 1 << 8;
 const TRANSFER_ENCODING: u32 = 1 << 7;
@@ -93,6 +96,7 @@ fn bit_of(name: &HeaderName) -> u32 {
         "x-forwarded-host" => XFH,
         "http2-settings" => HTTP2_SETTINGS,
         "host" => HOST,
+        "x-request-id" => REQUEST_ID,
         _ => 0,
     }
 }
@@ -124,7 +128,11 @@ impl Found {
             if bit == 0 {
                 continue;
             }
-            if bit == HOST {
+            if bit == REQUEST_ID {
+                if found.request_id.is_none() {
+                    found.request_id = Some(value.clone());
+                }
+            } else if bit == HOST {
                 if found.host.is_some() {
                     found.bits |= HOST_REPEATED;
                 } else {
@@ -165,6 +173,11 @@ impl Found {
     /// The first `Host` value.
     pub fn host(&self) -> Option<&HeaderValue> {
         self.host.as_ref()
+    }
+
+    /// The request's `X-Request-Id`, as [`request_id`] reads it.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(usable_request_id)
     }
 
     /// Removes the fields of `mask` that are present, and forgets them.
@@ -291,8 +304,8 @@ pub fn set_found_forwarding(
     host: Option<&HeaderValue>,
 ) {
     let peer_ip = ip_text(peer.ip);
-    let peer_ip = peer_ip.as_str();
     if peer.trusted {
+        let peer_ip = peer_ip.as_str();
         if found.bits & XFF == 0 {
             set(headers, &X_FORWARDED_FOR, peer_ip);
         } else {
@@ -312,7 +325,14 @@ pub fn set_found_forwarding(
         }
     } else {
         found.remove(headers, CLIENT_IP_BITS);
-        set(headers, &X_FORWARDED_FOR, peer_ip);
+        match HeaderValue::from_bytes(peer_ip.as_bytes()) {
+            Ok(v) => {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+            Err(_) => {
+                headers.remove(&X_FORWARDED_FOR);
+            }
+        }
         // What the client sent is replaced below (`insert` replaces every value).
         found.bits &= !XFP;
         if host.is_some() {
@@ -374,6 +394,13 @@ enum IpText {
 }
 
 impl IpText {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            IpText::V4(buf, len) => buf.get(..*len).unwrap_or_default(),
+            IpText::Other(s) => s.as_bytes(),
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             IpText::V4(buf, len) => buf
@@ -513,9 +540,13 @@ pub fn strip_session_set_cookies(headers: &mut HeaderMap, session_cookie: &str) 
 
 /// The request's `X-Request-Id`, when it is short printable text.
 pub fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
+    headers.get(&X_REQUEST_ID).and_then(usable_request_id)
+}
+
+fn usable_request_id(value: &HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
@@ -579,7 +610,15 @@ mod tests {
             assert_eq!(bit_of(name), 1 << (CLIENT_IP_SHIFT + i), "{name}");
         }
         assert_eq!(HOP_BITS & CLIENT_IP_BITS, 0);
-        let others = [XFF, XFP, XFH, HTTP2_SETTINGS, HOST, HOST_REPEATED];
+        let others = [
+            XFF,
+            XFP,
+            XFH,
+            HTTP2_SETTINGS,
+            HOST,
+            HOST_REPEATED,
+            REQUEST_ID,
+        ];
         for bit in others
             .into_iter()
             .chain([CONNECTION_UPGRADE, CONNECTION_NOMINATES])
@@ -588,6 +627,13 @@ mod tests {
             assert_eq!(bit.count_ones(), 1);
         }
         assert_eq!(bit_of(&HeaderName::from_static("x-other")), 0);
+        for name in &HOP_BY_HOP {
+            assert!(is_fixed_hop_by_hop(name.as_str()), "{name}");
+            assert!(is_fixed_hop_by_hop(&name.as_str().to_ascii_uppercase()));
+        }
+        for other in ["close", "x-secret-hop", "keep-alive2", "t", "", "trailers"] {
+            assert!(!is_fixed_hop_by_hop(other), "{other}");
+        }
     }
 
     #[test]
@@ -697,6 +743,14 @@ mod tests {
         strip_found_hop_by_hop(&mut h, &mut found);
         assert!(h.is_empty());
         assert_eq!(found.host(), None);
+        let ids = Found::scan(&map(&[("x-request-id", "r-1"), ("X-Request-Id", "r-2")]));
+        assert_eq!(ids.request_id(), Some("r-1"));
+        let long = "r".repeat(129);
+        for bad in ["", long.as_str()] {
+            let h = map(&[("x-request-id", bad)]);
+            assert_eq!(Found::scan(&h).request_id(), None);
+            assert_eq!(request_id(&h), None);
+        }
         let te = Found::scan(&map(&[("Transfer-Encoding", "gzip")]));
         assert!(te.transfer_encoding());
         assert!(!Found::scan(&map(&[("host", "a")])).transfer_encoding());

@@ -206,7 +206,8 @@ impl<P: Policy> Proxy<P> {
     /// Handles one request from a client; never fails (errors become responses).
     pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let access = crate::logging::access_start(self.access_log);
-        let request_id = match headers::request_id(request.headers()) {
+        let found = headers::Found::scan(request.headers());
+        let request_id = match found.request_id() {
             Some(id) => RequestId::given(id),
             None => RequestId::generated(),
         };
@@ -218,7 +219,7 @@ impl<P: Policy> Proxy<P> {
             uri: request.uri().clone(),
             upstream_status: OnceLock::new(),
         };
-        let response = match self.forward(&exchange, request).await {
+        let response = match self.forward(&exchange, request, found).await {
             Ok(r) => r,
             Err(e) => {
                 self.metrics
@@ -245,8 +246,8 @@ impl<P: Policy> Proxy<P> {
         &self,
         exchange: &Exchange,
         request: Request<Incoming>,
+        found: headers::Found,
     ) -> Result<Response<Body>, GatewayError> {
-        let found = headers::Found::scan(request.headers());
         if found.upgrade() || request.method() == Method::CONNECT {
             return Err(GatewayError::UpgradeRefused);
         }
