@@ -243,6 +243,19 @@ async fn reload_audit(log: &support::logs::Captured, n: usize) -> serde_json::Va
     }
 }
 
+/// The `blocklist_change` events, once there are at least `n`: each change is logged after
+/// the reload's summary line, by the reload thread, which runs below the test's threads.
+async fn change_events(log: &support::logs::Captured, n: usize) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let each = log.audit("blocklist_change");
+        if each.len() >= n || tokio::time::Instant::now() >= deadline {
+            return each;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn sha256_of(path: &Path) -> String {
     let out = std::process::Command::new("sha256sum")
         .arg(path)
@@ -302,7 +315,7 @@ async fn reload_audit_records_every_change_by_kind_with_the_checksum() {
     }
     assert!(!changes.contains("quiet.example"), "{changes}");
     // Each change is also an event of its own (debug level).
-    let each = log.audit("blocklist_change");
+    let each = change_events(&log, 8).await;
     assert_eq!(each.len(), 8, "{each:?}");
     assert!(each.iter().any(|c| c["kind"] == "email"
         && c["entry"] == "new@example.org"
@@ -336,7 +349,7 @@ async fn reload_audit_records_report_mode_entries_domain_until_and_details() {
     ] {
         assert!(changes.contains(&expected), "{expected:?} not in {changes}");
     }
-    assert_eq!(log.audit("blocklist_change").len(), 4, "{}", log.text());
+    assert_eq!(change_events(&log, 4).await.len(), 4, "{}", log.text());
     gw.shutdown().await;
 }
 
@@ -364,7 +377,7 @@ async fn a_large_reload_is_summarised_with_every_change_at_debug_level() {
         "the info line stays short: {}",
         changes.len()
     );
-    let each = log.audit("blocklist_change");
+    let each = change_events(&log, 151).await;
     assert_eq!(each.len(), 151);
     for id in &ids {
         assert!(
