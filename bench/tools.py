@@ -319,6 +319,7 @@ def cmd_report(out_dir, md_path, command):
         ("reload_s_median", "load and swap 1,000,000 → 1,000,001 ids, write → gauge (median)", "s"),
         ("reload_s_max", "load and swap 1,000,000 → 1,000,001 ids, write → gauge (max)", "s"),
         ("reload_log_ms_median", "parse + swap as logged by the gateway (median)", "ms"),
+        ("reload_cpu_ms_median", "gateway CPU per reload of those swaps (median; the gateway otherwise idle)", "ms"),
         ("reload_peak_rss", "peak RSS during a 1,000,000-id reload (VmHWM)", "MB"),
         ("reload_steady_rss", "RSS after the reloads", "MB"),
         ("reload_p99_quiet", "whoami p99 at %s req/s, 1,000,000 ids, no reloads" % kv.get("reload_rate", "?"), "ms"),
@@ -382,9 +383,11 @@ def cmd_report(out_dir, md_path, command):
     r = ratio(a, b)
     check("RSS after the reloads vs steady", r, "≤ 1.10×", None if r is None else r <= 1.1,
           "%s MB vs %s MB (%s)" % (fmt(a, "%.1f"), fmt(b, "%.1f"), fmt(r, "%.2f×")))
-    v = f("reload_log_ms_median")
-    check("reload of a one-line edit of the 1,000,000-id file (logged elapsed, median)", v, "≤ 30 ms",
-          None if v is None else v <= 30, fmt(v, "%.0f ms"))
+    v, e = f("reload_cpu_ms_median"), f("reload_log_ms_median")
+    check("reload of the 1,000,000-id file after the bench's edit (the header comment and one id appended), "
+          "CPU (median; bench/reload_cost.sh has it per kind of edit)", v, "≤ 30 ms CPU",
+          None if v is None else v <= 30,
+          "%s CPU, logged read → in force %s" % (fmt(v, "%.0f ms"), fmt(e, "%.0f ms")))
     a, b = f("reload_p99_busy"), f("reload_p99_quiet")
     r = ratio(a, b)
     check("p99 during reloads vs without", r, "≤ 1.20×", None if r is None else r <= 1.2,
