@@ -29,7 +29,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::parse::{parse_with_layout, Collector, Parsed, SectionKind};
+use super::parse::{read_whole, Collector, Parsed, SectionKind};
 use super::scan::{scan_region, Layout};
 use super::source::text_of;
 use super::table::{IdTable, Ids};
@@ -444,7 +444,10 @@ impl Tracker {
             return Err(ReadError::Changed.into());
         }
         let text = text_of(&bytes, name).map_err(Failure::Invalid)?;
-        let (parsed, layout) = parse_with_layout(text, name).map_err(Failure::Invalid)?;
+        let whole = read_whole(text, name).map_err(Failure::Invalid)?;
+        // The list is built without the file's bytes: a read file's copy is freed first.
+        drop(bytes);
+        let (parsed, layout) = whole.finish().map_err(Failure::Invalid)?;
         let Scanned {
             chunks,
             marks,

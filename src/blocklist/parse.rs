@@ -461,15 +461,49 @@ pub(super) fn parse_with_layout(
     text: &str,
     source: &str,
 ) -> Result<(Parsed, Option<Layout>), Vec<Diagnostic>> {
+    read_whole(text, source)?.finish()
+}
+
+/// The fewest bytes a bare id item usually takes (`- ` or `  - `, the UUID's 36 characters,
+/// the line feed): the identity records are reserved for the file's length over this, so a
+/// large list does not grow them by doubling (which holds the old and the new buffer at once).
+/// Pages of the reservation that no record reaches are not touched.
+const ID_ITEM_BYTES: usize = 39;
+
+/// A whole file read as far as it needs its text: the list is built from it after the text
+/// can be freed (see [`read_whole`]).
+pub(super) enum Whole<'n> {
+    /// Read by the line-oriented reader (or blank): the items, not yet merged into a list.
+    Collected(Collector<'n>, Option<Layout>, u64),
+    /// Read by serde-saphyr.
+    Parsed(Parsed),
+}
+
+/// The first half of [`parse_with_layout`]: everything that reads `text`. The result does not
+/// borrow it; [`Whole::finish`] builds the list.
+pub(super) fn read_whole<'n>(text: &str, source: &'n str) -> Result<Whole<'n>, Vec<Diagnostic>> {
     let checksum = checksum(text.as_bytes());
     if is_blank_yaml(text) {
-        return Collector::new(source).finish(checksum).map(|p| (p, None));
+        return Ok(Whole::Collected(Collector::new(source), None, checksum));
     }
     let mut c = Collector::new(source);
+    c.ids.reserve(text.len() / ID_ITEM_BYTES);
     if let Some(layout) = scan::scan_layout(text, &mut c) {
-        return c.finish(checksum).map(|p| (p, Some(layout)));
+        return Ok(Whole::Collected(c, Some(layout), checksum));
     }
-    Blocklist::parse_with_serde_saphyr(text, source).map(|p| (p, None))
+    drop(c);
+    Blocklist::parse_with_serde_saphyr(text, source).map(Whole::Parsed)
+}
+
+impl Whole<'_> {
+    /// The list, its warnings, and where its sections are when the line-oriented reader
+    /// read it.
+    pub(super) fn finish(self) -> Result<(Parsed, Option<Layout>), Vec<Diagnostic>> {
+        match self {
+            Whole::Collected(c, layout, checksum) => c.finish(checksum).map(|p| (p, layout)),
+            Whole::Parsed(p) => Ok((p, None)),
+        }
+    }
 }
 
 impl Collector<'_> {

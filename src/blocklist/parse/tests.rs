@@ -410,3 +410,40 @@ fn report_mode_per_entry() {
     let c = Blocklist::default().changes_to(&list, unix_now());
     assert_eq!(c.added, vec![parse_uuid(B).expect("u")]);
 }
+
+#[test]
+fn a_whole_read_needs_no_text_to_build_and_reserves_its_id_records() {
+    let ids: Vec<String> = (0..2000u128)
+        .map(|i| {
+            Uuid::from_u128(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).to_string()
+        })
+        .collect();
+    let bare = format!(
+        "identities:\n{}  - {}\n",
+        ids.iter()
+            .map(|id| format!("  - {id}\n"))
+            .collect::<String>(),
+        ids[7]
+    );
+    let flow = format!("identities: [{}]\n", ids.join(", "));
+    for text in [bare.clone(), flow, "# nothing\n".to_owned()] {
+        let expected = Blocklist::parse(&text, "f.yaml");
+        let owned = text.clone();
+        let whole = read_whole(&owned, "f.yaml").unwrap();
+        if let Whole::Collected(c, Some(_), _) = &whole {
+            assert!(c.ids.capacity() >= c.ids.len());
+            assert!(c.ids.capacity() >= text.len() / ID_ITEM_BYTES);
+        }
+        drop(owned);
+        assert_eq!(whole.finish().map(|(p, _)| p), expected);
+    }
+    let whole = read_whole(&bare, "f.yaml").unwrap();
+    let Whole::Collected(c, Some(_), _) = &whole else {
+        panic!("bare ids are read by the line-oriented reader");
+    };
+    assert_eq!(c.ids.len(), 2001);
+    assert!(c.ids.capacity() >= 2001, "reserved, not grown");
+    let (parsed, _) = whole.finish().unwrap();
+    assert_eq!(parsed.blocklist.len(), 2000);
+    assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
+}
