@@ -254,14 +254,22 @@ fn next_backoff(backoff: Duration, max: Duration) -> Duration {
     backoff.saturating_mul(2).min(max)
 }
 
+/// Revocations under way (a call, or the wait before a retry) per permit of
+/// `revocation.concurrency`; the rest wait in the queue as targets of a few bytes. A task
+/// that retries holds about 2 KB: 65,536 of them (a million-id import while Kratos's admin API
+/// is down) would hold over 120 MB.
+const TASKS_PER_PERMIT: usize = 32;
+
 async fn run(mut rx: mpsc::Receiver<Target>, worker: Arc<Worker>, mut stop: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
+    let max_tasks = worker.settings.concurrency.max(1) * TASKS_PER_PERMIT;
     let mut progress = tokio::time::interval(Duration::from_secs(5));
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported = 0u64;
     loop {
         let target = tokio::select! {
-            t = rx.recv() => match t { Some(t) => t, None => break },
+            t = rx.recv(), if tasks.len() < max_tasks => match t { Some(t) => t, None => break },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             _ = progress.tick() => {
                 let confirmed = worker.confirmed.load(Ordering::Relaxed);
                 let pending = worker.pending.len();

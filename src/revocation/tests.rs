@@ -314,3 +314,36 @@ async fn stopping_ends_the_retries_of_a_revocation_that_keeps_failing() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(kratos.seen().len(), calls, "no attempt after the stop");
 }
+
+#[tokio::test]
+async fn while_kratos_fails_only_a_bounded_number_of_revocations_wait_to_retry() {
+    let kratos = Server::start(|_| reply(500, "")).await;
+    let mut s = settings(1000, Duration::from_secs(3600), Duration::from_secs(3600));
+    s.concurrency = 1;
+    let q = start_queue(&kratos, s);
+    let ids: Vec<Uuid> = (0..200u128).map(Uuid::from_u128).collect();
+    for i in &ids {
+        q.revoker.revoke(Target::Session(*i));
+    }
+    let cap = TASKS_PER_PERMIT;
+    tokio::time::timeout(WAIT, async {
+        while kratos.seen().len() < cap {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first attempts");
+    // Each of those now waits an hour to retry; the others stay queued, not started.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kratos.seen().len(), cap);
+    assert_eq!(
+        q.revoker.pending.len(),
+        ids.len(),
+        "every target still pending"
+    );
+    q.stop.send(true).expect("stop");
+    tokio::time::timeout(WAIT, q.task)
+        .await
+        .expect("the worker stops")
+        .expect("task");
+}
