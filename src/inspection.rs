@@ -21,7 +21,7 @@ const NEEDLES: [&[u8]; 5] = [
 ];
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Why a body that looked like JSON could not be judged.
