@@ -527,15 +527,30 @@ mod tests {
         assert!(s.snapshot().lookup(&id(&removed)).is_none());
     }
 
+    /// A 2,000-id list, and 40 edits of it that each insert one more id: each insertion
+    /// moves the lines after it, a line shift per reload.
+    fn list_and_insertions() -> (String, Vec<String>) {
+        let mut list = ids(2000);
+        let first = text(&list);
+        let more = ids(2100);
+        let edits = more
+            .iter()
+            .skip(2000)
+            .take(40)
+            .enumerate()
+            .map(|(k, id)| {
+                list.insert(100 + 37 * k, id.clone());
+                text(&list)
+            })
+            .collect();
+        (first, edits)
+    }
+
     #[test]
     fn a_growing_overlay_is_compacted_into_an_equal_list() {
-        let mut list = ids(2000);
-        let s = store(&text(&list));
-        let more = ids(2100);
-        // Each insertion moves the lines after it: a line shift per reload.
-        for (k, id) in more.iter().skip(2000).take(40).enumerate() {
-            list.insert(100 + 37 * k, id.clone());
-            let t = text(&list);
+        let (first, edits) = list_and_insertions();
+        let s = store(&first);
+        for (k, t) in edits.into_iter().enumerate() {
             let outcome = s.apply(
                 Ok(Some(Content::Bytes(t.clone().into_bytes()))),
                 Instant::now(),
@@ -561,12 +576,10 @@ mod tests {
 
     #[test]
     fn one_compaction_at_a_time_and_none_while_one_is_under_way() {
-        let mut list = ids(2000);
-        let s = store(&text(&list));
-        let more = ids(2100);
-        for (k, id) in more.iter().skip(2000).take(40).enumerate() {
-            list.insert(100 + 37 * k, id.clone());
-            let t = text(&list);
+        let (first, edits) = list_and_insertions();
+        let last = edits.last().expect("edits").clone();
+        let s = store(&first);
+        for t in edits {
             s.apply(Ok(Some(Content::Bytes(t.into_bytes()))), Instant::now());
         }
         assert!(s.snapshot().identities.needs_compaction());
@@ -582,9 +595,7 @@ mod tests {
         assert!(!s.wants_compaction());
         assert_eq!(
             **s.snapshot(),
-            Blocklist::parse(&text(&list), "x")
-                .expect("valid")
-                .blocklist
+            Blocklist::parse(&last, "x").expect("valid").blocklist
         );
     }
 
