@@ -118,7 +118,13 @@ impl Policy for PublicPolicy {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        let request = self.read_submission(exchange, ctx, request).await?;
+        // The submission's and the throttle's futures are boxed: most requests need neither,
+        // and a future this one holds inline would be copied whole each time it is moved.
+        let request = if is_submission_method(request.method()) {
+            Box::pin(self.read_submission(exchange, ctx, request)).await?
+        } else {
+            request
+        };
         // Checks that need the submission (`ctx.submission`) follow here.
         if let Some(gate) = &self.throttle {
             let fields = match &ctx.submission {
@@ -126,15 +132,14 @@ impl Policy for PublicPolicy {
                 _ => None,
             };
             let unreadable = matches!(ctx.submission, Submission::Unreadable);
-            ctx.throttle = gate
-                .check(
-                    exchange,
-                    request.headers(),
-                    request.uri(),
-                    fields,
-                    unreadable,
-                )
-                .await?;
+            ctx.throttle = Box::pin(gate.check(
+                exchange,
+                request.headers(),
+                request.uri(),
+                fields,
+                unreadable,
+            ))
+            .await?;
         }
         Ok(request)
     }
@@ -156,7 +161,7 @@ impl Policy for PublicPolicy {
             Err(e) => self.enforcer.fail_closed(exchange, e),
         };
         let answer = match (&self.throttle, ticket) {
-            (Some(gate), Some(ticket)) => gate.settle(exchange, ticket, answer).await,
+            (Some(gate), Some(ticket)) => Box::pin(gate.settle(exchange, ticket, answer)).await,
             _ => answer,
         };
         if may_have_trailers {
@@ -192,10 +197,7 @@ impl PublicPolicy {
         ctx: &mut PublicCtx,
         request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
-        if !matches!(
-            *request.method(),
-            Method::POST | Method::PUT | Method::PATCH
-        ) {
+        if !is_submission_method(request.method()) {
             return Ok(request);
         }
         let content_type = request.headers().get(header::CONTENT_TYPE);
@@ -285,7 +287,8 @@ impl PublicPolicy {
                 id: Some(identity),
                 addresses: None,
             }];
-            attribution::with_addresses(e, &mut suspects).await?;
+            // Boxed, like attribution below: rare, and large.
+            Box::pin(attribution::with_addresses(e, &mut suspects)).await?;
             let verdict = e.decide(&suspects);
             if verdict.is_empty() {
                 return Ok(Response::from_parts(
@@ -320,10 +323,12 @@ impl PublicPolicy {
             recovery_flow: ctx.recovery_flow,
             recovery_addresses: &self.recovery_addresses,
         };
-        let attribution = tokio::time::timeout(
+        // Boxed: only answers that vouch for someone are attributed, and the lookups'
+        // future would otherwise make every response's future larger.
+        let attribution = Box::pin(tokio::time::timeout(
             self.attribution_timeout,
             attribution::attribute(e, &request, &findings, &cookies),
-        )
+        ))
         .await
         .map_err(|_| {
             GatewayError::AttributionUnavailable(format!(
@@ -434,6 +439,11 @@ impl PublicPolicy {
             .boxed()
         })
     }
+}
+
+/// The methods whose body may be a submission the gateway reads.
+fn is_submission_method(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
 /// `needle` (lower-case ASCII) occurs in `hay`, in any case.
