@@ -263,9 +263,11 @@ impl<P: Policy> Proxy<P> {
 
         let started = Instant::now();
         let timeout = self.response_timeout;
+        // The exchange with Kratos is boxed too: its future would otherwise be copied into
+        // the timeout and from there into this one, which hyper moves twice more.
         let sent = if http_body::Body::is_end_stream(request.body()) {
             // Nothing to upload (most requests): the response timeout starts now.
-            tokio::time::timeout(timeout, self.client.send(request))
+            tokio::time::timeout(timeout, Box::pin(self.client.send(request)))
                 .await
                 .map_err(|_| ())
         } else {
@@ -278,7 +280,7 @@ impl<P: Policy> Proxy<P> {
                 tokio::time::sleep(timeout).await;
             };
             tokio::select! {
-                r = self.client.send(request) => Ok(r),
+                r = Box::pin(self.client.send(request)) => Ok(r),
                 () = deadline => Err(()),
             }
         };
