@@ -204,7 +204,16 @@ impl<P: Policy> Proxy<P> {
     }
 
     /// Handles one request from a client; never fails (errors become responses).
-    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    ///
+    /// The client's request is rewritten for Kratos before the future is made, and the
+    /// futures here are async blocks rather than async fns (whose arguments are copied once
+    /// more into the future): the request's future holds neither the client's request nor a
+    /// second copy of Kratos's, and builds with fewer copies.
+    pub fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<Body>> + '_ {
         let access = crate::logging::access_start(self.access_log);
         let found = headers::Found::scan(request.headers());
         let request_id = match found.request_id() {
@@ -219,95 +228,104 @@ impl<P: Policy> Proxy<P> {
             uri: request.uri().clone(),
             upstream_status: OnceLock::new(),
         };
-        let response = match self.forward(&exchange, request, found).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics
-                    .upstream_errors
-                    .get_or_create(&ReasonLabels { reason: e.label() })
-                    .inc();
-                tracing::warn!(
-                    listener = crate::logging::listener_name(self.listener),
-                    request_id = %exchange.request_id,
-                    method = %exchange.method,
-                    path = %exchange.path(),
-                    error = %e,
-                    "answering with an error"
-                );
-                e.into_response(Some(exchange.request_id.as_str()))
-            }
+        let request = if found.upgrade() || request.method() == Method::CONNECT {
+            Err(GatewayError::UpgradeRefused)
+        } else {
+            self.to_upstream(request, peer, found)
         };
-        self.requests.inc(response.status());
-        crate::logging::access(access, &exchange, response.status());
-        response
+        async move {
+            let forwarded = match request {
+                Ok(request) => self.forward(&exchange, request).await,
+                Err(e) => Err(e),
+            };
+            let response = match forwarded {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics
+                        .upstream_errors
+                        .get_or_create(&ReasonLabels { reason: e.label() })
+                        .inc();
+                    tracing::warn!(
+                        listener = crate::logging::listener_name(self.listener),
+                        request_id = %exchange.request_id,
+                        method = %exchange.method,
+                        path = %exchange.path(),
+                        error = %e,
+                        "answering with an error"
+                    );
+                    e.into_response(Some(exchange.request_id.as_str()))
+                }
+            };
+            self.requests.inc(response.status());
+            crate::logging::access(access, &exchange, response.status());
+            response
+        }
     }
 
-    async fn forward(
-        &self,
-        exchange: &Exchange,
-        request: Request<Incoming>,
-        found: headers::Found,
-    ) -> Result<Response<Body>, GatewayError> {
-        if found.upgrade() || request.method() == Method::CONNECT {
-            return Err(GatewayError::UpgradeRefused);
-        }
-        let request = self.to_upstream(request, exchange.peer, found)?;
-        let mut ctx = P::Ctx::default();
-        // The policy's futures are boxed: they are the largest part of a request's future
-        // (lookups, inspection), which would otherwise be copied whole each time it is moved
-        // on its way into hyper's dispatcher.
-        let request = match Box::pin(self.policy.on_request(exchange, &mut ctx, request)).await {
-            Ok(r) => r,
-            Err(answer) => return Ok(answer),
-        };
-
-        let started = Instant::now();
-        let timeout = self.response_timeout;
-        // The exchange with Kratos is boxed too: its future would otherwise be copied into
-        // the timeout and from there into this one, which hyper moves twice more.
-        let sent = if http_body::Body::is_end_stream(request.body()) {
-            // Nothing to upload (most requests): the response timeout starts now.
-            tokio::time::timeout(timeout, Box::pin(self.client.send(request)))
-                .await
-                .map_err(|_| ())
-        } else {
-            // The response timeout runs from the moment the request body has been sent: a
-            // large upload is not a slow Kratos.
-            let body_sent = Arc::new(tokio::sync::Notify::new());
-            let request = request.map(|b| NotifyOnEnd::new(b, Arc::clone(&body_sent)).boxed());
-            let deadline = async {
-                body_sent.notified().await;
-                tokio::time::sleep(timeout).await;
+    fn forward<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + 'a {
+        async move {
+            let mut ctx = P::Ctx::default();
+            // The policy's futures are boxed: they are the largest part of a request's
+            // future (lookups, inspection), which would otherwise be copied whole each time
+            // it is moved on its way into hyper's dispatcher.
+            let request = match Box::pin(self.policy.on_request(exchange, &mut ctx, request)).await
+            {
+                Ok(r) => r,
+                Err(answer) => return Ok(answer),
             };
-            tokio::select! {
-                r = Box::pin(self.client.send(request)) => Ok(r),
-                () = deadline => Err(()),
+            let started = Instant::now();
+            let timeout = self.response_timeout;
+            // The exchange with Kratos is boxed too: its future would otherwise be copied into
+            // the timeout and from there into this one, which hyper moves twice more.
+            let sent = if http_body::Body::is_end_stream(request.body()) {
+                // Nothing to upload (most requests): the response timeout starts now.
+                tokio::time::timeout(timeout, Box::pin(self.client.send(request)))
+                    .await
+                    .map_err(|_| ())
+            } else {
+                // The response timeout runs from the moment the request body has been sent: a
+                // large upload is not a slow Kratos.
+                let body_sent = Arc::new(tokio::sync::Notify::new());
+                let request = request.map(|b| NotifyOnEnd::new(b, Arc::clone(&body_sent)).boxed());
+                let deadline = async {
+                    body_sent.notified().await;
+                    tokio::time::sleep(timeout).await;
+                };
+                tokio::select! {
+                    r = Box::pin(self.client.send(request)) => Ok(r),
+                    () = deadline => Err(()),
+                }
+            };
+            self.upstream_seconds.observe(started.elapsed());
+            let (mut response, mut lease) = match sent {
+                Err(_) => return Err(GatewayError::UpstreamTimeout(self.response_timeout)),
+                Ok(Err(e)) => return Err(classify_client_error(&e)),
+                Ok(Ok(r)) => r,
+            };
+            let _ = exchange.upstream_status.set(response.status());
+            // The client undid `chunked` only; a body under another transfer coding would pass
+            // unread, whatever it carries.
+            let mut found = headers::Found::scan(response.headers());
+            if found.transfer_encoding() {
+                if let Some(codings) = headers::transfer_codings_besides_chunked(response.headers())
+                {
+                    return Err(GatewayError::UnreadableResponse(format!(
+                        "Transfer-Encoding {codings}"
+                    )));
+                }
             }
-        };
-        self.upstream_seconds.observe(started.elapsed());
-        let (mut response, mut lease) = match sent {
-            Err(_) => return Err(GatewayError::UpstreamTimeout(self.response_timeout)),
-            Ok(Err(e)) => return Err(classify_client_error(&e)),
-            Ok(Ok(r)) => r,
-        };
-        let _ = exchange.upstream_status.set(response.status());
-        // The client undid `chunked` only; a body under another transfer coding would pass
-        // unread, whatever it carries.
-        let mut found = headers::Found::scan(response.headers());
-        if found.transfer_encoding() {
-            if let Some(codings) = headers::transfer_codings_besides_chunked(response.headers()) {
-                return Err(GatewayError::UnreadableResponse(format!(
-                    "Transfer-Encoding {codings}"
-                )));
-            }
+            headers::strip_found_hop_by_hop(response.headers_mut(), &mut found);
+            // The policy reads the response while the connection keeps going in this task; the
+            // body handed to the client drives it from then on and returns it to the pool.
+            let response = lease
+                .drive(Box::pin(self.policy.on_response(exchange, ctx, response)))
+                .await;
+            Ok(lease.attach(response))
         }
-        headers::strip_found_hop_by_hop(response.headers_mut(), &mut found);
-        // The policy reads the response while the connection keeps going in this task; the
-        // body handed to the client drives it from then on and returns it to the pool.
-        let response = lease
-            .drive(Box::pin(self.policy.on_response(exchange, ctx, response)))
-            .await;
-        Ok(lease.attach(response))
     }
 
     /// Rewrites a client request for Kratos: upstream URI, HTTP/1.1, Host kept, hop-by-hop
