@@ -262,6 +262,8 @@ impl<P: Policy> Proxy<P> {
         }
     }
 
+    /// An async block, not an async fn: see [`Proxy::handle`].
+    #[allow(clippy::manual_async_fn)]
     fn forward<'a>(
         &'a self,
         exchange: &'a Exchange,
