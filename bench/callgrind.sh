@@ -30,7 +30,7 @@ read -r -a WORKS <<< "${WORKLOADS:-pass}"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench-callgrind}
 LOAD=$CARGO_TARGET_DIR/release/kratos-gate-bench-load
-UP=18933 ADMIN=18934 PUB=18955 OPS=18956
+UP=19733 ADMIN=19734 PUB=19755 OPS=19756
 FIX=$ROOT/tests/fixtures/kratos/synthesized
 LOGIN_REQUEST='{"method":"password","identifier":"alice@example.com","password":"correct horse battery staple"}'
 FLOW=7efedf89-4dda-4636-8320-7506e58db1a3
