@@ -56,14 +56,32 @@ async fn per_core_workers_share_the_port_answer_every_connection_and_stop_on_shu
         assert_eq!(reply.status, 200);
     }
 
-    let (public, admin) = (gw.public, gw.admin);
+    let (public_url, admin_url) = (gw.public_url("/layout"), gw.admin_url("/admin/layout"));
     gw.shutdown().await;
-    for addr in [public, admin] {
+    for url in [public_url, admin_url] {
         assert!(
-            tokio::net::TcpStream::connect(addr).await.is_err(),
-            "{addr} still accepts after shutdown"
+            !answered_by_this_gateway(&url).await,
+            "{url} still answered after shutdown"
         );
     }
+}
+
+/// Whether `url` still reaches this test's gateway. Once the gateway is shut down its port is
+/// free, and a test running in parallel may be given it: a connection there alone proves
+/// nothing, only this test's fake route answering through it does.
+async fn answered_by_this_gateway(url: &str) -> bool {
+    use http_body_util::{BodyExt, Full};
+    let req = client::request(http::Method::GET, url)
+        .body(Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let Ok(Ok(resp)) =
+        tokio::time::timeout(Duration::from_secs(5), client::http1().request(req)).await
+    else {
+        return false;
+    };
+    let ok = resp.status() == 200;
+    let body = resp.into_body().collect().await.map(|b| b.to_bytes());
+    ok && body.is_ok_and(|b| b.as_ref() == b"ok" || b.as_ref() == b"admin ok")
 }
 
 /// A second gateway started on the port of a running one (a stale instance left behind) is
