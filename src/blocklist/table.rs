@@ -17,10 +17,28 @@ pub(super) struct IdTable {
     /// Parallel to `ids`.
     meta: Box<[Meta]>,
     extras: Box<[Extra]>,
+    /// Parallel to `extras`: the index in `ids` of the entry each belongs to.
+    owners: Box<[u32]>,
     /// `dir[p]..dir[p + 1]` are the ids whose top `bits` bits are `p`.
     dir: Box<[u32]>,
     bits: u32,
+    /// Indexes into `ids` in the order of their lines, built on first use
+    /// ([`IdTable::by_line`]): the entries of some lines are found without a pass over all.
+    by_line: LineOrder,
 }
+
+/// [`IdTable::by_line`], once built. It follows from the table's entries, so it takes no
+/// part in comparisons.
+#[derive(Debug, Default, Clone)]
+struct LineOrder(std::sync::OnceLock<Box<[u32]>>);
+
+impl PartialEq for LineOrder {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LineOrder {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Meta {
@@ -109,6 +127,7 @@ impl IdTable {
         let mut ids = Vec::with_capacity(n);
         let mut meta = Vec::with_capacity(n);
         let mut kept = Vec::new();
+        let mut owners = Vec::new();
         for (id, line, column, x) in recs {
             if let Some(slot) = dir.get_mut(prefix(id, bits) + 1) {
                 *slot += 1;
@@ -116,6 +135,7 @@ impl IdTable {
             let extra = match x {
                 Some(x) => {
                     kept.push(x);
+                    owners.push(u32::try_from(ids.len()).unwrap_or(u32::MAX));
                     u32::try_from(kept.len() - 1).unwrap_or(NO_EXTRA)
                 }
                 None => NO_EXTRA,
@@ -136,9 +156,25 @@ impl IdTable {
             ids: ids.into(),
             meta: meta.into(),
             extras: kept.into(),
+            owners: owners.into(),
             dir: dir.into(),
             bits,
+            by_line: LineOrder::default(),
         }
+    }
+
+    /// The indexes into `ids` ordered by line (entries on one line in any order). Built
+    /// once per table, on the reload thread by the first incremental reload over it: 4 bytes
+    /// an id.
+    fn by_line(&self) -> &[u32] {
+        self.by_line.0.get_or_init(|| line_order(&self.meta))
+    }
+
+    /// The line of the entry at index `i` in `ids`.
+    fn line_at(&self, i: u32) -> u64 {
+        self.meta
+            .get(i as usize)
+            .map_or(u64::MAX, |m| u64::from(m.line))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -176,13 +212,13 @@ impl IdTable {
             .filter_map(|(i, id)| Some((*id, self.entry_at(i)?)))
     }
 
-    /// Entries with a `reason`, `until` or `mode` (the only ones that can expire).
+    /// Entries with a `reason`, `until` or `mode` (the only ones that can expire), in id
+    /// order, without a look at the bare ones.
     pub(super) fn iter_extra(&self) -> impl Iterator<Item = (Uuid, Entry)> + '_ {
-        self.meta
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.extra != NO_EXTRA)
-            .filter_map(|(i, _)| Some((Uuid::from_u128(*self.ids.get(i)?), self.entry_at(i)?)))
+        self.owners.iter().filter_map(|&i| {
+            let i = i as usize;
+            Some((Uuid::from_u128(*self.ids.get(i)?), self.entry_at(i)?))
+        })
     }
 }
 
@@ -361,7 +397,10 @@ impl Ids {
     }
 
     /// The entries whose current line is in each of `ranges` (`from..to`, `to` `None`: to
-    /// the end; sorted, not overlapping), each by id. One pass over the table.
+    /// the end; sorted, not overlapping), each by id. The base entries are looked at only
+    /// where their lines in the base could have been moved into a range: the range widened
+    /// by every line shift of the overlay (a shift by `by` moves a line by `by` or not at
+    /// all), found by binary search in the base's line order.
     pub(super) fn in_ranges(&self, ranges: &[(u64, Option<u64>)]) -> Vec<Vec<(u128, Entry)>> {
         let mut out: Vec<Vec<(u128, Entry)>> = vec![Vec::new(); ranges.len()];
         let which = |line: u64| {
@@ -372,20 +411,35 @@ impl Ids {
             to.is_none_or(|t| line < t).then_some(k)
         };
         let o = self.overlay.as_deref();
-        for (i, m) in self.base.meta.iter().enumerate() {
-            let line = o.map_or(u64::from(m.line), |o| o.line(u64::from(m.line)));
-            let Some(k) = which(line) else {
-                continue;
-            };
-            let Some(&id) = self.base.ids.get(i) else {
-                continue;
-            };
-            if o.is_some_and(|o| o.is_removed(id)) {
-                continue;
-            }
-            if let (Some(mut e), Some(list)) = (self.base.entry_at(i), out.get_mut(k)) {
-                e.line = line;
-                list.push((id, e));
+        let shifts = o.map_or(&[][..], |o| &o.shifts[..]);
+        // How far back and forward a base line may have moved.
+        let up: u64 = shifts.iter().map(|(_, by)| by.max(&0).unsigned_abs()).sum();
+        let down: u64 = shifts.iter().map(|(_, by)| by.min(&0).unsigned_abs()).sum();
+        let base = &*self.base;
+        let order = base.by_line();
+        for (&(from, to), list) in ranges.iter().zip(out.iter_mut()) {
+            let lo = from.saturating_sub(up);
+            let hi = to.map(|t| t.saturating_add(down));
+            let first = order.partition_point(|&i| base.line_at(i) < lo);
+            for &i in order.get(first..).unwrap_or_default() {
+                let base_line = base.line_at(i);
+                if hi.is_some_and(|h| base_line >= h) {
+                    break;
+                }
+                let line = o.map_or(base_line, |o| o.line(base_line));
+                if line < from || to.is_some_and(|t| line >= t) {
+                    continue;
+                }
+                let Some(&id) = base.ids.get(i as usize) else {
+                    continue;
+                };
+                if o.is_some_and(|o| o.is_removed(id)) {
+                    continue;
+                }
+                if let Some(mut e) = base.entry_at(i as usize) {
+                    e.line = line;
+                    list.push((id, e));
+                }
             }
         }
         for (id, e) in o.map_or(&[][..], |o| &o.added[..]) {
@@ -493,6 +547,50 @@ impl Ids {
     }
 }
 
+/// Indexes into `meta` ordered by line. One id a line, lines not much sparser than the
+/// entries (a list of items): ranked through a bitmap of the lines, in two passes; else
+/// sorted.
+fn line_order(meta: &[Meta]) -> Box<[u32]> {
+    let n = meta.len();
+    let last = meta.iter().map(|m| m.line as usize).max().unwrap_or(0);
+    if last <= 8 * n + 4096 {
+        let mut bits = vec![0u64; last / 64 + 1];
+        let mut unique = true;
+        for m in meta {
+            let line = m.line as usize;
+            if let Some(w) = bits.get_mut(line / 64) {
+                let bit = 1u64 << (line % 64);
+                unique &= *w & bit == 0;
+                *w |= bit;
+            }
+        }
+        if unique {
+            // Lines before each word's.
+            let mut before = Vec::with_capacity(bits.len());
+            let mut total = 0u32;
+            for w in &bits {
+                before.push(total);
+                total += w.count_ones();
+            }
+            let mut order = vec![0u32; n];
+            for (i, m) in meta.iter().enumerate() {
+                let line = m.line as usize;
+                let (Some(w), Some(b)) = (bits.get(line / 64), before.get(line / 64)) else {
+                    continue;
+                };
+                let below = w & ((1u64 << (line % 64)) - 1);
+                if let Some(slot) = order.get_mut((b + below.count_ones()) as usize) {
+                    *slot = i as u32;
+                }
+            }
+            return order.into();
+        }
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by_key(|&i| meta.get(i as usize).map_or(u32::MAX, |m| m.line));
+    order.into()
+}
+
 fn prefix(id: u128, bits: u32) -> usize {
     if bits == 0 {
         0
@@ -542,5 +640,186 @@ mod tests {
             assert!(list.lookup(&other).is_none());
         }
         assert!(Blocklist::default().lookup(&ids[0]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+    use crate::blocklist::scan::agreement::Rng;
+    use crate::blocklist::Blocklist;
+
+    /// The entries of `ranges` by a look at every entry.
+    fn every(ids: &Ids, ranges: &[(u64, Option<u64>)]) -> Vec<Vec<(u128, Entry)>> {
+        ranges
+            .iter()
+            .map(|&(from, to)| {
+                ids.iter()
+                    .filter(|(_, e)| e.line >= from && to.is_none_or(|t| e.line < t))
+                    .map(|(id, e)| (id.as_u128(), e))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn bare(line: u64) -> Entry {
+        Entry {
+            reason: None,
+            until: None,
+            line,
+            column: 5,
+            mode: Mode::Enforce,
+            meta: None,
+        }
+    }
+
+    fn list(rng: &mut Rng, n: usize) -> (Ids, u64) {
+        let mut text = String::from("identities:\n");
+        let mut lines = 1;
+        for _ in 0..n {
+            if rng.next().is_multiple_of(5) {
+                text.push_str("  # a comment\n");
+                lines += 1;
+            }
+            let id = Uuid::from_u64_pair(rng.next(), rng.next());
+            text.push_str(&format!("  - {id}\n"));
+            lines += 1;
+        }
+        let list = Blocklist::parse(&text, "x").expect("valid").blocklist;
+        (list.identities, lines)
+    }
+
+    #[test]
+    fn the_entries_of_line_ranges_are_those_a_look_at_every_entry_finds() {
+        let mut rng = Rng(17);
+        for round in 0..20 {
+            let (mut ids, mut lines) = list(&mut rng, 500 + round * 50);
+            for step in 0..30 {
+                // Lines `from..to` replaced by `k` new entries.
+                let from = 2 + rng.next() % (lines - 1);
+                let to_end = rng.next().is_multiple_of(10);
+                let len = (rng.next() % 6).min(lines + 1 - from);
+                let to = (!to_end).then_some(from + len);
+                let k = rng.next() % 6;
+                let old = ids.in_ranges(&[(from, to)]).remove(0);
+                assert_eq!(old, every(&ids, &[(from, to)]).remove(0), "{round} {step}");
+                let mut new: Vec<(u128, Entry)> = (0..k)
+                    .map(|j| {
+                        let id = Uuid::from_u64_pair(rng.next(), rng.next()).as_u128();
+                        (id, bare(from + j))
+                    })
+                    .collect();
+                new.sort_unstable_by_key(|(id, _)| *id);
+                let by = k as i64 - len as i64;
+                ids = ids.with_region(from, to, by, &old, new);
+                lines = match to {
+                    Some(_) => lines.saturating_add_signed(by),
+                    None => from + k - 1,
+                }
+                .max(2);
+                for _ in 0..4 {
+                    let mut cuts: Vec<u64> = (0..1 + rng.next() % 6)
+                        .map(|_| 1 + rng.next() % (lines + 2))
+                        .collect();
+                    cuts.sort_unstable();
+                    cuts.dedup();
+                    let mut ranges: Vec<(u64, Option<u64>)> =
+                        cuts.windows(2).map(|w| (w[0], Some(w[1]))).collect();
+                    if rng.next().is_multiple_of(2) {
+                        ranges.push((cuts[cuts.len() - 1], None));
+                    }
+                    assert_eq!(
+                        ids.in_ranges(&ranges),
+                        every(&ids, &ranges),
+                        "{round} {step}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_base_entry_put_back_out_of_line_order_is_found() {
+        // Base entries on lines 2..=11; lines 4..7 become one new id (the later lines move
+        // up by two), then the line that holds the base entry of line 7 becomes the base
+        // entry of line 6 again, at its own line: two base entries now out of line order.
+        let ids: Vec<u128> = (1..=10u128).map(|i| i << 100 | i).collect();
+        let table =
+            IdTable::from_entries(10, ids.iter().map(|&id| (id, bare(1 + (id & 0xff) as u64))));
+        let mut list = Ids::from(table);
+        let at = |id: u128| (id, bare(1 + (id & 0xff) as u64));
+        let old = list.in_ranges(&[(4, Some(7))]).remove(0);
+        assert_eq!(old.len(), 3);
+        list = list.with_region(4, Some(7), -2, &old, vec![(99, bare(4))]);
+        // Line 6 now holds the base entry of line 8; the base entry of line 6 goes back there,
+        // after the base entry of line 7 (now on line 5).
+        let old = list.in_ranges(&[(6, Some(7))]).remove(0);
+        assert_eq!(old, vec![(ids[6], bare(6))]);
+        list = list.with_region(6, Some(7), 0, &old, vec![at(ids[4])]);
+        assert_eq!(list.get_raw(ids[4]), Some(bare(6)));
+        assert_eq!(list.get_raw(ids[5]), Some(bare(5)));
+        assert_eq!(list.get_raw(ids[6]), None);
+        for ranges in [
+            vec![(5, Some(6))],
+            vec![(6, Some(7))],
+            vec![(5, Some(7))],
+            vec![(1, Some(6)), (6, None)],
+        ] {
+            assert_eq!(list.in_ranges(&ranges), every(&list, &ranges), "{ranges:?}");
+        }
+    }
+
+    #[test]
+    fn the_entries_with_extras_are_found_without_the_bare_ones() {
+        let mut rng = Rng(23);
+        let mut text = String::from("identities:\n");
+        for i in 0..400 {
+            let id = Uuid::from_u64_pair(rng.next(), rng.next());
+            match i % 7 {
+                0 => text.push_str(&format!("  - id: {id}\n    reason: r{i}\n")),
+                3 => text.push_str(&format!("  - id: {id}\n    until: 2001-01-01T00:00:00Z\n")),
+                _ => text.push_str(&format!("  - {id}\n")),
+            }
+        }
+        let list = Blocklist::parse(&text, "x").expect("valid").blocklist;
+        let table = &list.identities.base;
+        let want: Vec<(Uuid, Entry)> = table
+            .iter_raw()
+            .filter(|(_, e)| Extra::of(e).is_some())
+            .map(|(id, e)| (Uuid::from_u128(id), e))
+            .collect();
+        assert_eq!(want.len(), 115);
+        assert_eq!(table.iter_extra().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn the_line_order_sorts_unique_sparse_and_shared_lines() {
+        let meta = |lines: &[u32]| -> Vec<Meta> {
+            lines
+                .iter()
+                .map(|&line| Meta {
+                    line,
+                    column: 1,
+                    extra: NO_EXTRA,
+                })
+                .collect()
+        };
+        for lines in [
+            vec![],
+            vec![5],
+            vec![9, 2, 7, 3, 100, 64, 63, 65],
+            vec![4, 4, 2, 9, 2],
+            vec![1_000_000, 3, 2],
+        ] {
+            let m = meta(&lines);
+            let order = line_order(&m);
+            let got: Vec<u32> = order.iter().map(|&i| lines[i as usize]).collect();
+            let mut want = lines.clone();
+            want.sort_unstable();
+            assert_eq!(got, want);
+            let mut seen = order.to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..lines.len() as u32).collect::<Vec<_>>());
+        }
     }
 }
