@@ -29,7 +29,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::parse::{read_whole, Collector, Parsed, SectionKind};
+use super::parse::{read_whole_summed, Collector, Parsed, SectionKind};
 use super::scan::{scan_region, Layout};
 use super::source::text_of;
 use super::table::{IdTable, Ids};
@@ -57,7 +57,14 @@ pub struct Tracker {
     buf: Vec<u8>,
     /// The buffer's size when not [`READ_BUFFER`] (tests).
     buffer: usize,
+    /// The chunk list of the file before the last one, its allocation reused by the next
+    /// pass.
+    spare: Vec<Chunk>,
 }
+
+/// A map keyed by chunks or their hashes, which come from the operator's own file (not from
+/// a client) and are seeded per process: hashed by foldhash, not by SipHash.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The buffer a file is read through.
 pub const READ_BUFFER: usize = 512 * 1024;
@@ -246,7 +253,7 @@ fn read_file_at(mut f: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Resu
 
 /// One pass over a file: its checksum, its chunks and its SHA-256.
 pub struct Scanned {
-    /// [`crate::util::checksum`] of the content.
+    /// [`content_checksum`] of the content.
     pub sum: u64,
     pub len: usize,
     chunks: Vec<Chunk>,
@@ -269,6 +276,15 @@ impl Tracker {
         }
     }
 
+    /// Remembers the file put in force; the chunk list of the one before is kept for the
+    /// next pass to fill (a million-id file's is about 1 MB: not mapped and faulted in
+    /// again on every reload).
+    fn keep_last(&mut self, next: Option<FileIndex>) {
+        if let Some(last) = std::mem::replace(&mut self.last, next) {
+            self.spare = last.chunks;
+        }
+    }
+
     /// The SHA-256 (lower-case hex) of the file the last successful reload read.
     pub fn sha256(&self) -> &str {
         &self.sha256
@@ -278,8 +294,9 @@ impl Tracker {
     /// checksum, its chunks and, from the last state kept before its first chunk that
     /// differs from the last file's, its SHA-256 (an unchanged start is not hashed again).
     pub fn scan(&mut self, input: Input<'_>) -> Result<Scanned, ReadError> {
+        let chunks = std::mem::take(&mut self.spare);
         if let Input::Bytes(_) = input {
-            return self.scan_with(input, &mut Vec::new());
+            return self.scan_with(input, &mut Vec::new(), chunks);
         }
         let mut buf = std::mem::take(&mut self.buf);
         let size = match self.buffer {
@@ -289,7 +306,7 @@ impl Tracker {
         if buf.len() != size {
             buf = vec![0; size];
         }
-        let result = self.scan_with(input, &mut buf);
+        let result = self.scan_with(input, &mut buf, chunks);
         if buf.len() > size {
             // Grown for a large chunk: not kept.
             buf = Vec::new();
@@ -298,7 +315,14 @@ impl Tracker {
         result
     }
 
-    fn scan_with(&self, input: Input<'_>, buf: &mut Vec<u8>) -> Result<Scanned, ReadError> {
+    /// [`Tracker::scan`] through `buf`, into `chunks` (emptied first: its allocation is
+    /// reused).
+    fn scan_with(
+        &self,
+        input: Input<'_>,
+        buf: &mut Vec<u8>,
+        mut chunks: Vec<Chunk>,
+    ) -> Result<Scanned, ReadError> {
         let (old_chunks, old_marks) = self
             .last
             .as_ref()
@@ -308,7 +332,11 @@ impl Tracker {
             input,
             old: old_chunks,
             old_marks,
-            chunks: Vec::with_capacity(len / 1024 + 1),
+            chunks: {
+                chunks.clear();
+                chunks.reserve(len / 1024 + 1);
+                chunks
+            },
             marks: Vec::new(),
             sha: None,
             offset: 0,
@@ -316,14 +344,14 @@ impl Tracker {
             next_old: (!old_chunks.is_empty()).then_some(0),
             pending: None,
             by_hash: None,
+            delta: 0,
+            misses: 0,
         };
-        let sum = match input {
+        match input {
             Input::Bytes(bytes) => {
                 pass.process(bytes, true)?;
-                crate::util::checksum(bytes)
             }
             Input::File(..) => {
-                let mut sum = crate::util::Checksum::new();
                 let (mut filled, mut pos) = (0usize, 0u64);
                 loop {
                     if filled == buf.len() {
@@ -334,8 +362,6 @@ impl Tracker {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(ReadError::Io(e)),
                     };
-                    let fresh = buf.get(filled..filled + n).unwrap_or_default();
-                    sum.update(fresh);
                     filled += n;
                     pos += n as u64;
                     let end = n == 0;
@@ -350,9 +376,9 @@ impl Tracker {
                     buf.copy_within(used..filled, 0);
                     filled -= used;
                 }
-                sum.finish()
             }
-        };
+        }
+        let sum = sum_of_chunks(&pass.chunks, len);
         let sha256 = match pass.sha.take() {
             None if pass.chunks.len() == old_chunks.len() => {
                 // Every chunk as in the last file: the same bytes.
@@ -404,11 +430,12 @@ impl Tracker {
                     scanned.sum,
                     name,
                 ) {
-                    self.last = Some(FileIndex {
+                    let next = FileIndex {
                         chunks: scanned.chunks,
                         marks: scanned.marks,
                         ..index
-                    });
+                    };
+                    self.keep_last(Some(next));
                     self.sha256 = scanned.sha256;
                     return Ok(reloaded);
                 }
@@ -440,11 +467,12 @@ impl Tracker {
         name: &str,
     ) -> Result<Reloaded, Failure> {
         let bytes = input.range(0, scanned.len)?;
-        if matches!(input, Input::File(..)) && crate::util::checksum(&bytes) != scanned.sum {
+        // Bytes read again from a file are those the pass took only if their checksum is.
+        if matches!(input, Input::File(..)) && content_checksum(&bytes) != scanned.sum {
             return Err(ReadError::Changed.into());
         }
         let text = text_of(&bytes, name).map_err(Failure::Invalid)?;
-        let whole = read_whole(text, name).map_err(Failure::Invalid)?;
+        let whole = read_whole_summed(text, name, scanned.sum).map_err(Failure::Invalid)?;
         // The list is built without the file's bytes: a read file's copy is freed first.
         drop(bytes);
         let (parsed, layout) = whole.finish().map_err(Failure::Invalid)?;
@@ -454,7 +482,7 @@ impl Tracker {
             sha256,
             ..
         } = scanned;
-        self.last = layout
+        let next = layout
             .filter(|_| parsed.warnings.is_empty())
             .and_then(|l| Some((Block::of(&l)?, l)))
             .map(|(block, layout)| FileIndex {
@@ -464,6 +492,7 @@ impl Tracker {
                 keys: layout.sections.iter().map(|s| s.line).collect(),
                 checksum: parsed.blocklist.checksum,
             });
+        self.keep_last(next);
         self.sha256 = sha256;
         Ok(Reloaded {
             parsed,
@@ -500,8 +529,14 @@ struct Pass<'a> {
     /// A chunk found equal to the last file's this one (its length and lines), not yet
     /// taken: its end is a cut only if the line after it is as in the last file too.
     pending: Option<Chunk>,
-    /// The last file's chunks by hash, to take up the check after a changed region.
-    by_hash: Option<std::collections::HashMap<u128, usize>>,
+    /// The last file's chunks by hash, to take up the check after a changed region that
+    /// [`Pass::old_index`] did not find near.
+    by_hash: Option<FastMap<u128, usize>>,
+    /// The last file's index of a chunk less this file's, as of the last chunk found in
+    /// both after a difference.
+    delta: isize,
+    /// Chunks cut since a difference that were not found in the last file near it.
+    misses: usize,
 }
 
 impl Pass<'_> {
@@ -570,15 +605,35 @@ impl Pass<'_> {
     }
 
     /// Where chunk `c`, just taken, is in the last file: the one at the same place while
-    /// every chunk so far has been the last file's, else the first equal one.
+    /// every chunk so far has been the last file's; else an equal one within
+    /// [`RESYNC_WINDOW`] chunks of where the chunks found in both since the difference put
+    /// it (after an edit the next common chunk is there, and no map of every chunk is
+    /// built); after more than [`RESYNC_WINDOW`] chunks not found so, the first equal one
+    /// anywhere. Which equal chunk is taken does not change the chunks cut: the ones after
+    /// it are checked by their hashes.
     fn old_index(&mut self, c: &Chunk) -> Option<usize> {
         let at = self.chunks.len() - 1;
         if self.sha.is_none() {
             return (self.old.get(at) == Some(c)).then_some(at);
         }
         let old = self.old;
+        if self.misses <= RESYNC_WINDOW {
+            let expect = at.saturating_add_signed(self.delta);
+            let from = expect.saturating_sub(RESYNC_WINDOW).min(old.len());
+            let to = expect.saturating_add(RESYNC_WINDOW + 1).min(old.len());
+            let near = old.get(from..to).unwrap_or_default();
+            if let Some(k) = near.iter().position(|o| o == c) {
+                self.misses = 0;
+                self.delta = (from + k) as isize - at as isize;
+                return Some(from + k);
+            }
+            self.misses += 1;
+            if self.misses <= RESYNC_WINDOW {
+                return None;
+            }
+        }
         let by_hash = self.by_hash.get_or_insert_with(|| {
-            let mut m = std::collections::HashMap::with_capacity(old.len());
+            let mut m = FastMap::with_capacity_and_hasher(old.len(), Default::default());
             for (k, o) in old.iter().enumerate().rev() {
                 m.insert(o.hash, k);
             }
@@ -715,7 +770,7 @@ fn changed_regions(old: &[Chunk], new: &[Chunk]) -> Option<Vec<Change>> {
             return None;
         }
         // The first later new chunk that is one of the next old ones.
-        let ahead: std::collections::HashMap<&Chunk, usize> = old
+        let ahead: FastMap<&Chunk, usize> = old
             .get(i..old.len().min(i + RESYNC_WINDOW))?
             .iter()
             .enumerate()
@@ -905,6 +960,45 @@ fn other_entries_in(list: &Blocklist, from: u64, to: Option<u64>) -> bool {
     list.emails.values().any(inside)
         || list.domains.values().any(inside)
         || list.networks.iter().any(|(_, e)| inside(e))
+}
+
+/// The checksum of a file's content that tells it from the content of the list in force
+/// ([`Blocklist::checksum`]): a hash of its chunks' hashes ([`cut_chunks`]) and its length,
+/// so that the pass that hashes the chunks takes it without hashing every byte twice. Equal
+/// content cuts into equal chunks, so its checksum is equal however it was read; content that
+/// differs in any byte has a chunk whose 128-bit hash differs. Seeded per process, as the
+/// chunks' hashes are ([`crate::util::content_hash`]).
+pub(super) fn content_checksum(bytes: &[u8]) -> u64 {
+    let mut chunks = Vec::new();
+    let cut = cut_chunks(bytes, true, |part, lines| {
+        chunks.push(Chunk {
+            hash: crate::util::content_hash(part),
+            len: u32::try_from(part.len()).unwrap_or(u32::MAX),
+            lines,
+        });
+        Ok::<_, std::convert::Infallible>(false)
+    });
+    debug_assert!(cut.is_ok_and(|c| c.finished));
+    sum_of_chunks(&chunks, bytes.len())
+}
+
+/// [`content_checksum`] of content cut into `chunks`, `len` bytes in all.
+fn sum_of_chunks(chunks: &[Chunk], len: usize) -> u64 {
+    const BATCH: usize = 64;
+    let mut sum = crate::util::Checksum::new();
+    let mut bytes = [0u8; BATCH * 24];
+    for batch in chunks.chunks(BATCH) {
+        for (c, to) in batch.iter().zip(bytes.chunks_exact_mut(24)) {
+            let (hash, rest) = to.split_at_mut(16);
+            let (len, lines) = rest.split_at_mut(4);
+            hash.copy_from_slice(&c.hash.to_le_bytes());
+            len.copy_from_slice(&c.len.to_le_bytes());
+            lines.copy_from_slice(&c.lines.to_le_bytes());
+        }
+        sum.update(bytes.get(..batch.len() * 24).unwrap_or_default());
+    }
+    sum.update(&(len as u64).to_le_bytes());
+    sum.finish()
 }
 
 /// What [`cut_chunks`] took.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_saphyr::Location;
 use uuid::Uuid;
 
+use super::incremental::content_checksum;
 use super::keys::{domain_entry_key, email_key, Invalid};
 use super::raw::raw_file;
 use super::scan::{self, Layout};
@@ -17,7 +18,7 @@ use super::table::{Extra, IdRec, IdTable, NO_EXTRA};
 use super::types::{Blocklist, Entry, Mode};
 use crate::diagnostic::Diagnostic;
 use crate::networks::{parse_network, NetworkError, NetworkTable};
-use crate::util::{checksum, parse_timestamp, parse_uuid};
+use crate::util::{parse_timestamp, parse_uuid};
 
 /// What parsing produced besides the list: things worth telling ops that do not make the file
 /// invalid.
@@ -482,7 +483,15 @@ pub(super) enum Whole<'n> {
 /// The first half of [`parse_with_layout`]: everything that reads `text`. The result does not
 /// borrow it; [`Whole::finish`] builds the list.
 pub(super) fn read_whole<'n>(text: &str, source: &'n str) -> Result<Whole<'n>, Vec<Diagnostic>> {
-    let checksum = checksum(text.as_bytes());
+    read_whole_summed(text, source, content_checksum(text.as_bytes()))
+}
+
+/// [`read_whole`] of a text whose [`content_checksum`] is `checksum`.
+pub(super) fn read_whole_summed<'n>(
+    text: &str,
+    source: &'n str,
+    checksum: u64,
+) -> Result<Whole<'n>, Vec<Diagnostic>> {
     if is_blank_yaml(text) {
         return Ok(Whole::Collected(Collector::new(source), None, checksum));
     }
@@ -564,7 +573,7 @@ impl Blocklist {
     /// [`Blocklist::parse`] without the line-oriented fast path (benchmarks and tests).
     #[doc(hidden)]
     pub fn parse_with_serde_saphyr(text: &str, source: &str) -> Result<Parsed, Vec<Diagnostic>> {
-        let checksum = checksum(text.as_bytes());
+        let checksum = content_checksum(text.as_bytes());
         let mut c = Collector::new(source);
         if !is_blank_yaml(text) {
             let raw = match raw_file(text) {
@@ -594,7 +603,7 @@ impl Blocklist {
     ) -> Option<Result<Parsed, Vec<Diagnostic>>> {
         let mut c = Collector::new(source);
         (is_blank_yaml(text) || scan::scan(text, &mut c))
-            .then(|| c.finish(checksum(text.as_bytes())))
+            .then(|| c.finish(content_checksum(text.as_bytes())))
     }
 }
 

@@ -359,7 +359,7 @@ fn a_file_read_through_a_small_buffer_is_cut_and_summed_as_its_bytes() {
         for buffer in [64, 100, 1000, 4096, 1 << 20] {
             let mut tracker = Tracker::default();
             let (f, b) = scan_both(&mut tracker, text, buffer);
-            assert_eq!(f.sum, crate::util::checksum(text.as_bytes()), "{buffer}");
+            assert_eq!(f.sum, content_checksum(text.as_bytes()), "{buffer}");
             assert_eq!((f.sum, f.len), (b.sum, b.len), "{buffer}");
             assert_eq!(f.chunks, b.chunks, "{buffer}");
             assert_eq!(f.chunks, chunks(text.as_bytes()), "{buffer}");
@@ -548,12 +548,119 @@ fn chunks_checked_by_hash_alone_are_those_of_a_cut_of_every_line() {
             for input in [Input::File(&f, len), Input::Bytes(new.as_bytes())] {
                 let scanned = tracker.scan(input).expect("read");
                 assert_eq!(scanned.chunks, chunks(new.as_bytes()), "{round} {buffer}");
+                assert_eq!(scanned.sum, content_checksum(new.as_bytes()));
                 assert_eq!(scanned.sha256, sha256_hex(new.as_bytes()), "{round}");
             }
             // The same file again.
             let same = tracker.scan(Input::Bytes(old.as_bytes())).expect("read");
             assert_eq!(same.chunks, chunks(old.as_bytes()));
+            assert_eq!(same.sum, content_checksum(old.as_bytes()));
             assert_eq!(same.sha256, sha256_hex(old.as_bytes()));
+        }
+    }
+}
+
+#[test]
+fn the_checksum_differs_when_any_chunk_does_and_not_otherwise() {
+    let mut rng = Rng(83);
+    let lines = big_file(&mut rng, 2000);
+    let t = text(&lines);
+    let bytes = t.as_bytes();
+    let sum = content_checksum(bytes);
+    // Equal content, however it was put together.
+    assert_eq!(content_checksum(t.clone().into_bytes().as_slice()), sum);
+    assert_eq!(
+        Blocklist::parse(&t, NAME)
+            .expect("valid")
+            .blocklist
+            .checksum(),
+        sum
+    );
+    let cut = chunks(bytes);
+    assert!(cut.len() > 40, "{}", cut.len());
+    // One byte changed in every chunk, at its start, middle and end; the chunks may or may
+    // not be cut elsewhere.
+    let mut at = 0;
+    for c in &cut {
+        for k in [0, c.len as usize / 2, c.len as usize - 1] {
+            let mut changed = bytes.to_vec();
+            changed[at + k] ^= 0x01;
+            assert_ne!(content_checksum(&changed), sum, "byte {}", at + k);
+        }
+        at += c.len as usize;
+    }
+    // Two chunks swapped, one left out, one twice: every chunk hash as before, in another
+    // sequence.
+    let parts: Vec<&[u8]> = {
+        let mut at = 0;
+        cut.iter()
+            .map(|c| {
+                at += c.len as usize;
+                &bytes[at - c.len as usize..at]
+            })
+            .collect()
+    };
+    let joined = |p: &[&[u8]]| p.concat();
+    assert_eq!(content_checksum(&joined(&parts)), sum);
+    let mut swapped = parts.clone();
+    swapped.swap(3, 4);
+    assert_ne!(content_checksum(&joined(&swapped)), sum);
+    let mut left_out = parts.clone();
+    left_out.remove(5);
+    assert_ne!(content_checksum(&joined(&left_out)), sum);
+    let mut twice = parts.clone();
+    twice.insert(5, parts[5]);
+    assert_ne!(content_checksum(&joined(&twice)), sum);
+    // Every length of the same bytes.
+    for len in (0..bytes.len()).step_by(97) {
+        assert_ne!(content_checksum(&bytes[..len]), sum, "length {len}");
+    }
+    assert_ne!(content_checksum(b""), content_checksum(b"\n"));
+}
+
+#[test]
+fn chunks_after_a_change_larger_than_the_window_are_those_of_a_cut_of_every_line() {
+    let mut rng = Rng(89);
+    let dir = tempfile::tempdir().expect("dir");
+    let lines = big_file(&mut rng, 30_000);
+    let old = text(&lines);
+    // More new chunks, and more removed ones, than the window looked in near a change.
+    let items = CHUNK_ITEMS as usize * (RESYNC_WINDOW + 40);
+    let fresh: Vec<String> = (0..items)
+        .map(|_| format!("  - {}", uuid(&mut rng)))
+        .collect();
+    let mut inserted = lines.clone();
+    inserted.splice(5_000..5_000, fresh.iter().cloned());
+    let mut removed = lines.clone();
+    removed.drain(5_000..5_000 + items);
+    let mut replaced = lines.clone();
+    replaced.splice(5_000..5_000 + items, fresh.iter().cloned());
+    // Two edits far apart: the window follows the chunks found in both.
+    let mut two = lines.clone();
+    two.insert(20_000, format!("  - {}", uuid(&mut rng)));
+    two.remove(3_000);
+    for new in [text(&inserted), text(&removed), text(&replaced), text(&two)] {
+        let mut tracker = Tracker::default();
+        let first = tracker.scan(Input::Bytes(old.as_bytes())).expect("read");
+        tracker.keep_last(Some(FileIndex {
+            chunks: first.chunks,
+            marks: first.marks,
+            block: Block {
+                key_line: 2,
+                end: None,
+                item_indent: 2,
+            },
+            keys: Vec::new(),
+            checksum: 0,
+        }));
+        tracker.sha256 = first.sha256;
+        tracker.buffer = 4096;
+        let (f, len) = file_of(dir.path(), "l.yaml", &new);
+        for input in [Input::File(&f, len), Input::Bytes(new.as_bytes())] {
+            let scanned = tracker.scan(input).expect("read");
+            assert_eq!(scanned.chunks, chunks(new.as_bytes()));
+            assert_eq!(scanned.sum, content_checksum(new.as_bytes()));
+            assert_eq!(scanned.sha256, sha256_hex(new.as_bytes()));
         }
     }
 }
