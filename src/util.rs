@@ -52,29 +52,30 @@ pub fn format_timestamp(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// Content hash used to skip re-reading unchanged content: 64-bit xxh3, at memory speed (a
+/// Content hash used to skip re-reading unchanged content: 64-bit xxh3 (twox-hash, which
+/// picks the CPU's widest vector instructions at run time), at memory speed (a
 /// million-id list is checksummed on every poll and reload). Seeded per process
 /// ([`hash_seed`]): the sums are only compared within one process, and content crafted to
 /// collide with the list in force cannot be prepared without the seed.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, hash_seed())
+    twox_hash::XxHash3_64::oneshot_with_seed(hash_seed(), bytes)
 }
 
 /// [`checksum`] of content taken in piece by piece.
-pub struct Checksum(xxhash_rust::xxh3::Xxh3);
+pub struct Checksum(twox_hash::XxHash3_64);
 
 impl Checksum {
     pub fn new() -> Self {
-        Checksum(xxhash_rust::xxh3::Xxh3::with_seed(hash_seed()))
+        Checksum(twox_hash::XxHash3_64::with_seed(hash_seed()))
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
+        std::hash::Hasher::write(&mut self.0, bytes);
     }
 
     /// The [`checksum`] of everything given to [`Checksum::update`].
     pub fn finish(&self) -> u64 {
-        self.0.digest()
+        std::hash::Hasher::finish(&self.0)
     }
 }
 
@@ -85,9 +86,9 @@ impl Default for Checksum {
 }
 
 /// 128-bit xxh3 with the process's seed, for content compared within this process only
-/// (the chunks of the last blocklist file).
+/// (the chunks of the last blocklist file): every byte of a reloaded file goes through it.
 pub fn content_hash(bytes: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128_with_seed(bytes, hash_seed())
+    twox_hash::XxHash3_128::oneshot_with_seed(hash_seed(), bytes)
 }
 
 /// A random seed, fixed for the process: std's `RandomState` keys come from the OS.
