@@ -70,13 +70,53 @@ pub fn extend_session_id(raw_path: &str) -> Option<String> {
 /// (`/identities…`, `/recovery/link`, `/recovery/code`, `/courier…`) with a 307 to the admin
 /// URL (CONTRACT.md §2, §14): they are refused too, so that URL is never revealed.
 pub fn is_admin_path(raw_path: &str) -> bool {
-    let p = canonical_cow(raw_path);
-    let under = |prefix: &str| is_under(&p, prefix);
-    under("/admin")
-        || under("/identities")
-        || under("/courier")
-        || p == "/recovery/link"
-        || p == "/recovery/code"
+    Canonical::of(raw_path).is_admin()
+}
+
+/// A request path made canonical once ([`canonical_path`], borrowed when already canonical),
+/// for asking it both whether it is the admin API's and what kind of request it is.
+#[derive(Debug)]
+pub struct Canonical<'a>(std::borrow::Cow<'a, str>);
+
+impl<'a> Canonical<'a> {
+    pub fn of(raw_path: &'a str) -> Self {
+        Canonical(canonical_cow(raw_path))
+    }
+
+    /// [`is_admin_path`] of the raw path.
+    pub fn is_admin(&self) -> bool {
+        let p = &*self.0;
+        let under = |prefix: &str| is_under(p, prefix);
+        under("/admin")
+            || under("/identities")
+            || under("/courier")
+            || p == "/recovery/link"
+            || p == "/recovery/code"
+    }
+
+    /// [`request_kind`] of the raw path.
+    pub fn kind(&self) -> &'static str {
+        let starts = |prefix: &str| is_under(&self.0, prefix);
+        if starts("/sessions/whoami") {
+            "whoami"
+        } else if starts("/sessions/token-exchange") {
+            "token_exchange"
+        } else if starts("/self-service/login") || starts("/self-service/methods/oidc") {
+            "login"
+        } else if starts("/self-service/registration") {
+            "registration"
+        } else if starts("/self-service/recovery") {
+            "recovery"
+        } else if starts("/self-service/settings") {
+            "settings"
+        } else if starts("/self-service/verification") {
+            "verification"
+        } else if starts("/sessions") {
+            "sessions"
+        } else {
+            "other"
+        }
+    }
 }
 
 /// [`canonical_path`] of `raw`, borrowed without building a string when `raw` is already
@@ -144,27 +184,7 @@ pub fn flow_id(uri: &http::Uri) -> Option<uuid::Uuid> {
 
 /// A short name for what a public request is, for audit events and metrics.
 pub fn request_kind(raw_path: &str) -> &'static str {
-    let p = canonical_cow(raw_path);
-    let starts = |prefix: &str| is_under(&p, prefix);
-    if starts("/sessions/whoami") {
-        "whoami"
-    } else if starts("/sessions/token-exchange") {
-        "token_exchange"
-    } else if starts("/self-service/login") || starts("/self-service/methods/oidc") {
-        "login"
-    } else if starts("/self-service/registration") {
-        "registration"
-    } else if starts("/self-service/recovery") {
-        "recovery"
-    } else if starts("/self-service/settings") {
-        "settings"
-    } else if starts("/self-service/verification") {
-        "verification"
-    } else if starts("/sessions") {
-        "sessions"
-    } else {
-        "other"
-    }
+    Canonical::of(raw_path).kind()
 }
 
 #[cfg(test)]
@@ -355,6 +375,34 @@ mod tests {
                 Some(canonical),
                 "{raw}"
             );
+        }
+    }
+
+    /// One canonicalisation answers both questions exactly as the two separate checks do,
+    /// however the path is spelled.
+    #[test]
+    fn one_canonical_path_answers_both_checks() {
+        for (raw, admin, kind) in [
+            ("/self-service/login/api", false, "login"),
+            ("/Self-Service/%4cogin/", false, "login"),
+            ("/%2573elf-service/login", false, "login"),
+            ("/admin/../self-service/login", false, "login"),
+            ("/self-service/login/../../admin/identities", true, "other"),
+            ("//Admin/./sessions/whoami", true, "other"),
+            ("/%61dmin/sessions/whoami", true, "other"),
+            ("/sessions/%2577hoami/", false, "whoami"),
+            ("/sessions\\whoami", false, "whoami"),
+            ("/recovery/link/", true, "other"),
+            ("/self-service/recovery/../../recovery/code", true, "other"),
+            ("/self-service/recovery", false, "recovery"),
+            ("/identities%2f", true, "other"),
+            ("/self-service/loginx", false, "other"),
+            ("", false, "other"),
+        ] {
+            let path = Canonical::of(raw);
+            assert_eq!((path.is_admin(), path.kind()), (admin, kind), "{raw}");
+            assert_eq!(path.is_admin(), is_admin_path(raw), "{raw}");
+            assert_eq!(path.kind(), request_kind(raw), "{raw}");
         }
     }
 

@@ -69,6 +69,9 @@ pub struct PublicCtx {
     pub(super) session_cookie_sent: bool,
     /// A submission the throttle let through, settled on Kratos's answer.
     pub(super) throttle: Option<Ticket>,
+    /// [`paths::request_kind`] of a submission's path, from the canonical path the admin
+    /// check used (`""` for other methods, which read no submission).
+    pub(super) submission_kind: &'static str,
 }
 
 impl PublicPolicy {
@@ -105,8 +108,12 @@ impl Policy for PublicPolicy {
         ctx: &mut PublicCtx,
         mut request: Request<Body>,
     ) -> Result<Request<Body>, Response<Body>> {
-        if let Some(refusal) = self.refuse_admin_path(exchange, &request) {
+        let path = paths::Canonical::of(request.uri().path());
+        if let Some(refusal) = self.refuse_admin_path(exchange, &path) {
             return Err(refusal);
+        }
+        if is_submission_method(request.method()) {
+            ctx.submission_kind = path.kind();
         }
         if let Some(refusal) = super::network::check(&self.enforcer, exchange, request.headers()) {
             return Err(refusal);
@@ -179,9 +186,9 @@ impl PublicPolicy {
     fn refuse_admin_path(
         &self,
         exchange: &Exchange,
-        request: &Request<Body>,
+        path: &paths::Canonical<'_>,
     ) -> Option<Response<Body>> {
-        if !paths::is_admin_path(request.uri().path()) {
+        if !path.is_admin() {
             return None;
         }
         tracing::info!(request_id = %exchange.request_id.as_str(), path = %exchange.path(), "admin path refused on the public listener");
@@ -239,7 +246,7 @@ impl PublicPolicy {
         };
         // Read now where the request phase needs the fields (the throttle, a recovery
         // address); otherwise only an answer that needs them reads them (attribution.rs).
-        let recovery = paths::request_kind(exchange.path()) == "recovery";
+        let recovery = ctx.submission_kind == "recovery";
         if self.throttle.is_some() || recovery {
             ctx.submission.read_now();
         }

@@ -129,6 +129,9 @@ pub struct Metrics {
     /// A remote blocklist source's fetches (`kratos_gate_blocklist_fetches_total`, …;
     /// src/remote/); at zero for a file.
     pub remote: crate::remote::RemoteMetrics,
+    /// The series of `lookups` for every (source, result) of [`LOOKUPS`], resolved once:
+    /// [`Metrics::lookup`] counts on them without the family's lock and hashing.
+    lookup_series: Vec<(&'static str, &'static str, Counter)>,
 }
 
 impl Default for Metrics {
@@ -260,7 +263,7 @@ impl Metrics {
         );
         let throttle = crate::throttle::metrics::ThrottleMetrics::register(registry);
         let remote = remote.unwrap_or_default().registered(registry);
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             registry: root,
             requests,
             upstream_seconds,
@@ -280,8 +283,20 @@ impl Metrics {
             fail_closed,
             throttle,
             remote,
+            lookup_series: Vec::new(),
         };
         metrics.precreate();
+        metrics.lookup_series = LOOKUPS
+            .iter()
+            .flat_map(|(source, results)| results.iter().map(move |result| (*source, *result)))
+            .map(|(source, result)| {
+                let counter = metrics
+                    .lookups
+                    .get_or_create(&LookupLabels { source, result })
+                    .clone();
+                (source, result, counter)
+            })
+            .collect();
         metrics
     }
 
@@ -359,9 +374,20 @@ impl Metrics {
     }
 
     pub fn lookup(&self, source: &'static str, result: &'static str) {
-        self.lookups
-            .get_or_create(&LookupLabels { source, result })
-            .inc();
+        let known = self
+            .lookup_series
+            .iter()
+            .find(|(s, r, _)| *s == source && *r == result);
+        match known {
+            Some((_, _, counter)) => {
+                counter.inc();
+            }
+            None => {
+                self.lookups
+                    .get_or_create(&LookupLabels { source, result })
+                    .inc();
+            }
+        }
     }
 
     pub fn fail_closed(&self, reason: &'static str) {

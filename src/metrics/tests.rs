@@ -171,3 +171,32 @@ fn process_metrics_are_read_from_proc() {
         Some(1024.0)
     );
 }
+
+/// Every known lookup counts on its exposed series (resolved once at start), and only on
+/// it; a pair outside [`LOOKUPS`] still gets its own series.
+#[test]
+fn lookups_count_on_their_own_series() {
+    let m = Metrics::new();
+    let line = |source: &str, result: &str| {
+        format!("kratos_gate_attribution_lookups_total{{source=\"{source}\",result=\"{result}\"}}")
+    };
+    for (i, (source, results)) in LOOKUPS.iter().enumerate() {
+        for (j, result) in results.iter().enumerate() {
+            for _ in 0..(i * 10 + j + 1) {
+                m.lookup(source, result);
+            }
+        }
+    }
+    m.lookup("elsewhere", "found");
+    let text = m.encode();
+    for (i, (source, results)) in LOOKUPS.iter().enumerate() {
+        for (j, result) in results.iter().enumerate() {
+            let want = format!("{} {}", line(source, result), i * 10 + j + 1);
+            assert!(has(&text, &want), "{want}: {text}");
+        }
+    }
+    assert!(
+        has(&text, &format!("{} 1", line("elsewhere", "found"))),
+        "{text}"
+    );
+}
