@@ -276,6 +276,23 @@ impl Tracker {
         }
     }
 
+    /// [`Tracker::parse_full`] of content handed over: its bytes are freed as soon as they
+    /// are read, before the list is built, as a reload's whole parse does (start-up: a
+    /// million-id file's 41 MB would otherwise add to the peak while the table is built).
+    pub fn parse_full_owned(
+        &mut self,
+        bytes: Vec<u8>,
+        name: &str,
+    ) -> Result<(Parsed, String), Vec<Diagnostic>> {
+        let scanned = self
+            .scan(Input::Bytes(&bytes))
+            .map_err(|e| read_failed(&e, name))?;
+        match self.full_of(scanned, std::borrow::Cow::Owned(bytes), name) {
+            Ok(read) => Ok((read.parsed, self.sha256.clone())),
+            Err(f) => Err(f.diagnostics(name)),
+        }
+    }
+
     /// Remembers the file put in force; the chunk list of the one before is kept for the
     /// next pass to fill (a million-id file's is about 1 MB: not mapped and faulted in
     /// again on every reload).
@@ -471,6 +488,16 @@ impl Tracker {
         if matches!(input, Input::File(..)) && content_checksum(&bytes) != scanned.sum {
             return Err(ReadError::Changed.into());
         }
+        self.full_of(scanned, bytes, name)
+    }
+
+    /// A whole parse of `bytes`, the content `scanned` describes.
+    fn full_of(
+        &mut self,
+        scanned: Scanned,
+        bytes: std::borrow::Cow<'_, [u8]>,
+        name: &str,
+    ) -> Result<Reloaded, Failure> {
         let text = text_of(&bytes, name).map_err(Failure::Invalid)?;
         let whole = read_whole_summed(text, name, scanned.sum).map_err(Failure::Invalid)?;
         // The list is built without the file's bytes: a read file's copy is freed first.

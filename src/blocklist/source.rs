@@ -60,7 +60,7 @@ impl Loaded {
             Err(m) => return Err(vec![Diagnostic::whole_file(&name, m)]),
         };
         let mut tracker = Tracker::default();
-        let (parsed, sha256) = tracker.parse_full(&bytes, &name)?;
+        let (parsed, sha256) = tracker.parse_full_owned(bytes, &name)?;
         Ok(Loaded {
             source,
             parsed,
@@ -79,7 +79,7 @@ pub fn read_file(config: &BlocklistConfig) -> Result<Loaded, Vec<Diagnostic>> {
         .read_now()
         .map_err(|m| vec![Diagnostic::whole_file(&name, m)])?;
     let mut tracker = Tracker::default();
-    let (parsed, sha256) = tracker.parse_full(&bytes, &name)?;
+    let (parsed, sha256) = tracker.parse_full_owned(bytes, &name)?;
     Ok(Loaded {
         source: Arc::new(file),
         parsed,

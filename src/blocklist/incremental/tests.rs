@@ -664,3 +664,26 @@ fn chunks_after_a_change_larger_than_the_window_are_those_of_a_cut_of_every_line
         }
     }
 }
+
+/// Content handed over whole (start-up, a remote body) parses as borrowed content does, and
+/// the tracker it leaves reads the next edit incrementally, as after any whole parse.
+#[test]
+fn a_list_handed_over_parses_as_one_lent_and_tracks_the_next_edit() {
+    let mut rng = Rng(23);
+    let mut lines = big_file(&mut rng, 2000);
+    let first = text(&lines);
+    let (_, lent) = start(&first);
+    let mut tracker = Tracker::default();
+    let (parsed, sha256) = tracker
+        .parse_full_owned(first.clone().into_bytes(), NAME)
+        .expect("valid");
+    assert_eq!(sha256, sha256_hex(first.as_bytes()));
+    assert_eq!(parsed, Blocklist::parse(&first, NAME).expect("valid"));
+    assert_eq!(parsed.blocklist.checksum, lent.checksum);
+    lines.insert(1000, format!("  - {}", uuid(&mut rng)));
+    let (_, incremental) = reload(&mut tracker, &parsed.blocklist, &text(&lines));
+    assert!(
+        incremental,
+        "the edit after a handed-over list is read alone"
+    );
+}
