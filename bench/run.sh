@@ -313,7 +313,10 @@ EOF
   wait_http "http://127.0.0.1:${OPS[$g]}/readyz" 120 || die "$g did not become ready (see $RUN/logs/$g.log)"
   s1=$(date +%s.%N)
   echo "  $g: pid ${PIDS[$g]}, ready in $(calc "$s1 - $s0" 2) s, RSS $(rss_mb "${PIDS[$g]}") MB"
-  if [ "$g" = gw1m ]; then value startup_gw1m_s "$(calc "$s1 - $s0" 2)"; fi
+  if [ "$g" = gw1m ]; then
+    value startup_gw1m_s "$(calc "$s1 - $s0" 2)"
+    value startup_peak_rss_gw1m "$(hwm_mb "${PIDS[$g]}")"
+  fi
 }
 GATEWAYS=(gw10 gw1m gwmail)
 start_gateway gw10 "$BIN"
