@@ -3,12 +3,13 @@
 # against the p99 without (issue 14: "p99 while the 1,000,000-id file is rewritten every
 # second ≤ 1.2× the p99 without"), for one or more gateway builds side by side. The same
 # measurement as bench/run.sh's "rewritten every second" section, without the rest of the
-# suite, so that builds can be compared in one run: every round runs each build quiet and
-# busy, in an order that turns round by round, so that machine noise falls on all alike.
+# suite, so that builds can be compared in one run: every round runs each build quiet, busy
+# and control, in an order that turns round by round, so that machine noise falls on all alike.
 #
 # Each busy second a new inode takes the gateway's path (hard-linked to one of two files
 # written before the run, as in run.sh: the header comment's count changes and an id is
-# appended). The upstream is nginx answering whoami with the fixture and the identity header.
+# appended); each control second the same happens to a file no gateway reads. The upstream
+# is nginx answering whoami with the fixture and the identity header.
 #
 # Usage: bench/rewrites.sh NAME=BINARY...   (e.g. before=/tmp/kg-before now=target/release/kratos-gate)
 # Environment: RATE (20000 req/s), ROUNDS (5), DURATION (6 s per cell), CONNS (32),
@@ -130,18 +131,13 @@ CFG
 done
 sleep 1
 
-# Replaces $1 every second by the other of the two files, as a new inode.
-rewriter() {
-  while true; do
-    if [ "$S/ids-1m.yaml" -ef "$1" ]; then
-      ln -f "$S/ids-1m-plus1.yaml" "$S/next.yaml"
-    else
-      ln -f "$S/ids-1m.yaml" "$S/next.yaml"
-    fi
-    mv "$S/next.yaml" "$1"
-    sleep 1
-  done
+# Replaces $1 every second by the other of the two files, as a new inode (one process:
+# tools.py rewrite); REWRITER is its pid.
+rewriting() {
+  $PY "$ROOT/bench/tools.py" rewrite "$1" "$S/ids-1m.yaml" "$S/ids-1m-plus1.yaml" "$1.next" &
+  REWRITER=$!
 }
+ln -f "$S/ids-1m.yaml" "$S/control.yaml"
 cell() { # round name kind
   local f="$OUT/load/$2-$3-$1.json"
   timeout $((DURATION + 30)) "$LOAD" --url "http://127.0.0.1:${PUBLIC[$2]}/sessions/whoami" \
@@ -163,12 +159,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for ((i = 0; i < k; i++)); do
     n=${NAMES[$(((i + r) % k))]}
     cell "$r" "$n" quiet
-    rewriter "$OUT/lists/$n/blocklist.yaml" &
-    REWRITER=$!
-    cell "$r" "$n" busy
-    kill "$REWRITER"; wait "$REWRITER" 2>/dev/null || true
-    REWRITER=""
-    sleep 1.5
+    # busy: the gateway's file is rewritten; control: the same rewriter on a file no
+    # gateway reads (what the rewriting costs the machine by itself).
+    for kind in busy control; do
+      if [ $kind = busy ]; then rewriting "$OUT/lists/$n/blocklist.yaml"; else rewriting "$S/control.yaml"; fi
+      # The rewriter's start (python, tens of ms of CPU) and its first rename stay out of
+      # the measured seconds, whose p99 a single burst of that size moves.
+      sleep 1.2
+      cell "$r" "$n" $kind
+      kill "$REWRITER"; wait "$REWRITER" 2>/dev/null || true
+      REWRITER=""
+      sleep 1.5
+    done
   done
 done
 
@@ -176,11 +178,12 @@ med() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
 {
   echo "Command: \`$COMMAND\` ($(date -u +%Y-%m-%dT%H:%MZ), RATE=$RATE, ROUNDS=$ROUNDS, DURATION=$DURATION, CONNS=$CONNS, load average at end $(cut -d' ' -f1-3 /proc/loadavg)). Medians over the rounds."
   echo
-  echo "| build | p99 quiet ms | p99 busy ms | busy/quiet | reloads while busy | errors |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| build | p99 quiet ms | p99 busy ms | busy/quiet | p99 control ms | control/quiet | reloads while busy | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   for n in "${NAMES[@]}"; do
     q=$(awk -F'\t' -v n="$n" '$1==n && $2=="quiet"{print $6}' "$OUT/results.tsv" | med)
     b=$(awk -F'\t' -v n="$n" '$1==n && $2=="busy"{print $6}' "$OUT/results.tsv" | med)
-    echo "| $n | $q | $b | $(awk -v q="$q" -v b="$b" 'BEGIN{printf "%.2f", b / q}') | $(( $(reloads "$OUT/logs/$n.log") - BEFORE[$n] )) | $(awk -F'\t' -v n="$n" '$1==n{e += $7} END {print e + 0}' "$OUT/results.tsv") |"
+    c=$(awk -F'\t' -v n="$n" '$1==n && $2=="control"{print $6}' "$OUT/results.tsv" | med)
+    echo "| $n | $q | $b | $(awk -v q="$q" -v b="$b" 'BEGIN{printf "%.2f", b / q}') | $c | $(awk -v q="$q" -v c="$c" 'BEGIN{printf "%.2f", c / q}') | $(( $(reloads "$OUT/logs/$n.log") - BEFORE[$n] )) | $(awk -F'\t' -v n="$n" '$1==n{e += $7} END {print e + 0}' "$OUT/results.tsv") |"
   done
 } | tee "$OUT/rewrites.md"
