@@ -22,7 +22,7 @@ pub(super) struct IdTable {
     /// `dir[p]..dir[p + 1]` are the ids whose top `bits` bits are `p`.
     dir: Box<[u32]>,
     bits: u32,
-    /// Indexes into `ids` in the order of their lines, built on first use
+    /// Indexes into `ids` in the order of their lines, built with the table
     /// ([`IdTable::by_line`]): the entries of some lines are found without a pass over all.
     by_line: LineOrder,
 }
@@ -152,7 +152,7 @@ impl IdTable {
             total += *slot;
             *slot = total;
         }
-        IdTable {
+        let table = IdTable {
             ids: ids.into(),
             meta: meta.into(),
             extras: kept.into(),
@@ -160,12 +160,15 @@ impl IdTable {
             dir: dir.into(),
             bits,
             by_line: LineOrder::default(),
-        }
+        };
+        // Built with the table, on the thread that builds it, so that it is part of the
+        // list's steady memory rather than an allocation the first reload adds.
+        table.by_line();
+        table
     }
 
     /// The indexes into `ids` ordered by line (entries on one line in any order). Built
-    /// once per table, on the reload thread by the first incremental reload over it: 4 bytes
-    /// an id.
+    /// once per table, when the table is: 4 bytes an id.
     fn by_line(&self) -> &[u32] {
         self.by_line.0.get_or_init(|| line_order(&self.meta))
     }
