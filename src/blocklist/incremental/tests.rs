@@ -40,6 +40,13 @@ fn reload(tracker: &mut Tracker, current: &Blocklist, text: &str) -> (Blocklist,
     }
 }
 
+/// `scanned` is what a pass over `bytes` gives: every line's cut, the checksum, the SHA-256.
+fn describes(scanned: &Scanned, bytes: &[u8], what: &str) {
+    assert_eq!(scanned.chunks, chunks(bytes), "{what}");
+    assert_eq!(scanned.sum, content_checksum(bytes), "{what}");
+    assert_eq!(scanned.sha256, sha256_hex(bytes), "{what}");
+}
+
 fn uuid(rng: &mut Rng) -> String {
     uuid::Uuid::from_u64_pair(rng.next(), rng.next()).to_string()
 }
@@ -547,15 +554,11 @@ fn chunks_checked_by_hash_alone_are_those_of_a_cut_of_every_line() {
             let (f, len) = file_of(dir.path(), "l.yaml", &new);
             for input in [Input::File(&f, len), Input::Bytes(new.as_bytes())] {
                 let scanned = tracker.scan(input).expect("read");
-                assert_eq!(scanned.chunks, chunks(new.as_bytes()), "{round} {buffer}");
-                assert_eq!(scanned.sum, content_checksum(new.as_bytes()));
-                assert_eq!(scanned.sha256, sha256_hex(new.as_bytes()), "{round}");
+                describes(&scanned, new.as_bytes(), &format!("{round} {buffer}"));
             }
             // The same file again.
             let same = tracker.scan(Input::Bytes(old.as_bytes())).expect("read");
-            assert_eq!(same.chunks, chunks(old.as_bytes()));
-            assert_eq!(same.sum, content_checksum(old.as_bytes()));
-            assert_eq!(same.sha256, sha256_hex(old.as_bytes()));
+            describes(&same, old.as_bytes(), "the same file");
         }
     }
 }
@@ -658,14 +661,12 @@ fn chunks_after_a_change_larger_than_the_window_are_those_of_a_cut_of_every_line
         let (f, len) = file_of(dir.path(), "l.yaml", &new);
         for input in [Input::File(&f, len), Input::Bytes(new.as_bytes())] {
             let scanned = tracker.scan(input).expect("read");
-            assert_eq!(scanned.chunks, chunks(new.as_bytes()));
-            assert_eq!(scanned.sum, content_checksum(new.as_bytes()));
-            assert_eq!(scanned.sha256, sha256_hex(new.as_bytes()));
+            describes(&scanned, new.as_bytes(), "after the rename");
         }
     }
 }
 
-/// Content handed over whole (start-up, a remote body) parses as borrowed content does, and
+/// Content handed over whole (a file read at start-up) parses as borrowed content does, and
 /// the tracker it leaves reads the next edit incrementally, as after any whole parse.
 #[test]
 fn a_list_handed_over_parses_as_one_lent_and_tracks_the_next_edit() {
