@@ -1,7 +1,8 @@
 //! Noticing that content changed, for the blocklist and the TLS certificates alike: a
 //! [`Source`] gives its current bytes, a folder watch (notify) says when to ask again, a poll
-//! backs the watch up, and a checksum of what was taken in ([`crate::util::checksum`]) tells
-//! new content from the same content read again.
+//! backs the watch up, and a checksum of what was taken in tells new content from the same
+//! content read again (the blocklist's from the hashes of its chunks, see
+//! `blocklist::incremental`; the certificates' with [`crate::util::checksum`]).
 //!
 //! A local file is a [`FileSource`]; a remote list implements [`Source`] the same way and is
 //! polled (it has no watch).

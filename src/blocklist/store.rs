@@ -125,7 +125,7 @@ impl BlocklistStore {
             fetched_invalid: AtomicBool::new(false),
             tracker: Mutex::new(loaded.tracker),
         };
-        store.install(loaded.parsed.blocklist, Some(loaded.sha256));
+        store.install(loaded.parsed.blocklist, loaded.sha256);
         store.metrics.reload(ReloadResult::Success);
         (store, loaded.parsed.warnings)
     }
@@ -193,17 +193,13 @@ impl BlocklistStore {
         &self.source
     }
 
-    /// Puts `list` in force. Without `sha256` (a reload: computed once the list is in force,
-    /// see [`BlocklistStore::set_sha256`]) the state keeps the last one meanwhile.
-    fn install(&self, list: Blocklist, sha256: Option<String>) {
+    /// Puts `list`, whose file has the SHA-256 `sha256`, in force.
+    fn install(&self, list: Blocklist, sha256: String) {
         let now = unix_now();
         let entries = entries_in_force(&list, now);
         let expiring = list.expiring_count(now);
         let entries_in_file = list.len();
-        match &sha256 {
-            Some(sha256) => self.metrics.set_blocklist(sha256, entries),
-            None => self.metrics.set_entries(entries),
-        }
+        self.metrics.set_blocklist(&sha256, entries);
         let at = SystemTime::now();
         self.metrics.blocklist_last_success.set(unix_secs(at));
         self.metrics
@@ -212,7 +208,6 @@ impl BlocklistStore {
         // Under the state's lock: once the list is visible, so is what `/blocklist` says of
         // it, and a recount cannot mix the two lists.
         let mut state = self.lock_state();
-        let sha256 = sha256.unwrap_or_else(|| std::mem::take(&mut state.sha256));
         *state = LoadState {
             sha256,
             loaded_at: at,
@@ -327,7 +322,7 @@ impl BlocklistStore {
                 let incremental = read.is_incremental();
                 let entries = read.parsed.blocklist.len();
                 let warnings = read.parsed.warnings;
-                self.install(read.parsed.blocklist, Some(sha256));
+                self.install(read.parsed.blocklist, sha256);
                 self.metrics.reload(ReloadResult::Success);
                 let elapsed = started.elapsed();
                 if let Content::Bytes(bytes) = &content {
