@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod balance;
 pub mod blocklist;
 pub mod body;
 pub mod config;
@@ -241,11 +242,11 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
         stop: stop_rx.clone(),
         grace,
     });
+    let public = seated("public", public.sockets, &metrics);
+    let admin = admin.map(|a| seated("admin", a.sockets, &metrics));
     let mut listeners = match workers {
-        None => vec![tokio::spawn(
-            proxies.run(public.sockets, admin.map(|a| a.sockets)),
-        )],
-        Some(_) => spawn_workers(&proxies, public.sockets, admin.map(|a| a.sockets))?,
+        None => vec![tokio::spawn(proxies.run(public, admin))],
+        Some(_) => spawn_workers(&proxies, public, admin)?,
     };
 
     let ops_task = {
@@ -264,6 +265,7 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
                     Arc::clone(&status),
                 )
             },
+            None,
             None,
             ops_rx,
             grace,
@@ -295,6 +297,7 @@ pub async fn start_with(config: Config, loaded: Loaded) -> Result<Gateway, Start
                     response
                 }
             },
+            None,
             None,
             stop_rx.clone(),
             grace,
@@ -442,11 +445,7 @@ impl ProxySetup {
     /// Serves one socket of the public listener and, when there is one, of the admin
     /// listener on the current runtime, until the listeners stop and their connections
     /// drained. The pools to Kratos belong to this runtime.
-    async fn run(
-        self: Arc<Self>,
-        public: Vec<std::net::TcpListener>,
-        admin: Option<Vec<std::net::TcpListener>>,
-    ) {
+    async fn run(self: Arc<Self>, public: Vec<Socket>, admin: Option<Vec<Socket>>) {
         let config = &self.config;
         let public_pool =
             upstream::Upstream::new(config, self.client_tls.clone(), &config.upstream.public);
@@ -456,7 +455,7 @@ impl ProxySetup {
             upstream::Upstream::new(config, self.client_tls.clone(), &config.upstream.admin)
         };
         let mut tasks = Vec::new();
-        for l in public {
+        for (l, seat) in public {
             let Some(listener) = into_tokio("public", l) else {
                 continue;
             };
@@ -473,9 +472,10 @@ impl ProxySetup {
                 listener,
                 proxy,
                 self.public_tls.clone(),
+                seat,
             )));
         }
-        for l in admin.into_iter().flatten() {
+        for (l, seat) in admin.into_iter().flatten() {
             let Some(listener) = into_tokio("admin", l) else {
                 continue;
             };
@@ -492,6 +492,7 @@ impl ProxySetup {
                 listener,
                 proxy,
                 self.admin_tls.clone(),
+                seat,
             )));
         }
         for t in tasks {
@@ -505,6 +506,7 @@ impl ProxySetup {
         listener: TcpListener,
         proxy: Proxy<P>,
         tls: Option<server::Tls>,
+        seat: balance::Seat,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         // One shared proxy: cloning it per request would clone its pool and upstream URL.
         let proxy = Arc::new(proxy);
@@ -525,6 +527,7 @@ impl ProxySetup {
                 }
             },
             tls,
+            Some(seat),
             self.stop.clone(),
             self.grace,
         )
@@ -536,8 +539,8 @@ impl ProxySetup {
 /// handles end when a worker has drained and stopped.
 fn spawn_workers(
     setup: &Arc<ProxySetup>,
-    public: Vec<std::net::TcpListener>,
-    admin: Option<Vec<std::net::TcpListener>>,
+    public: Vec<Socket>,
+    admin: Option<Vec<Socket>>,
 ) -> Result<Vec<JoinHandle<()>>, StartError> {
     let mut admin = admin.map(Vec::into_iter);
     let mut handles = Vec::new();
@@ -567,6 +570,19 @@ fn spawn_workers(
         }));
     }
     Ok(handles)
+}
+
+/// One socket of a proxy listener, and its worker's seat in the listener's [`balance`].
+type Socket = (std::net::TcpListener, balance::Seat);
+
+/// Each of a listener's sockets with a seat: one worker runtime per socket.
+fn seated(
+    listener: &'static str,
+    sockets: Vec<std::net::TcpListener>,
+    metrics: &Metrics,
+) -> Vec<Socket> {
+    let seats = balance::Balance::seats(metrics.open_connections(listener, sockets.len()));
+    sockets.into_iter().zip(seats).collect()
 }
 
 /// A proxy listener's sockets: one, or one per worker runtime on the same port.

@@ -13,10 +13,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::balance::{Open, Seat};
 use crate::body::Body;
 use crate::config::Server as ServerConfig;
 
@@ -57,13 +58,16 @@ pub fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
 
 /// Serves `listener` (over TLS when `tls` is given) until `stop` turns true, then waits up to
 /// `grace` for open connections to finish their requests. The handler learns the peer address
-/// and whether the connection is TLS.
+/// and whether the connection is TLS. With a `seat` (per-core layout), a connection accepted
+/// here may be handed to another worker, and connections handed here are served too.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<F, Fut>(
     name: &'static str,
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     handler: F,
     tls: Option<Tls>,
+    mut seat: Option<Seat>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
@@ -71,6 +75,59 @@ pub async fn serve<F, Fut>(
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let start = |stream: TcpStream, peer: SocketAddr, open: Option<Open>| {
+        let _ = stream.set_nodelay(true);
+        let h = handler.clone();
+        let is_tls = tls.is_some();
+        let service = service_fn(move |req| {
+            let h = h.clone();
+            async move { Ok::<_, Infallible>(h(req, peer, is_tls).await) }
+        });
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _open = open;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(Tls {
+                acceptor,
+                handshake_timeout,
+            }) => {
+                // The handshake runs in the connection's task, never in the accept loop.
+                let handshake_timeout = *handshake_timeout;
+                let accept = acceptor.accept(stream);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let _open = open;
+                    let stream = match tokio::time::timeout(handshake_timeout, accept).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -83,49 +140,16 @@ pub async fn serve<F, Fut>(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let h = handler.clone();
-                let is_tls = tls.is_some();
-                let service = service_fn(move |req| {
-                    let h = h.clone();
-                    async move { Ok::<_, Infallible>(h(req, peer, is_tls).await) }
-                });
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(Tls { acceptor, handshake_timeout }) => {
-                        // The handshake runs in the connection's task, never in the accept loop.
-                        let handshake_timeout = *handshake_timeout;
-                        let accept = acceptor.accept(stream);
-                        let builder = builder.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(handshake_timeout, accept).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-                            }
-                        });
+                match &seat {
+                    None => start(stream, peer, None),
+                    Some(seat) => {
+                        if let Some((stream, open)) = seat.place(stream, peer) {
+                            start(stream, peer, Some(open));
+                        }
                     }
                 }
             }
+            (stream, peer, open) = handed(&mut seat) => start(stream, peer, Some(open)),
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
                     break;
@@ -134,6 +158,8 @@ pub async fn serve<F, Fut>(
         }
     }
     drop(listener);
+    // Connections handed here and not yet taken up are closed with the seat.
+    drop(seat);
     tracing::info!(
         listener = name,
         "listener closed; waiting for in-flight requests"
@@ -147,6 +173,14 @@ pub async fn serve<F, Fut>(
             grace = %humantime::format_duration(grace),
             "connections still open after the shutdown grace period; closing them"
         );
+    }
+}
+
+/// The next connection handed to this worker; never, without a seat.
+async fn handed(seat: &mut Option<Seat>) -> (TcpStream, SocketAddr, Open) {
+    match seat {
+        Some(seat) => seat.handed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -191,6 +225,7 @@ mod tests {
             builder(&config),
             |_req, _peer, _tls| std::future::pending::<Response<Body>>(),
             Some(Tls::new(acceptor(), &config)),
+            None,
             stop,
             Duration::from_secs(1),
         ));

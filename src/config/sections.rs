@@ -254,7 +254,8 @@ pub struct Server {
     pub shutdown_grace: HumanDuration,
     /// How the public and admin listeners run: `per_core`, one single-threaded runtime per
     /// CPU core, each accepting on its own socket of the listener's port (SO_REUSEPORT) with
-    /// its own connections to Kratos, so that a request never changes threads, plus a small
+    /// its own connections to Kratos, so that a request never changes threads (a connection
+    /// goes to the worker with the fewest open, whichever accepted it), plus a small
     /// runtime for reloads, revocations, the ops and hooks listeners and the gateway's own
     /// calls to Kratos; `shared`, one multi-threaded runtime for everything.
     pub runtime: RuntimeLayout,

@@ -114,6 +114,13 @@ pub struct ListenerNameLabels {
     pub listener: &'static str,
 }
 
+/// One worker runtime of a proxy listener (`kratos_gate_open_connections`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub listener: &'static str,
+    pub worker: u32,
+}
+
 /// `kind` of blocklist entries: `identity`, `email`, `domain`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EntryKindLabels {

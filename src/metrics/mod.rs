@@ -106,6 +106,8 @@ pub struct Metrics {
     /// The gateway's own time per request, by listener: from the request head until the
     /// response head is ready (body streaming not included).
     pub request_seconds: Family<ListenerNameLabels, LatencyHistogram>,
+    /// Client connections open on each worker runtime of a proxy listener.
+    pub open_connections: Family<WorkerLabels, Gauge>,
     /// The gateway's calls to Kratos to attribute a credential, by source.
     pub kratos_lookup_seconds: Family<SourceLabels, LatencyHistogram>,
     /// One revocation attempt at Kratos (all its calls).
@@ -176,6 +178,12 @@ impl Metrics {
             "request_duration_seconds",
             "Time the gateway took per request, from the request head until the response head was ready, by listener",
             request_seconds.clone(),
+        );
+        let open_connections = Family::<WorkerLabels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Client connections open on each worker runtime of a proxy listener (public, admin); one worker in the shared layout",
+            open_connections.clone(),
         );
         let upstream_seconds = Family::<ListenerLabels, LatencyHistogram>::default();
         registry.register(
@@ -269,6 +277,7 @@ impl Metrics {
             upstream_seconds,
             upstream_errors,
             request_seconds,
+            open_connections,
             kratos_lookup_seconds,
             revocation_seconds,
             blocklist_entries,
@@ -408,6 +417,18 @@ impl Metrics {
         self.request_seconds
             .get_or_create(&ListenerNameLabels { listener })
             .clone()
+    }
+
+    /// The open-connection gauges of a proxy listener's `workers` worker runtimes.
+    pub fn open_connections(&self, listener: &'static str, workers: usize) -> Vec<Gauge> {
+        (0..workers)
+            .map(|w| {
+                let worker = u32::try_from(w).unwrap_or(u32::MAX);
+                self.open_connections
+                    .get_or_create(&WorkerLabels { listener, worker })
+                    .clone()
+            })
+            .collect()
     }
 
     /// The latency series of one kind of Kratos lookup (see [`KRATOS_LOOKUP_SOURCES`]).

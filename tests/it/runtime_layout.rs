@@ -11,6 +11,8 @@ use kratos_gate::config::RuntimeLayout;
 use support::client;
 use support::fake_kratos::{FakeKratos, Reply};
 use support::gateway::{blocklist_of, start_gateway_with};
+use support::metrics::metric;
+use support::raw;
 
 const LISTED: &str = "3f1c7f52-7e43-4a3e-9a8e-2c1d7b7f6a10";
 
@@ -113,4 +115,58 @@ async fn a_second_per_core_gateway_on_a_port_in_use_is_refused() {
         Ok(_) => panic!("a second gateway started on {}", first.public),
     }
     first.shutdown().await;
+}
+
+/// The kernel spreads connections over the workers' sockets by a hash of their ports: a few
+/// long-lived connections (an ingress's keep-alive pool) often land 13 to 19, leaving one core
+/// to queue while another idles. Whichever worker accepts, every worker ends up with the
+/// same share, shown per worker in `kratos_gate_open_connections`; a closed connection
+/// leaves its worker's count.
+#[tokio::test]
+async fn per_core_workers_get_an_even_share_of_long_lived_connections() {
+    let fake = FakeKratos::start().await;
+    fake.on_public("ANY", "/layout", Reply::text(200, "ok"));
+    let gw = start_gateway_with(
+        &fake.public_url(),
+        &fake.admin_url(),
+        &blocklist_of(&[LISTED]),
+        |c| c.server.runtime = RuntimeLayout::PerCore,
+    )
+    .await;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let open = |metrics: &str| -> Vec<f64> {
+        (0..workers)
+            .map(|w| {
+                metric(
+                    metrics,
+                    &format!("kratos_gate_open_connections{{listener=\"public\",worker=\"{w}\"}} "),
+                )
+            })
+            .collect()
+    };
+    let each = 16;
+    let mut conns = Vec::new();
+    // One at a time, each answered before the next connects: every placement sees the
+    // counts the earlier ones left.
+    for _ in 0..each * workers {
+        let (reply, conn) =
+            raw::exchange(gw.public, "GET /layout HTTP/1.1\r\nHost: gateway\r\n\r\n").await;
+        assert_eq!(reply.status, 200);
+        conns.push(conn);
+    }
+    let m = gw.gateway().metrics().encode();
+    assert_eq!(open(&m), vec![each as f64; workers], "{m}");
+
+    // Closed connections leave the counts (each worker notices its own in its own time).
+    conns.clear();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = gw.gateway().metrics().encode();
+        if open(&m) == vec![0.0; workers] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.shutdown().await;
 }
