@@ -147,17 +147,21 @@ enum Key {
 }
 
 impl Key {
+    /// Dispatched on the length first: most names are none of these and cost one compare.
+    #[inline(always)]
     fn of(name: &[u8]) -> Key {
-        match name {
-            b"session_token" | b"ory_session_token" => Key::SessionToken,
-            b"tokenized" => Key::Tokenized,
-            b"session" => Key::Session,
-            b"identity" => Key::Identity,
-            b"continue_with" => Key::ContinueWith,
-            b"id" => Key::Id,
-            b"authenticated_at" | b"authenticator_assurance_level" | b"authentication_methods" => {
-                Key::SessionOnly
-            }
+        let is = |word: &[u8], key: Key| if name == word { key } else { Key::Other };
+        match name.len() {
+            2 => is(b"id", Key::Id),
+            7 => is(b"session", Key::Session),
+            8 => is(b"identity", Key::Identity),
+            9 => is(b"tokenized", Key::Tokenized),
+            13 if name == b"session_token" => Key::SessionToken,
+            13 => is(b"continue_with", Key::ContinueWith),
+            16 => is(b"authenticated_at", Key::SessionOnly),
+            17 => is(b"ory_session_token", Key::SessionToken),
+            22 => is(b"authentication_methods", Key::SessionOnly),
+            29 => is(b"authenticator_assurance_level", Key::SessionOnly),
             _ => Key::Other,
         }
     }
@@ -185,7 +189,7 @@ pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
         f: Findings::default(),
     };
     p.top_level()?;
-    p.ws();
+    p.skip_ws();
     if p.at != body.len() {
         return Err(Malformed);
     }
@@ -193,70 +197,69 @@ pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
 }
 
 impl Key {
-    /// The key of a member name as it stands in the body (between the quotes).
-    #[inline]
-    fn of_raw(raw: Raw<'_>) -> Key {
-        if !raw.escaped {
-            return Key::of(raw.bytes);
+    /// The key of a member name as it stands in the body (between the quotes); `plain`
+    /// as [`Scanner::string`] says.
+    #[inline(always)]
+    fn of_raw(raw: &[u8], plain: bool) -> Key {
+        if plain {
+            return Key::of(raw);
         }
+        Key::of_escaped(raw)
+    }
+
+    /// The key of a member name with escapes or bytes outside ASCII.
+    #[inline(never)]
+    fn of_escaped(raw: &[u8]) -> Key {
         // The longest name the reader knows; a longer one is `Other` whatever it decodes to.
-        if raw.bytes.len() > 6 * "ory_session_token".len() {
+        if raw.len() > 6 * "ory_session_token".len() {
             return Key::Other;
         }
-        raw.decoded()
-            .map_or(Key::Other, |name| Key::of(name.as_bytes()))
+        value(raw, false).map_or(Key::Other, |name| Key::of(name.as_bytes()))
     }
 }
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
 const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-
-/// High bit set in each byte of `x` below `n` (exact up to the lowest such byte).
-const fn bytes_below(x: u64, n: u8) -> u64 {
-    x.wrapping_sub(ONES * n as u64) & !x & HIGHS
-}
+const QUOTES: u64 = ONES * b'"' as u64;
+const BACKSLASHES: u64 = ONES * b'\\' as u64;
+const SPACES: u64 = ONES * b' ' as u64;
 
 /// High bit set at each `"`, `\` or control character in `x` (exact up to the lowest one).
+/// Below the lowest, every byte is another ASCII character or a byte with its high bit set:
+/// none of the three subtractions borrows from it, and `!x` clears what the high bytes leave.
 const fn specials(x: u64) -> u64 {
-    bytes_below(x ^ (ONES * b'"' as u64), 1)
-        | bytes_below(x ^ (ONES * b'\\' as u64), 1)
-        | bytes_below(x, 0x20)
+    ((x ^ QUOTES).wrapping_sub(ONES)
+        | (x ^ BACKSLASHES).wrapping_sub(ONES)
+        | x.wrapping_sub(SPACES))
+        & !x
+        & HIGHS
 }
 
-/// [`specials`], and bytes outside ASCII.
+/// [`specials`], and bytes outside ASCII (exact up to the lowest one): below it, every byte
+/// is plain ASCII, which no subtraction borrows from. A byte with its high bit set keeps it
+/// after the xor with the quote and with the backslash, and at most one of the two is 0x80
+/// (which the subtraction would clear).
 const fn specials_or_high(x: u64) -> u64 {
-    specials(x) | (x & HIGHS)
+    ((x ^ QUOTES).wrapping_sub(ONES)
+        | (x ^ BACKSLASHES).wrapping_sub(ONES)
+        | x.wrapping_sub(SPACES))
+        & HIGHS
 }
 
 fn hex_digit(b: u8) -> Option<u16> {
     (b as char).to_digit(16).map(|d| d as u16)
 }
 
-/// What the next value is.
-enum Next {
-    Object,
-    Array,
-    String,
-    Scalar,
-}
-
-/// A string as it stands in the body, between its quotes, validated.
-#[derive(Clone, Copy)]
-struct Raw<'a> {
-    bytes: &'a [u8],
-    escaped: bool,
-}
-
-impl<'a> Raw<'a> {
-    /// The string's value (`Err` only if it were not UTF-8, which the scanner checked).
-    fn decoded(self) -> Res<Cow<'a, str>> {
-        let text = std::str::from_utf8(self.bytes).map_err(|_| Malformed)?;
-        Ok(if self.escaped {
-            Cow::Owned(decode(text))
-        } else {
-            Cow::Borrowed(text)
-        })
-    }
+/// The value of a string the scanner has validated, from its bytes between the quotes;
+/// `plain` as [`Scanner::string`] says.
+fn value(raw: &[u8], plain: bool) -> Res<Cow<'_, str>> {
+    // `Err` only if the bytes were not UTF-8, which the scanner checked.
+    let text = std::str::from_utf8(raw).map_err(|_| Malformed)?;
+    Ok(if plain {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(decode(text))
+    })
 }
 
 /// Decodes the escapes of a string the scanner has validated.
@@ -325,67 +328,67 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    #[inline]
-    fn ws(&mut self) {
-        if let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
-            self.at = white_space_end(self.bytes, self.at + 1);
-        }
+    /// The byte at the cursor; 0 at the end (where a NUL byte could stand, it is an error
+    /// too).
+    #[inline(always)]
+    fn peek(&self) -> u8 {
+        self.bytes.get(self.at).copied().unwrap_or(0)
     }
 
-    /// Skips white space and consumes `b`.
-    fn eat(&mut self, b: u8) -> Res<()> {
-        self.ws();
-        if self.bytes.get(self.at) == Some(&b) {
-            self.at += 1;
-            Ok(())
+    /// Skips white space; returns the byte after it (0 at the end). Compact JSON has none:
+    /// a byte above the space is returned at once.
+    #[inline(always)]
+    fn skip_ws(&mut self) -> u8 {
+        let c = self.peek();
+        if c > b' ' {
+            c
         } else {
-            Err(Malformed)
+            self.skip_ws_at(c)
         }
     }
 
-    fn next(&mut self) -> Next {
-        self.ws();
-        match self.bytes.get(self.at) {
-            Some(b'{') => Next::Object,
-            Some(b'[') => Next::Array,
-            Some(b'"') => Next::String,
-            _ => Next::Scalar,
+    fn skip_ws_at(&mut self, c: u8) -> u8 {
+        if let b' ' | b'\n' | b'\t' | b'\r' = c {
+            self.at = white_space_end(self.bytes, self.at + 1);
+            self.peek()
+        } else {
+            c
         }
     }
 
-    /// The string at the cursor (its opening quote), validated and consumed. Plain ASCII
-    /// without escapes is skipped here, eight bytes at a time; anything else is
-    /// [`Scanner::string_rest`]'s.
-    #[inline]
-    fn string(&mut self) -> Res<Raw<'a>> {
+    /// The string at the cursor (its opening quote), validated and consumed; `true` when it
+    /// is plain: ASCII without escapes, its bytes are its value. Plain ASCII is skipped
+    /// here, eight bytes at a time; anything else is [`Scanner::string_rest`]'s.
+    #[inline(always)]
+    fn string(&mut self) -> Res<bool> {
         let b = self.bytes;
-        let start = self.at + 1;
-        let mut i = start;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let found = specials_or_high(u64::from_le_bytes(word));
-            if found != 0 {
-                i += (found.trailing_zeros() / 8) as usize;
-                if let (Some(b'"'), Some(bytes)) = (b.get(i), b.get(start..i)) {
-                    self.at = i + 1;
-                    return Ok(Raw {
-                        bytes,
-                        escaped: false,
-                    });
-                }
+        let mut i = self.at + 1;
+        // The last index a whole word starts at (none when the body is shorter).
+        let last = b.len().wrapping_sub(8);
+        while i <= last && b.len() >= 8 {
+            let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
                 break;
+            };
+            let found = specials_or_high(u64::from_le_bytes(*chunk));
+            if found != 0 {
+                let k = (found.trailing_zeros() / 8) as usize;
+                if chunk.get(k) == Some(&b'"') {
+                    self.at = i + k + 1;
+                    return Ok(true);
+                }
+                return self.string_rest(i + k);
             }
             i += 8;
         }
-        self.string_rest(start, i)
+        self.string_rest(i)
     }
 
-    /// The rest of a string from `i`: escapes, bytes outside ASCII (the string is then
-    /// checked to be UTF-8), control characters, the body's last bytes.
+    /// The rest of the string at the cursor from `i`: escapes, bytes outside ASCII (the
+    /// string is then checked to be UTF-8), control characters, the body's last bytes.
     #[inline(never)]
-    fn string_rest(&mut self, start: usize, mut i: usize) -> Res<Raw<'a>> {
+    fn string_rest(&mut self, mut i: usize) -> Res<bool> {
         let b = self.bytes;
+        let start = self.at + 1;
         let mut escaped = false;
         loop {
             while let Some(chunk) = b.get(i..i + 8) {
@@ -409,11 +412,18 @@ impl<'a> Scanner<'a> {
             }
         }
         let bytes = b.get(start..i).ok_or(Malformed)?;
-        if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+        let ascii = bytes.is_ascii();
+        if !ascii && std::str::from_utf8(bytes).is_err() {
             return Err(Malformed);
         }
         self.at = i + 1;
-        Ok(Raw { bytes, escaped })
+        Ok(ascii && !escaped)
+    }
+
+    /// The bytes between the quotes of the string just consumed, which opened at `start`.
+    #[inline(always)]
+    fn contents(&self, start: usize) -> &'a [u8] {
+        self.bytes.get(start + 1..self.at - 1).unwrap_or_default()
     }
 
     /// Validates the escape whose letter is at `i`; returns the index after it.
@@ -517,6 +527,8 @@ impl<'a> Scanner<'a> {
         Ok(i)
     }
 
+    /// Enters the array or object whose bracket is at the cursor.
+    #[inline(always)]
     fn enter(&mut self) -> Res<()> {
         self.at += 1;
         self.depth += 1;
@@ -526,71 +538,97 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
+    /// After an item or a member: `true` past a comma, `false` past `close` (the container
+    /// is left).
+    #[inline(always)]
+    fn more(&mut self, close: u8) -> Res<bool> {
+        let c = self.skip_ws();
+        self.at += 1;
+        if c == b',' {
+            Ok(true)
+        } else if c == close {
+            self.depth -= 1;
+            Ok(false)
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    /// A member's name and the colon after it.
+    #[inline(always)]
+    fn name(&mut self) -> Res<Key> {
+        if self.skip_ws() != b'"' {
+            return Err(Malformed);
+        }
+        let start = self.at;
+        let plain = self.string()?;
+        let key = Key::of_raw(self.contents(start), plain);
+        if self.skip_ws() != b':' {
+            return Err(Malformed);
+        }
+        self.at += 1;
+        Ok(key)
+    }
+
     /// The members of the object at the cursor: `member` is called with each name's key
     /// and the cursor before its value, which it must consume.
+    #[inline(always)]
     fn object(&mut self, mut member: impl FnMut(&mut Self, Key) -> Res<()>) -> Res<()> {
         self.enter()?;
-        self.ws();
-        if self.bytes.get(self.at) == Some(&b'}') {
+        if self.skip_ws() == b'}' {
             self.at += 1;
             self.depth -= 1;
             return Ok(());
         }
         loop {
-            self.ws();
-            if self.bytes.get(self.at) != Some(&b'"') {
-                return Err(Malformed);
-            }
-            let name = self.string()?;
-            self.eat(b':')?;
-            member(self, Key::of_raw(name))?;
-            self.ws();
-            match self.bytes.get(self.at) {
-                Some(b',') => self.at += 1,
-                Some(b'}') => break,
-                _ => return Err(Malformed),
+            let key = self.name()?;
+            member(self, key)?;
+            if !self.more(b'}')? {
+                return Ok(());
             }
         }
-        self.at += 1;
-        self.depth -= 1;
-        Ok(())
     }
 
     /// The items of the array at the cursor: `item` is called with the cursor before each.
+    #[inline(always)]
     fn array(&mut self, mut item: impl FnMut(&mut Self) -> Res<()>) -> Res<()> {
         self.enter()?;
-        self.ws();
-        if self.bytes.get(self.at) == Some(&b']') {
+        if self.skip_ws() == b']' {
             self.at += 1;
             self.depth -= 1;
             return Ok(());
         }
         loop {
             item(self)?;
-            self.ws();
-            match self.bytes.get(self.at) {
-                Some(b',') => self.at += 1,
-                Some(b']') => break,
-                _ => return Err(Malformed),
+            if !self.more(b']')? {
+                return Ok(());
             }
         }
-        self.at += 1;
-        self.depth -= 1;
-        Ok(())
     }
 
     /// Any value below a non-authored position: finds tokens and `tokenized`, reads no
-    /// evidence.
+    /// evidence. A string is skipped here; arrays and objects are [`Scanner::scan_nested`]'s.
+    #[inline(always)]
     fn scan(&mut self) -> Res<()> {
-        match self.next() {
-            Next::Object => self.object(Self::scan_member),
-            Next::Array => self.array(Self::scan),
-            Next::String => self.string().map(drop),
-            Next::Scalar => self.scalar(),
+        match self.skip_ws() {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' => self.scan_nested(),
+            _ => self.scalar(),
+        }
+    }
+
+    /// The array or object at the cursor, below a non-authored position.
+    #[inline(never)]
+    fn scan_nested(&mut self) -> Res<()> {
+        if self.peek() == b'{' {
+            self.object(Self::scan_member)
+        } else {
+            self.array(Self::scan)
         }
     }
 
     /// A member at a position that is not evidence: its tokens still count.
+    #[inline(always)]
     fn scan_member(&mut self, key: Key) -> Res<()> {
         match key {
             Key::SessionToken => self.text(|f, v| f.add_token(v, false)),
@@ -601,29 +639,37 @@ impl<'a> Scanner<'a> {
 
     /// Calls `on_text` with a string value, or scans any other value.
     fn text(&mut self, on_text: impl FnOnce(&mut Findings, &str)) -> Res<()> {
-        match self.next() {
-            Next::String => {
-                let v = self.string()?.decoded()?;
-                on_text(&mut self.f, &v);
-                Ok(())
-            }
-            _ => self.scan(),
+        if self.skip_ws() == b'"' {
+            let start = self.at;
+            let plain = self.string()?;
+            let v = value(self.contents(start), plain)?;
+            on_text(&mut self.f, &v);
+            Ok(())
+        } else {
+            self.scan()
         }
     }
 
     /// The value of an `id` member as a UUID (tokens in a non-string value still count).
     fn id(&mut self) -> Res<Option<Uuid>> {
-        let mut id = None;
-        self.text(|_, v| id = parse_uuid(v))?;
-        Ok(id)
+        if self.skip_ws() != b'"' {
+            return self.scan().map(|()| None);
+        }
+        let start = self.at;
+        if self.string()? {
+            return Ok(uuid_of_ascii(self.contents(start)));
+        }
+        Ok(parse_uuid(&value(self.contents(start), false)?))
     }
 
     /// A value read by `read` when it is an object; any other value yields the default,
     /// after its tokens were found.
+    #[inline(always)]
     fn object_of<T: Default>(&mut self, read: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
-        match self.next() {
-            Next::Object => read(self),
-            _ => self.scan().map(|()| T::default()),
+        if self.skip_ws() == b'{' {
+            read(self)
+        } else {
+            self.scan().map(|()| T::default())
         }
     }
 
@@ -659,17 +705,17 @@ impl<'a> Scanner<'a> {
 
     /// A top-level `continue_with`: its items' `ory_session_token` are Kratos's.
     fn continue_with(&mut self) -> Res<()> {
-        match self.next() {
-            Next::Array => self.array(|p| {
-                p.object_of(|p| {
-                    p.object(|p, key| match key {
-                        Key::SessionToken => p.text(|f, v| f.add_token(v, true)),
-                        other => p.scan_member(other),
-                    })
-                })
-            }),
-            _ => self.scan(),
+        if self.skip_ws() != b'[' {
+            return self.scan();
         }
+        self.array(|p| {
+            p.object_of(|p| {
+                p.object(|p, key| match key {
+                    Key::SessionToken => p.text(|f, v| f.add_token(v, true)),
+                    other => p.scan_member(other),
+                })
+            })
+        })
     }
 
     /// An item of a top-level array: a session (its `id`, `identity.id` and a session-only
@@ -725,8 +771,8 @@ impl<'a> Scanner<'a> {
 
     /// The top-level value: an object of a known response kind, or a list of sessions.
     fn top_level(&mut self) -> Res<()> {
-        match self.next() {
-            Next::Object => {
+        match self.skip_ws() {
+            b'{' => {
                 let top = self.authored_object()?;
                 if top.is_session() {
                     self.f.shape = Shape::Session;
@@ -740,7 +786,7 @@ impl<'a> Scanner<'a> {
                 }
                 Ok(())
             }
-            Next::Array => {
+            b'[' => {
                 let mut items = 0usize;
                 let mut all_sessions = true;
                 self.array(|p| {
@@ -758,10 +804,20 @@ impl<'a> Scanner<'a> {
                 }
                 Ok(())
             }
-            Next::String => self.string().map(drop),
-            Next::Scalar => self.scalar(),
+            b'"' => self.string().map(drop),
+            _ => self.scalar(),
         }
     }
+}
+
+/// `parse_uuid` of ASCII text without escapes or control characters, whose only white
+/// space can be spaces: read from the bytes, with no UTF-8 check.
+fn uuid_of_ascii(bytes: &[u8]) -> Option<Uuid> {
+    let t = bytes.trim_ascii();
+    if t.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse_ascii(t).ok()
 }
 
 /// What the members of a top-level object (or list item) said.
@@ -884,6 +940,11 @@ mod tests {
         "x",
         "",
         "session_token\\u0000",
+        "ib",
+        "sessiom",
+        "continue_wiht",
+        "ory_session_tokem",
+        "authenticated_on",
         "\\ud83d\\ude00",
         "\\\"id",
         "sessión",
@@ -897,6 +958,11 @@ mod tests {
         "{5ff66179-c240-4703-b0d8-494592cefff5}",
         "urn:uuid:7efedf89-4dda-4636-8320-7506e58db1a3",
         "5ff66179c2404703b0d8494592cefff5",
+        " 5ff66179-c240-4703-b0d8-494592cefff5  ",
+        "\\t5ff66179-c240-4703-b0d8-494592cefff5\\u000b",
+        "\\u00a05ff66179-c240-4703-b0d8-494592cefff5",
+        "\u{3000}5ff66179-c240-4703-b0d8-494592cefff5",
+        "5ff66179-c240-4703-b0d8-494592cefff5 x",
         "5ff66179-c240-4703-b0d8-494592cefff\\u0035",
         "ory_st_a",
         "ory_st_b",
@@ -1240,6 +1306,96 @@ mod tests {
             assert!(!same(bytes));
         }
         assert!(accepted > 20, "{accepted} of {} accepted", bodies.len());
+    }
+
+    /// The index of the lowest byte of `x` that `flagged` says is one, byte by byte.
+    fn lowest(x: u64, flagged: impl Fn(u8) -> bool) -> Option<usize> {
+        x.to_le_bytes().iter().position(|&b| flagged(b))
+    }
+
+    fn special(b: u8) -> bool {
+        b == b'"' || b == b'\\' || b < 0x20
+    }
+
+    /// The lowest flagged byte of a word-at-a-time formula, as the scanner reads it.
+    fn lowest_flag(found: u64) -> Option<usize> {
+        (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
+    }
+
+    fn check_word(x: u64) {
+        assert_eq!(
+            lowest_flag(specials(x)),
+            lowest(x, special),
+            "specials({x:#018x})"
+        );
+        assert_eq!(
+            lowest_flag(specials_or_high(x)),
+            lowest(x, |b| special(b) || b >= 0x80),
+            "specials_or_high({x:#018x})"
+        );
+    }
+
+    #[test]
+    fn ids_are_read_from_plain_bytes_as_parse_uuid_reads_them() {
+        for text in [
+            ID,
+            SID,
+            " 5ff66179-c240-4703-b0d8-494592cefff5",
+            "5ff66179-c240-4703-b0d8-494592cefff5   ",
+            "5FF66179-C240-4703-B0D8-494592CEFFF5",
+            "5ff66179c2404703b0d8494592cefff5",
+            "{5ff66179-c240-4703-b0d8-494592cefff5}",
+            "5ff66179-c240-4703-b0d8-494592cefffg",
+            "5ff66179-c240-4703-b0d8_494592cefff5",
+            "5ff66179-c240-4703-b0d8-494592cefff",
+            "",
+            " ",
+        ] {
+            assert_eq!(uuid_of_ascii(text.as_bytes()), parse_uuid(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn word_at_a_time_flags_find_the_lowest_special_byte() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        // Every byte value at every position, below it bytes that are not flagged (plain
+        // ASCII, and for `specials` bytes outside ASCII too), above it anything.
+        for at in 0..8 {
+            for v in 0..=255u8 {
+                for _ in 0..64 {
+                    let mut bytes = rng.next().to_le_bytes();
+                    for b in &mut bytes[..at] {
+                        *b = match rng.below(3) {
+                            0 => 0x20 + (rng.next() % 0x60) as u8,
+                            1 => 0x80 | rng.next() as u8,
+                            _ => rng.pick(b" #[]{}~\x7f!"),
+                        };
+                        if special(*b) {
+                            *b = b'a';
+                        }
+                    }
+                    bytes[at] = v;
+                    check_word(u64::from_le_bytes(bytes));
+                }
+            }
+        }
+        // Every pair of bytes in the two lowest positions.
+        for pair in 0..=u16::MAX {
+            let high = rng.next() & !0xFFFF;
+            check_word(high | u64::from(pair));
+        }
+        // Words of bytes near the edges: the quote, the backslash, 0x20, 0x7f, 0x80.
+        let edges: Vec<u8> = (0..=255u8)
+            .filter(|b| matches!(b, 0x00..=0x02 | 0x1e..=0x24 | 0x5a..=0x5e | 0x7e..=0x82 | 0xdd | 0xfe | 0xff))
+            .collect();
+        for _ in 0..200_000 {
+            let mut bytes = [0u8; 8];
+            for b in &mut bytes {
+                *b = rng.pick(&edges);
+            }
+            check_word(u64::from_le_bytes(bytes));
+            check_word(rng.next());
+        }
     }
 
     #[test]
