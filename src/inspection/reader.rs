@@ -197,14 +197,17 @@ pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
 }
 
 impl Key {
-    /// The key of a member name as it stands in the body (between the quotes); `plain`
-    /// as [`Scanner::string`] says.
+    /// The key of the plain member name at `start..end` of `body`: a name of a length no
+    /// known name has is `Other` before its bytes are looked at.
     #[inline(always)]
-    fn of_raw(raw: &[u8], plain: bool) -> Key {
-        if plain {
-            return Key::of(raw);
+    fn of_plain(body: &[u8], start: usize, end: usize) -> Key {
+        const LENGTHS: u32 =
+            1 << 2 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 13 | 1 << 16 | 1 << 17 | 1 << 22 | 1 << 29;
+        let len = end.wrapping_sub(start);
+        if len >= 32 || LENGTHS >> len & 1 == 0 {
+            return Key::Other;
         }
-        Key::of_escaped(raw)
+        body.get(start..end).map_or(Key::Other, Key::of)
     }
 
     /// The key of a member name with escapes or bytes outside ASCII.
@@ -561,8 +564,11 @@ impl<'a> Scanner<'a> {
             return Err(Malformed);
         }
         let start = self.at;
-        let plain = self.string()?;
-        let key = Key::of_raw(self.contents(start), plain);
+        let key = if self.string()? {
+            Key::of_plain(self.bytes, start + 1, self.at - 1)
+        } else {
+            Key::of_escaped(self.contents(start))
+        };
         if self.skip_ws() != b':' {
             return Err(Malformed);
         }
