@@ -197,14 +197,24 @@ pub fn read(body: &[u8]) -> Result<Findings, Malformed> {
 }
 
 impl Key {
-    /// The key of the plain member name at `start..end` of `body`: a name of a length no
-    /// known name has is `Other` before its bytes are looked at.
+    /// The lengths of all known names, one bit each.
+    const ALL: u32 =
+        1 << 2 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 13 | 1 << 16 | 1 << 17 | 1 << 22 | 1 << 29;
+    /// The lengths of the names that count below a non-authored position: `tokenized`,
+    /// `session_token`, `ory_session_token` (and `continue_with`, which is `session_token`'s
+    /// length and counts nothing there).
+    const TOKENS: u32 = 1 << 9 | 1 << 13 | 1 << 17;
+    /// The length of `id`.
+    const ID: u32 = 1 << 2;
+    /// The length of `identity`.
+    const IDENTITY: u32 = 1 << 8;
+
+    /// The key of the plain member name at `start..end` of `body`: a name of a length
+    /// outside `lengths` is `Other` before its bytes are looked at.
     #[inline(always)]
-    fn of_plain(body: &[u8], start: usize, end: usize) -> Key {
-        const LENGTHS: u32 =
-            1 << 2 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 13 | 1 << 16 | 1 << 17 | 1 << 22 | 1 << 29;
+    fn of_plain(body: &[u8], start: usize, end: usize, lengths: u32) -> Key {
         let len = end.wrapping_sub(start);
-        if len >= 32 || LENGTHS >> len & 1 == 0 {
+        if len >= 32 || lengths >> len & 1 == 0 {
             return Key::Other;
         }
         body.get(start..end).map_or(Key::Other, Key::of)
@@ -483,6 +493,7 @@ impl<'a> Scanner<'a> {
     /// Validates the number at the cursor; returns the index after it. A number that may
     /// be out of `f64`'s range (an exponent, or over 300 integer digits) is given to
     /// serde_json, whose range check is the one that counts.
+    #[inline(never)]
     fn number(&self) -> Res<usize> {
         let b = self.bytes;
         let digits = |mut i: usize| {
@@ -559,13 +570,13 @@ impl<'a> Scanner<'a> {
 
     /// A member's name and the colon after it.
     #[inline(always)]
-    fn name(&mut self) -> Res<Key> {
+    fn name(&mut self, lengths: u32) -> Res<Key> {
         if self.skip_ws() != b'"' {
             return Err(Malformed);
         }
         let start = self.at;
         let key = if self.string()? {
-            Key::of_plain(self.bytes, start + 1, self.at - 1)
+            Key::of_plain(self.bytes, start + 1, self.at - 1, lengths)
         } else {
             Key::of_escaped(self.contents(start))
         };
@@ -579,7 +590,17 @@ impl<'a> Scanner<'a> {
     /// The members of the object at the cursor: `member` is called with each name's key
     /// and the cursor before its value, which it must consume.
     #[inline(always)]
-    fn object(&mut self, mut member: impl FnMut(&mut Self, Key) -> Res<()>) -> Res<()> {
+    fn object(&mut self, member: impl FnMut(&mut Self, Key) -> Res<()>) -> Res<()> {
+        self.object_of_keys(Key::ALL, member)
+    }
+
+    /// [`Scanner::object`], where only names of the `lengths` matter: the others are `Other`.
+    #[inline(always)]
+    fn object_of_keys(
+        &mut self,
+        lengths: u32,
+        mut member: impl FnMut(&mut Self, Key) -> Res<()>,
+    ) -> Res<()> {
         self.enter()?;
         if self.skip_ws() == b'}' {
             self.at += 1;
@@ -587,7 +608,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            let key = self.name()?;
+            let key = self.name(lengths)?;
             member(self, key)?;
             if !self.more(b'}')? {
                 return Ok(());
@@ -627,7 +648,7 @@ impl<'a> Scanner<'a> {
     #[inline(never)]
     fn scan_nested(&mut self) -> Res<()> {
         if self.peek() == b'{' {
-            self.object(Self::scan_member)
+            self.object_of_keys(Key::TOKENS, Self::scan_member)
         } else {
             self.array(Self::scan)
         }
@@ -685,7 +706,7 @@ impl<'a> Scanner<'a> {
     fn identity_id(&mut self) -> Res<Option<Uuid>> {
         self.object_of(|p| {
             let mut id = None;
-            p.object(|p, key| match key {
+            p.object_of_keys(Key::TOKENS | Key::ID, |p, key| match key {
                 Key::Id => p.id().map(|v| id = v),
                 other => p.scan_member(other),
             })?;
@@ -700,7 +721,7 @@ impl<'a> Scanner<'a> {
                 id: None,
                 identity_id: None,
             };
-            p.object(|p, key| match key {
+            p.object_of_keys(Key::TOKENS | Key::ID | Key::IDENTITY, |p, key| match key {
                 Key::Id => p.id().map(|v| s.id = v),
                 Key::Identity => p.identity_id().map(|v| s.identity_id = v),
                 other => p.scan_member(other),
@@ -716,7 +737,7 @@ impl<'a> Scanner<'a> {
         }
         self.array(|p| {
             p.object_of(|p| {
-                p.object(|p, key| match key {
+                p.object_of_keys(Key::TOKENS, |p, key| match key {
                     Key::SessionToken => p.text(|f, v| f.add_token(v, true)),
                     other => p.scan_member(other),
                 })
