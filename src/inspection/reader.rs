@@ -233,30 +233,27 @@ impl Key {
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
 const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-const QUOTES: u64 = ONES * b'"' as u64;
 const BACKSLASHES: u64 = ONES * b'\\' as u64;
-const SPACES: u64 = ONES * b' ' as u64;
+
+/// `x ^ 0x02` in each byte takes the quote to 0x20 and the control characters onto
+/// 0x00..=0x1f, and no other byte below 0x21: one subtraction of 0x21 flags all of them.
+const fn quotes_or_controls(x: u64) -> u64 {
+    (x ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21)
+}
 
 /// High bit set at each `"`, `\` or control character in `x` (exact up to the lowest one).
 /// Below the lowest, every byte is another ASCII character or a byte with its high bit set:
-/// none of the three subtractions borrows from it, and `!x` clears what the high bytes leave.
+/// neither subtraction borrows from it, and `!x` clears what the high bytes leave.
 const fn specials(x: u64) -> u64 {
-    ((x ^ QUOTES).wrapping_sub(ONES)
-        | (x ^ BACKSLASHES).wrapping_sub(ONES)
-        | x.wrapping_sub(SPACES))
-        & !x
-        & HIGHS
+    (quotes_or_controls(x) | (x ^ BACKSLASHES).wrapping_sub(ONES)) & !x & HIGHS
 }
 
 /// [`specials`], and bytes outside ASCII (exact up to the lowest one): below it, every byte
-/// is plain ASCII, which no subtraction borrows from. A byte with its high bit set keeps it
-/// after the xor with the quote and with the backslash, and at most one of the two is 0x80
-/// (which the subtraction would clear).
+/// is plain ASCII, which neither subtraction borrows from. A byte with its high bit set
+/// keeps it after the xor with the backslash, and the subtraction clears it only from 0xdc,
+/// whose `x ^ 0x02 - 0x21` (0xbd) has it.
 const fn specials_or_high(x: u64) -> u64 {
-    ((x ^ QUOTES).wrapping_sub(ONES)
-        | (x ^ BACKSLASHES).wrapping_sub(ONES)
-        | x.wrapping_sub(SPACES))
-        & HIGHS
+    (quotes_or_controls(x) | (x ^ BACKSLASHES).wrapping_sub(ONES)) & HIGHS
 }
 
 fn hex_digit(b: u8) -> Option<u16> {
