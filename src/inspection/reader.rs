@@ -565,12 +565,9 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A member's name and the colon after it.
+    /// A member's name (its opening quote at the cursor) and the colon after it.
     #[inline(always)]
     fn name(&mut self, lengths: u32) -> Res<Key> {
-        if self.skip_ws() != b'"' {
-            return Err(Malformed);
-        }
         let start = self.at;
         let key = if self.string()? {
             Key::of_plain(self.bytes, start + 1, self.at - 1, lengths)
@@ -599,17 +596,22 @@ impl<'a> Scanner<'a> {
         mut member: impl FnMut(&mut Self, Key) -> Res<()>,
     ) -> Res<()> {
         self.enter()?;
-        if self.skip_ws() == b'}' {
+        let mut c = self.skip_ws();
+        if c == b'}' {
             self.at += 1;
             self.depth -= 1;
             return Ok(());
         }
         loop {
+            if c != b'"' {
+                return Err(Malformed);
+            }
             let key = self.name(lengths)?;
             member(self, key)?;
             if !self.more(b'}')? {
                 return Ok(());
             }
+            c = self.skip_ws();
         }
     }
 
