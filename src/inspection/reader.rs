@@ -373,22 +373,23 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Res<bool> {
         let b = self.bytes;
         let mut i = self.at + 1;
-        // The last index a whole word starts at (none when the body is shorter).
-        let last = b.len().wrapping_sub(8);
-        while i <= last && b.len() >= 8 {
-            let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
-                break;
-            };
-            let found = specials_or_high(u64::from_le_bytes(*chunk));
-            if found != 0 {
-                let k = (found.trailing_zeros() / 8) as usize;
-                if chunk.get(k) == Some(&b'"') {
-                    self.at = i + k + 1;
-                    return Ok(true);
+        if let Some(last) = b.len().checked_sub(8) {
+            // `last` is the last index a whole word starts at.
+            while i <= last {
+                let Some(chunk) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
+                    break;
+                };
+                let found = specials_or_high(u64::from_le_bytes(*chunk));
+                if found != 0 {
+                    let k = (found.trailing_zeros() / 8) as usize;
+                    if chunk.get(k) == Some(&b'"') {
+                        self.at = i + k + 1;
+                        return Ok(true);
+                    }
+                    return self.string_rest(i + k);
                 }
-                return self.string_rest(i + k);
+                i += 8;
             }
-            i += 8;
         }
         self.string_rest(i)
     }
