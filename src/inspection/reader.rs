@@ -840,7 +840,13 @@ impl<'a> Scanner<'a> {
 /// `parse_uuid` of ASCII text without escapes or control characters, whose only white
 /// space can be spaces: read from the bytes, with no UTF-8 check.
 fn uuid_of_ascii(bytes: &[u8]) -> Option<Uuid> {
-    let t = bytes.trim_ascii();
+    // At 36 bytes already, white space at either end would leave fewer after the trim, and
+    // is not a hex digit or a hyphen: no id either way.
+    let t = if bytes.len() == 36 {
+        bytes
+    } else {
+        bytes.trim_ascii()
+    };
     if t.len() != 36 {
         return None;
     }
@@ -1375,6 +1381,8 @@ mod tests {
             "5ff66179-c240-4703-b0d8-494592cefffg",
             "5ff66179-c240-4703-b0d8_494592cefff5",
             "5ff66179-c240-4703-b0d8-494592cefff",
+            " 5ff66179-c240-4703-b0d8-494592cefff",
+            "5ff66179-c240-4703-b0d8-494592cefff ",
             "",
             " ",
         ] {
