@@ -217,7 +217,10 @@ impl Key {
         if len >= 32 || lengths >> len & 1 == 0 {
             return Key::Other;
         }
-        body.get(start..end).map_or(Key::Other, Key::of)
+        match body.get(start..end) {
+            Some(name) => Key::of(name),
+            None => Key::Other,
+        }
     }
 
     /// The key of a member name with escapes or bytes outside ASCII.
