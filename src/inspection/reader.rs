@@ -110,15 +110,18 @@ impl Findings {
             self.too_many_tokens = true;
             return;
         }
-        self.tokens.push(Token {
-            value: value.to_owned(),
-            authored,
-        });
+        push(
+            &mut self.tokens,
+            Token {
+                value: value.to_owned(),
+                authored,
+            },
+        );
     }
 
     fn add_identity(&mut self, id: Uuid) {
         if !self.identities.contains(&id) {
-            self.identities.push(id);
+            push(&mut self.identities, id);
         }
     }
 
@@ -127,9 +130,19 @@ impl Findings {
             self.add_identity(id);
         }
         if !self.sessions.contains(&s) {
-            self.sessions.push(s);
+            push(&mut self.sessions, s);
         }
     }
+}
+
+/// Pushes `item`. The first push allocates room for four, as `Vec`'s growth from empty
+/// would for these types, but without going through its growth path (a body has one or
+/// two of each).
+fn push<T>(items: &mut Vec<T>, item: T) {
+    if items.capacity() == 0 {
+        *items = Vec::with_capacity(4);
+    }
+    items.push(item);
 }
 
 /// Member names the reader reacts to; everything else is `Other`.
@@ -1369,6 +1382,26 @@ mod tests {
             lowest(x, |b| special(b) || b >= 0x80),
             "specials_or_high({x:#018x})"
         );
+    }
+
+    #[test]
+    fn the_first_push_makes_the_room_vecs_growth_would() {
+        fn check<T: Clone>(item: T) {
+            let mut grown = Vec::new();
+            grown.push(item.clone());
+            let mut ours = Vec::new();
+            push(&mut ours, item);
+            assert_eq!(ours.capacity(), grown.capacity());
+        }
+        check(Token {
+            value: "ory_st_a".into(),
+            authored: true,
+        });
+        check(Uuid::nil());
+        check(SessionRef {
+            id: None,
+            identity_id: None,
+        });
     }
 
     #[test]
