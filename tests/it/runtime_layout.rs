@@ -10,7 +10,7 @@ use std::time::Duration;
 use kratos_gate::config::RuntimeLayout;
 use support::client;
 use support::fake_kratos::{FakeKratos, Reply};
-use support::gateway::{blocklist_of, start_gateway_with};
+use support::gateway::{blocklist_of, start_gateway_with, TestGateway};
 use support::metrics::metric;
 use support::raw;
 
@@ -25,18 +25,23 @@ fn worker_threads() -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn per_core_workers_share_the_port_answer_every_connection_and_stop_on_shutdown() {
-    let fake = FakeKratos::start().await;
-    fake.on_public("ANY", "/layout", Reply::text(200, "ok"));
-    fake.on_admin("ANY", "/admin/layout", Reply::text(200, "admin ok"));
-    let gw = start_gateway_with(
+/// A gateway in the per-core layout in front of `fake`.
+async fn start_per_core(fake: &FakeKratos) -> TestGateway {
+    start_gateway_with(
         &fake.public_url(),
         &fake.admin_url(),
         &blocklist_of(&[LISTED]),
         |c| c.server.runtime = RuntimeLayout::PerCore,
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn per_core_workers_share_the_port_answer_every_connection_and_stop_on_shutdown() {
+    let fake = FakeKratos::start().await;
+    fake.on_public("ANY", "/layout", Reply::text(200, "ok"));
+    fake.on_admin("ANY", "/admin/layout", Reply::text(200, "admin ok"));
+    let gw = start_per_core(&fake).await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(worker_threads() >= cores, "{} workers", worker_threads());
 
@@ -126,13 +131,7 @@ async fn a_second_per_core_gateway_on_a_port_in_use_is_refused() {
 async fn per_core_workers_get_an_even_share_of_long_lived_connections() {
     let fake = FakeKratos::start().await;
     fake.on_public("ANY", "/layout", Reply::text(200, "ok"));
-    let gw = start_gateway_with(
-        &fake.public_url(),
-        &fake.admin_url(),
-        &blocklist_of(&[LISTED]),
-        |c| c.server.runtime = RuntimeLayout::PerCore,
-    )
-    .await;
+    let gw = start_per_core(&fake).await;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let open = |metrics: &str| -> Vec<f64> {
         (0..workers)
