@@ -41,7 +41,7 @@ impl Drop for Open {
 }
 
 /// A connection accepted by one worker for another.
-pub struct Handed {
+struct Handed {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     open: Open,
